@@ -1,0 +1,117 @@
+"""``trmbounds eval``: every bound, and their minimum, from divergence statistics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ..errors import TrmboundsError
+from ..stats import Stats, evaluate, load_per_position, load_stats
+from . import app
+from ._common import (
+    ADV_RANGE_OPT,
+    CONSTANTS_OPT,
+    JSON_OPT,
+    KL_MAX_OPT,
+    KL_SEQ_OPT,
+    REWARD_RANGE_OPT,
+    T_OPT,
+    TV_MAX_OPT,
+    TV_SEQ_OPT,
+    Constants,
+    console,
+    print_json,
+)
+
+EPILOG = """
+Examples:
+
+  trmbounds eval --T 8192 --kl-max 0.01
+
+  trmbounds eval --T 4096 --kl-max 1e-4 --tv-max 5e-3 --kl-seq 0.01 --tv-seq 0.05
+
+  trmbounds eval --T 4096 --kl-max 1e-4 --per-position dbar.npy --constants sharp
+
+  trmbounds eval --stats measured.json --json
+"""
+
+
+def build_stats(
+    stats_file: Path | None,
+    T: int | None,
+    kl_max: float | None,
+    tv_max: float | None,
+    kl_seq: float | None,
+    tv_seq: float | None,
+    per_position: Path | None,
+    adv_range: float | None,
+    reward_range: tuple[float, float] | None,
+) -> Stats:
+    """Merge a statistics file with command-line values (the command line wins)."""
+    if adv_range is not None and reward_range is not None:
+        raise TrmboundsError("give --adv-range or --reward-range, not both")
+    overrides: dict = {
+        k: v
+        for k, v in dict(T=T, kl_max=kl_max, tv_max=tv_max, kl_seq=kl_seq, tv_seq=tv_seq).items()
+        if v is not None
+    }
+    if per_position is not None:
+        overrides["per_position"] = load_per_position(per_position)
+    if adv_range is not None:
+        overrides["adv_range"] = adv_range
+        overrides["reward_range"] = None
+    if reward_range is not None:
+        overrides["reward_range"] = reward_range
+    if stats_file is not None:
+        base = load_stats(stats_file)
+        return base.replace(**overrides) if overrides else base
+    if T is None:
+        raise TrmboundsError("missing --T (the response length), or give --stats FILE")
+    if kl_max is None and tv_max is None:
+        raise TrmboundsError("give --kl-max or --tv-max (or --stats FILE): every bound needs one")
+    return Stats(**overrides)
+
+
+@app.command("eval", epilog=EPILOG)
+def eval_cmd(
+    T: T_OPT = None,
+    kl_max: KL_MAX_OPT = None,
+    tv_max: TV_MAX_OPT = None,
+    kl_seq: KL_SEQ_OPT = None,
+    tv_seq: TV_SEQ_OPT = None,
+    per_position: Annotated[
+        Path | None,
+        typer.Option(
+            "--per-position",
+            help="File (.npy, .csv, .json) with D̄_t, t = 1..T, for the Adaptive bounds.",
+            show_default=False,
+        ),
+    ] = None,
+    stats: Annotated[
+        Path | None,
+        typer.Option(
+            "--stats",
+            help="Statistics JSON file (schema in docs/stats-file.md); flags override its values.",
+            show_default=False,
+        ),
+    ] = None,
+    adv_range: ADV_RANGE_OPT = None,
+    reward_range: REWARD_RANGE_OPT = None,
+    constants: CONSTANTS_OPT = Constants.paper,
+    json: JSON_OPT = False,
+) -> None:
+    """Evaluate every TRM error bound, and the unified minimum B*, from divergence statistics.
+
+    Missing statistics are filled only with conservative upper bounds, and the output
+    says which. Values are in reward units (multiplied by the advantage range).
+    """
+    s = build_stats(stats, T, kl_max, tv_max, kl_seq, tv_seq, per_position, adv_range, reward_range)
+    result = evaluate(s, constants=constants.value)
+    if json:
+        print_json(result.to_dict())
+        return
+    from ._render import render_result
+
+    render_result(result, console())

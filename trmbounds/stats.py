@@ -1,0 +1,654 @@
+r"""Divergence statistics, their validation, and the evaluation of every bound.
+
+:class:`Stats` holds what is known about the divergence between the rollout policy
+and the trained policy; :func:`evaluate` fills what is missing with the conservative
+relations of the paper (recording each one) and evaluates every bound of
+:mod:`trmbounds.bounds`.
+
+The statistics file (``trmbounds eval --stats FILE``, written by ``trmbounds
+measure``) is a JSON object with the keys of :meth:`Stats.to_dict`; see
+``docs/stats-file.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import bounds as B
+from .errors import InputFileError, StatsError
+
+__all__ = [
+    "Stats",
+    "Result",
+    "evaluate",
+    "load_stats",
+    "load_per_position",
+    "STATUSES",
+    "BOUND_NAMES",
+    "UNIFIED_MEMBERS",
+]
+
+#: What a statistic's value rests on (SPEC §5). ``assumed``: supplied by the user as
+#: a hypothesis (e.g. a TRM threshold); ``certified``: proven for all reachable
+#: contexts; ``empirical``: a maximum over measured contexts (a lower estimate of the
+#: true maximum); ``estimate``: a Monte Carlo estimate; ``proxy``: a sample-based
+#: detector (k1/k2/k3); ``lower_bound``: a certified lower bound.
+STATUSES = ("assumed", "certified", "empirical", "estimate", "proxy", "lower_bound")
+
+#: Every bound :func:`evaluate` reports, in display order.
+BOUND_NAMES = (
+    "classical_tv",
+    "classical_kl",
+    "linear",
+    "pm_kl",
+    "pm_tv",
+    "mix_kl",
+    "mix_tv",
+    "coupling",
+    "adaptive_kl",
+    "adaptive_tv",
+    "adaptive",
+    "unified",
+)
+
+#: The bounds whose minimum is the unified bound.
+UNIFIED_MEMBERS = ("pm_kl", "pm_tv", "mix_kl", "mix_tv", "coupling", "adaptive")
+
+_DIVERGENCES = ("kl_max", "tv_max", "kl_seq", "tv_seq")
+_KEYS = (
+    "T",
+    *_DIVERGENCES,
+    "per_position",
+    "adv_range",
+    "reward_range",
+    "missing_mass",
+    "status",
+    "meta",
+)
+_TOL = 1e-9  # relative slack for rounding when checking relations between statistics
+
+
+def _num(name: str, value: Any) -> float:
+    if isinstance(value, bool):
+        raise StatsError(f"{name} must be a number, got {value!r}")
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        raise StatsError(f"{name} must be a number, got {value!r}") from None
+    if math.isnan(x) or math.isinf(x):
+        raise StatsError(f"{name} must be finite, got {x}")
+    if x < 0:
+        raise StatsError(f"{name} must be non-negative, got {x:g}")
+    return x
+
+
+def _exceeds(x: float, limit: float) -> bool:
+    return x > limit * (1 + _TOL) + 1e-300
+
+
+@dataclass(frozen=True)
+class Stats:
+    r"""Divergence statistics of one rollout/training policy pair (SPEC §2).
+
+    Parameters
+    ----------
+    T : int
+        Response length (the maximum, for a batch of responses).
+    kl_max : float, optional
+        :math:`\delta = \max_{t,c} KL(\pi_{roll}(\cdot|c) \| \pi_\theta(\cdot|c))`.
+    tv_max : float, optional
+        :math:`\varepsilon = \max_{t,c} TV(c)`.
+    kl_seq : float, optional
+        :math:`D_{KL}^{seq}`, the KL between the whole-response distributions.
+    tv_seq : float, optional
+        :math:`D_{TV}^{seq}`, the TV between the whole-response distributions.
+    per_position : array_like of length T, optional
+        :math:`\bar D_t = E_{c_t \sim d_t^{roll}}[TV(c_t)]`, :math:`t = 1..T`.
+    adv_range : float, default 1
+        :math:`a = r_{max} - r_{min}`; every bound is multiplied by it.
+    reward_range : (float, float), optional
+        ``(lo, hi)``; sets ``adv_range = hi - lo``.
+    missing_mass : float, optional
+        :math:`m`, the expected mass :math:`\pi_\theta` puts outside the support of
+        :math:`\pi_{roll}`, summed over positions (SPEC §5.3). ``None`` assumes full
+        support; a positive value adds :math:`a\,m` to the PDI-family bounds and
+        drops the Adaptive bounds, which need full support.
+    status : mapping, optional
+        What each statistic rests on, one of :data:`STATUSES`; defaults to
+        ``"assumed"`` for every statistic given.
+    meta : mapping, optional
+        Free-form provenance (e.g. what ``trmbounds measure`` measured); kept, not used.
+
+    Raises
+    ------
+    StatsError
+        With a message naming the problem, for a statistic that is invalid or
+        contradicts another (e.g. :math:`\varepsilon > \sqrt{\delta/2}`, which
+        Pinsker's inequality forbids).
+
+    Examples
+    --------
+    >>> Stats(T=4096, kl_max=1e-4, tv_max=5e-3).tv_max
+    0.005
+    >>> Stats(T=4096, kl_max=1e-4, tv_max=0.01)
+    Traceback (most recent call last):
+    ...
+    trmbounds.errors.StatsError: tv_max = 0.01 exceeds sqrt(kl_max/2) = 0.00707107: contradicts Pinsker's inequality TV <= sqrt(KL/2)
+    """
+
+    T: int
+    kl_max: float | None = None
+    tv_max: float | None = None
+    kl_seq: float | None = None
+    tv_seq: float | None = None
+    per_position: np.ndarray | None = field(default=None, repr=False)
+    adv_range: float = 1.0
+    reward_range: tuple[float, float] | None = None
+    missing_mass: float | None = None
+    status: Mapping[str, str] = field(default_factory=dict)
+    meta: Mapping[str, Any] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        T = self.T
+        if isinstance(T, bool) or not isinstance(T, (int, np.integer, float)):
+            raise StatsError(f"T must be a positive integer, got {T!r}")
+        if isinstance(T, float) and not T.is_integer():
+            raise StatsError(f"T must be a positive integer, got {T!r}")
+        if not T >= 1:
+            raise StatsError(f"T must be a positive integer, got {T!r}")
+        set_(self, "T", int(T))
+        for name in _DIVERGENCES:
+            v = getattr(self, name)
+            if v is not None:
+                set_(self, name, _num(name, v))
+        if self.reward_range is not None:
+            try:
+                lo, hi = (float(x) for x in self.reward_range)
+            except (TypeError, ValueError):
+                raise StatsError(
+                    f"reward_range must be two numbers lo, hi; got {self.reward_range!r}"
+                ) from None
+            if not (math.isfinite(lo) and math.isfinite(hi)):
+                raise StatsError(f"reward_range must be finite, got {lo}, {hi}")
+            if hi < lo:
+                raise StatsError(f"reward_range: hi = {hi:g} is below lo = {lo:g}")
+            set_(self, "reward_range", (lo, hi))
+            set_(self, "adv_range", hi - lo)
+        a = self.adv_range
+        try:
+            a = float(a)
+        except (TypeError, ValueError):
+            raise StatsError(f"adv_range must be a number, got {a!r}") from None
+        if math.isnan(a) or math.isinf(a):
+            raise StatsError(f"adv_range must be finite, got {a}")
+        if a < 0:
+            raise StatsError(f"adv_range must be non-negative, got {a:g}")
+        set_(self, "adv_range", a)
+        if self.missing_mass is not None:
+            set_(self, "missing_mass", _num("missing_mass", self.missing_mass))
+        if self.per_position is not None:
+            set_(self, "per_position", _check_per_position(self.per_position, self.T))
+        status = dict(self.status)
+        for k, v in status.items():
+            if k not in (*_DIVERGENCES, "per_position", "missing_mass"):
+                raise StatsError(f"status given for unknown statistic {k!r}")
+            if v not in STATUSES:
+                raise StatsError(f"status of {k} must be one of {', '.join(STATUSES)}; got {v!r}")
+        for k in (*_DIVERGENCES, "per_position", "missing_mass"):
+            if getattr(self, k) is not None:
+                status.setdefault(k, "assumed")
+            else:
+                status.pop(k, None)
+        set_(self, "status", status)
+        set_(self, "meta", dict(self.meta))
+        self._check_relations()
+
+    def _check_relations(self) -> None:
+        T, d, e = self.T, self.kl_max, self.tv_max
+        if e is not None and e > 1:
+            raise StatsError(f"tv_max = {e:g} exceeds 1: a total variation is at most 1")
+        if self.tv_seq is not None and self.tv_seq > 1:
+            raise StatsError(f"tv_seq = {self.tv_seq:g} exceeds 1: a total variation is at most 1")
+        if d is not None and e is not None and _exceeds(e, math.sqrt(d / 2)):
+            raise StatsError(
+                f"tv_max = {e:g} exceeds sqrt(kl_max/2) = {math.sqrt(d / 2):g}: "
+                "contradicts Pinsker's inequality TV <= sqrt(KL/2)"
+            )
+        if d is not None and self.kl_seq is not None and _exceeds(self.kl_seq, T * d):
+            raise StatsError(
+                f"kl_seq = {self.kl_seq:g} exceeds T*kl_max = {T * d:g}: "
+                "a sequence KL is at most T times the largest token KL"
+            )
+        if self.kl_seq is not None and self.tv_seq is not None:
+            lim = math.sqrt(self.kl_seq / 2)
+            if _exceeds(self.tv_seq, lim):
+                raise StatsError(
+                    f"tv_seq = {self.tv_seq:g} exceeds sqrt(kl_seq/2) = {lim:g}: "
+                    "contradicts Pinsker's inequality"
+                )
+        if e is not None and self.tv_seq is not None and _exceeds(self.tv_seq, T * e):
+            raise StatsError(
+                f"tv_seq = {self.tv_seq:g} exceeds T*tv_max = {T * e:g}: "
+                "a sequence TV is at most the sum of the token TVs"
+            )
+        pp = self.per_position
+        if pp is not None:
+            cap = min(1.0, e if e is not None else 1.0, math.sqrt(d / 2) if d is not None else 1.0)
+            top = float(pp.max())
+            if _exceeds(top, cap):
+                t = int(pp.argmax()) + 1
+                raise StatsError(
+                    f"per_position[t={t}] = {top:g} exceeds min(1, tv_max, sqrt(kl_max/2)) "
+                    f"= {cap:g}: a mean TV cannot exceed its maximum"
+                )
+            if self.tv_seq is not None and _exceeds(self.tv_seq, float(pp.sum())):
+                raise StatsError(
+                    f"tv_seq = {self.tv_seq:g} exceeds the sum of per_position = "
+                    f"{float(pp.sum()):g}: a sequence TV is at most the sum of the position TVs"
+                )
+        mm = self.missing_mass
+        if mm is not None and mm > T:
+            raise StatsError(f"missing_mass = {mm:g} exceeds T = {T}: it is at most 1 per position")
+        if d is None and e is None:
+            raise StatsError("need kl_max or tv_max: every bound depends on a token-level maximum")
+
+    # ------------------------------------------------------------------ I/O
+    def to_dict(self) -> dict[str, Any]:
+        """The statistics as a JSON-ready dict (the statistics-file schema)."""
+        pp = self.per_position
+        return {
+            "T": self.T,
+            "kl_max": self.kl_max,
+            "tv_max": self.tv_max,
+            "kl_seq": self.kl_seq,
+            "tv_seq": self.tv_seq,
+            "per_position": None if pp is None else [float(x) for x in pp],
+            "adv_range": self.adv_range,
+            "reward_range": None if self.reward_range is None else list(self.reward_range),
+            "missing_mass": self.missing_mass,
+            "status": dict(self.status),
+            "meta": dict(self.meta),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], base_dir: str | os.PathLike | None = None) -> Stats:
+        """Build from a statistics-file dict; unknown keys are an error (they are typos).
+
+        ``per_position`` may be a list of numbers or the path of an array file
+        (.npy, .csv, .json), relative to ``base_dir``.
+        """
+        if not isinstance(data, Mapping):
+            raise StatsError(f"statistics must be a JSON object, got {type(data).__name__}")
+        unknown = sorted(set(data) - set(_KEYS))
+        if unknown:
+            raise StatsError(f"unknown key(s) {', '.join(unknown)}; allowed: {', '.join(_KEYS)}")
+        if "T" not in data or data["T"] is None:
+            raise StatsError("statistics need 'T', the response length")
+        kw = {k: data[k] for k in _KEYS if k in data and data[k] is not None}
+        pp = kw.get("per_position")
+        if isinstance(pp, (str, os.PathLike)):
+            p = Path(pp)
+            if base_dir is not None and not p.is_absolute():
+                p = Path(base_dir) / p
+            kw["per_position"] = load_per_position(p)
+        elif pp is not None:
+            kw["per_position"] = _as_array(pp, "per_position")
+        if "status" in kw and not isinstance(kw["status"], Mapping):
+            raise StatsError("status must be an object mapping statistic names to statuses")
+        if "meta" in kw and not isinstance(kw["meta"], Mapping):
+            raise StatsError("meta must be an object")
+        return cls(**kw)
+
+    def replace(self, **changes: Any) -> Stats:
+        """A copy with some fields changed (validated again)."""
+        d = {k: getattr(self, k) for k in _KEYS}
+        if "reward_range" not in changes and "adv_range" in changes:
+            d["reward_range"] = None
+        d.update(changes)
+        if "status" not in changes:
+            d["status"] = {k: v for k, v in self.status.items() if k not in changes}
+        return Stats(**d)
+
+
+def _as_array(values: Any, what: str) -> np.ndarray:
+    try:
+        arr = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise StatsError(f"{what} must be an array of numbers") from None
+    return arr
+
+
+def _check_per_position(values: Any, T: int) -> np.ndarray:
+    arr = _as_array(values, "per_position")
+    if arr.ndim != 1:
+        raise StatsError(f"per_position must be one-dimensional, got shape {arr.shape}")
+    if arr.size != T:
+        raise StatsError(f"per_position has length {arr.size}, expected T = {T}")
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        t = int(np.argmax(bad)) + 1
+        raise StatsError(f"per_position[t={t}] is {arr[t - 1]}: values must be finite")
+    if (arr < 0).any():
+        t = int(np.argmax(arr < 0)) + 1
+        raise StatsError(f"per_position[t={t}] = {arr[t - 1]:g} is negative")
+    arr = arr.copy()
+    arr.setflags(write=False)
+    return arr
+
+
+def load_per_position(path: str | os.PathLike) -> np.ndarray:
+    """Read a per-position array :math:`\\bar D_t` from .npy, .csv or .json.
+
+    ``.npy``: a 1-D float array (never unpickled). ``.csv``: numbers separated by
+    commas or newlines, one optional header line. ``.json``: an array, or an object
+    with a ``per_position`` array.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise InputFileError(f"per-position file not found: {p}")
+    ext = p.suffix.lower()
+    try:
+        if ext == ".npy":
+            try:
+                arr = np.load(p, allow_pickle=False)
+            except ValueError as exc:
+                raise InputFileError(f"{p}: not a numeric .npy array ({exc})") from None
+        elif ext == ".json":
+            with open(p, encoding="utf-8") as fh:
+                try:
+                    data = json.load(fh)
+                except json.JSONDecodeError as exc:
+                    raise InputFileError(
+                        f"{p}: invalid JSON at line {exc.lineno}: {exc.msg}"
+                    ) from None
+            if isinstance(data, Mapping):
+                if "per_position" not in data:
+                    raise InputFileError(f"{p}: JSON object has no 'per_position' array")
+                data = data["per_position"]
+            arr = _as_array(data, f"{p}")
+        elif ext in (".csv", ".txt"):
+            arr = _read_csv_numbers(p)
+        else:
+            raise InputFileError(
+                f"{p}: unknown per-position format {ext!r}; use .npy, .csv or .json"
+            )
+    except OSError as exc:
+        raise InputFileError(f"cannot read {p}: {exc.strerror or exc}") from None
+    except StatsError as exc:
+        raise InputFileError(f"{p}: {exc}") from None
+    arr = np.asarray(arr)
+    if arr.dtype.kind not in "fiu":
+        raise InputFileError(f"{p}: expected numbers, got dtype {arr.dtype}")
+    return (
+        np.asarray(arr, dtype=np.float64).reshape(-1)
+        if arr.ndim == 2 and 1 in arr.shape
+        else np.asarray(arr, dtype=np.float64)
+    )
+
+
+def _read_csv_numbers(p: Path) -> np.ndarray:
+    values: list[float] = []
+    with open(p, encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            line = line.strip()
+            if not line:
+                continue
+            for cell in line.split(","):
+                cell = cell.strip()
+                if not cell:
+                    continue
+                try:
+                    values.append(float(cell))
+                except ValueError:
+                    if lineno == 1 and not values:
+                        break  # a header line
+                    raise InputFileError(f"{p}: line {lineno}: {cell!r} is not a number") from None
+    return np.asarray(values, dtype=np.float64)
+
+
+def load_stats(path: str | os.PathLike) -> Stats:
+    """Read a statistics file (JSON, schema of :meth:`Stats.to_dict`)."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputFileError(f"statistics file not found: {p}")
+    try:
+        with open(p, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except json.JSONDecodeError as exc:
+        raise InputFileError(f"{p}: invalid JSON at line {exc.lineno}: {exc.msg}") from None
+    except OSError as exc:
+        raise InputFileError(f"cannot read {p}: {exc.strerror or exc}") from None
+    try:
+        return Stats.from_dict(data, base_dir=p.parent)
+    except InputFileError:
+        raise
+    except StatsError as exc:
+        raise StatsError(f"{p}: {exc}") from None
+
+
+# ---------------------------------------------------------------------- evaluate
+@dataclass(frozen=True)
+class Derived:
+    """A statistic filled in by a conservative relation (never an estimate)."""
+
+    value: float
+    rule: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"value": self.value, "rule": self.rule}
+
+
+@dataclass(frozen=True)
+class Result:
+    """Every bound for one :class:`Stats`, in reward units.
+
+    Attributes
+    ----------
+    stats : Stats
+    constants : str
+    bounds : dict
+        Bound name (:data:`BOUND_NAMES`) to value, or ``None`` when it cannot be
+        computed from the statistics.
+    derived : dict
+        Statistic name to :class:`Derived`, for every input that was filled in.
+    closed_forms : dict
+        The paper's small-divergence closed forms of the Pinsker-Marginal bounds.
+    tightest : str
+        The member of the unified bound that attains it.
+    notes : list of str
+        Validity conditions that apply to these numbers (SPEC §5).
+    """
+
+    stats: Stats
+    constants: str
+    bounds: dict[str, float | None]
+    derived: dict[str, Derived]
+    closed_forms: dict[str, float]
+    tightest: str
+    notes: tuple[str, ...]
+
+    @property
+    def unified(self) -> float:
+        """The unified bound :math:`B^*`."""
+        return self.bounds["unified"]  # type: ignore[return-value]
+
+    @property
+    def vacuous(self) -> bool:
+        """True when :math:`B^* \\ge a`: the bound guarantees nothing."""
+        return self.unified >= self.stats.adv_range
+
+    @property
+    def basis(self) -> str:
+        """The weakest status among the statistics the bound used.
+
+        ``certified`` only if every used statistic is; otherwise ``assumed`` (the
+        guarantee holds if the assumptions do) or, weaker, ``estimate``.
+        """
+        statuses = set(self.stats.status.values())
+        if statuses & {"empirical", "estimate", "proxy", "lower_bound"}:
+            return "estimate"
+        if "assumed" in statuses:
+            return "assumed"
+        return "certified"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``trmbounds eval --json`` object."""
+        return {
+            "inputs": self.stats.to_dict(),
+            "derived": {k: v.to_dict() for k, v in self.derived.items()},
+            "constants": self.constants,
+            "bounds": dict(self.bounds),
+            "tightest": self.tightest,
+            "vacuous": self.vacuous,
+        }
+
+
+def evaluate(stats: Stats, constants: str = "paper") -> Result:
+    r"""Evaluate every bound of the paper for ``stats``.
+
+    Missing statistics are filled only with valid upper bounds (SPEC §2), each
+    recorded in :attr:`Result.derived`:
+    :math:`\varepsilon \le \min(1, \sqrt{\delta/2})`,
+    :math:`D_{KL}^{seq} \le T\delta`,
+    :math:`D_{TV}^{seq} \le \min(1, \sqrt{D_{KL}^{seq}/2}, \sum_t \bar D_t, T\varepsilon)`,
+    :math:`\bar D_t \le \min(1, \varepsilon, \sqrt{\delta/2})` (uniform).
+    Without ``kl_max`` the KL-based bounds (and PM-TV, which needs :math:`\delta`)
+    are ``None``.
+
+    Parameters
+    ----------
+    stats : Stats
+    constants : {"paper", "sharp"}
+        ``"paper"`` reproduces the paper; ``"sharp"`` uses the halved constants
+        proven in ``docs/theory.md``.
+
+    Returns
+    -------
+    Result
+
+    Examples
+    --------
+    The paper's Table, column B (T = 4096):
+
+    >>> r = evaluate(Stats(T=4096, kl_max=1e-4, tv_max=5e-3, kl_seq=0.01, tv_seq=0.05))
+    >>> r.tightest, round(r.unified, 3), r.vacuous
+    ('mix_tv', 4.096, False)
+    >>> round(r.bounds["pm_kl"], 4), round(r.bounds["coupling"], 1)
+    (34.9461, 79.9)
+    """
+    B._lead(constants)
+    s = stats
+    T, d = s.T, s.kl_max
+    derived: dict[str, Derived] = {}
+    e = s.tv_max
+    if e is None:
+        e = min(1.0, math.sqrt(d / 2))  # type: ignore[operator]
+        derived["tv_max"] = Derived(e, "min(1, sqrt(kl_max/2))  (Pinsker)")
+    kseq = s.kl_seq
+    if kseq is None and d is not None:
+        kseq = T * d
+        derived["kl_seq"] = Derived(kseq, "T * kl_max  (chain rule of KL)")
+    pp = s.per_position
+    tseq = s.tv_seq
+    if tseq is None:
+        cands = [(1.0, "1")]
+        if kseq is not None:
+            cands.append((math.sqrt(kseq / 2), "sqrt(kl_seq/2)"))
+        if pp is not None:
+            cands.append((float(pp.sum()), "sum_t per_position"))
+        cands.append((T * e, "T * tv_max"))
+        val = min(c[0] for c in cands)
+        derived["tv_seq"] = Derived(
+            val, "min(" + ", ".join(c[1] for c in cands) + ")  (Pinsker / subadditivity)"
+        )
+        tseq = val
+    if pp is None:
+        fill = min(1.0, e, math.sqrt(d / 2) if d is not None else 1.0)
+        rule = "min(1, tv_max, sqrt(kl_max/2))" if d is not None else "min(1, tv_max)"
+        derived["per_position"] = Derived(fill, rule + ", uniform over t")
+        dbar: Any = fill
+    else:
+        dbar = pp
+
+    kw = dict(adv_range=s.adv_range, constants=constants)
+    vals: dict[str, float | None] = dict.fromkeys(BOUND_NAMES)
+    vals["classical_tv"] = B.classical_tv(T, e, **kw)
+    vals["linear"] = B.linear(T, e, **kw)
+    vals["mix_tv"] = B.mix_tv(T, e, tseq, **kw)
+    vals["coupling"] = B.coupling(T, e, **kw)
+    vals["adaptive_tv"] = B.adaptive_tv(T, e, dbar, **kw)
+    vals["adaptive"] = B.adaptive(T, d, e, dbar, **kw)
+    if d is not None:
+        vals["classical_kl"] = B.classical_kl(T, d, **kw)
+        vals["pm_kl"] = B.pm_kl(T, d, **kw)
+        vals["pm_tv"] = B.pm_tv(T, d, e, **kw)
+        vals["mix_kl"] = B.mix_kl(T, d, kseq, **kw)
+        vals["adaptive_kl"] = B.adaptive_kl(T, d, dbar, **kw)
+
+    notes: list[str] = []
+    m = s.missing_mass
+    if m is not None and m > 0:
+        for k in (
+            "classical_tv",
+            "classical_kl",
+            "linear",
+            "pm_kl",
+            "pm_tv",
+            "mix_kl",
+            "mix_tv",
+            "coupling",
+        ):
+            if vals[k] is not None:
+                vals[k] = vals[k] + s.adv_range * m  # type: ignore[operator]
+        for k in ("adaptive_kl", "adaptive_tv", "adaptive"):
+            vals[k] = None
+        notes.append(
+            f"support: rollouts miss mass m = {m:g} of pi_theta; PDI-family bounds include "
+            "+a*m, the Adaptive bounds need full support and are not reported"
+        )
+    members = {k: vals[k] for k in UNIFIED_MEMBERS if vals[k] is not None}
+    tightest = min(members, key=lambda k: members[k])  # type: ignore[arg-type, return-value]
+    vals["unified"] = members[tightest]
+
+    closed: dict[str, float] = {}
+    if d is not None:
+        closed["pm_kl"] = B.pm_kl_closed_form(T, d, **kw)
+        closed["pm_tv"] = B.pm_tv_closed_form(T, d, e, **kw)
+
+    notes.extend(_validity_notes(s, m))
+    return Result(s, constants, vals, derived, closed, tightest, tuple(notes))
+
+
+def _validity_notes(s: Stats, m: float | None) -> list[str]:
+    st = s.status
+    maxima = [k for k in ("kl_max", "tv_max") if k in st]
+    kinds = sorted({st[k] for k in maxima})
+    out = [
+        "maxima: the guarantee needs kl_max/tv_max to hold over ALL reachable contexts; "
+        + (
+            "here they are "
+            + " / ".join(kinds)
+            + (
+                " (a maximum over measured contexts is a lower estimate of the true maximum)"
+                if "empirical" in kinds
+                else ""
+            )
+        ),
+        "exactness: kl_max/tv_max must be exact full-vocabulary divergences; "
+        "k1/k2/k3 sample statistics are proxies and a bound from them is an estimate",
+    ]
+    if m is None:
+        out.append(
+            "support: assumes pi_roll(v|c) > 0 wherever pi_theta(v|c) > 0; top-k/top-p "
+            "sampling breaks this (then pass missing_mass)"
+        )
+    return out
