@@ -388,11 +388,10 @@ def load_per_position(path: str | os.PathLike) -> np.ndarray:
     arr = np.asarray(arr)
     if arr.dtype.kind not in "fiu":
         raise InputFileError(f"{p}: expected numbers, got dtype {arr.dtype}")
-    return (
-        np.asarray(arr, dtype=np.float64).reshape(-1)
-        if arr.ndim == 2 and 1 in arr.shape
-        else np.asarray(arr, dtype=np.float64)
-    )
+    arr = np.asarray(arr, dtype=np.float64)
+    if arr.ndim == 2 and 1 in arr.shape:  # a single row or column
+        arr = arr.reshape(-1)
+    return arr
 
 
 def _read_csv_numbers(p: Path) -> np.ndarray:

@@ -109,7 +109,7 @@ REWARD_RANGE_OPT = Annotated[
     tuple[float, float] | None,
     typer.Option(
         "--reward-range",
-        help="Reward range LO HI (sets a = HI - LO); write negative numbers as --reward-range=-1,1.",
+        help="Reward range LO HI, e.g. --reward-range -1 1 (sets a = HI - LO).",
         show_default=False,
         metavar="LO HI",
     ),
