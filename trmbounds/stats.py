@@ -155,6 +155,9 @@ class Stats:
     missing_mass: float | None = None
     status: Mapping[str, str] = field(default_factory=dict)
     meta: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    #: Contradictions between statistics of which at least one is estimated
+    #: (Monte Carlo noise, not a mistake): reported, not raised.
+    warnings: tuple[str, ...] = field(default=(), init=False, compare=False)
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -212,54 +215,77 @@ class Stats:
         set_(self, "meta", dict(self.meta))
         self._check_relations()
 
+    def _contra(self, msg: str, *keys: str) -> None:
+        """A contradiction: an error if every statistic involved is assumed or certified."""
+        if all(self.status.get(k, "assumed") in ("assumed", "certified") for k in keys):
+            raise StatsError(msg)
+        object.__setattr__(self, "warnings", (*self.warnings, msg + " (estimated inputs)"))
+
     def _check_relations(self) -> None:
         T, d, e = self.T, self.kl_max, self.tv_max
         if e is not None and e > 1:
             raise StatsError(f"tv_max = {e:g} exceeds 1: a total variation is at most 1")
         if self.tv_seq is not None and self.tv_seq > 1:
             raise StatsError(f"tv_seq = {self.tv_seq:g} exceeds 1: a total variation is at most 1")
+        if d is None and e is None:
+            raise StatsError("need kl_max or tv_max: every bound depends on a token-level maximum")
         if d is not None and e is not None and _exceeds(e, math.sqrt(d / 2)):
-            raise StatsError(
+            self._contra(
                 f"tv_max = {e:g} exceeds sqrt(kl_max/2) = {math.sqrt(d / 2):g}: "
-                "contradicts Pinsker's inequality TV <= sqrt(KL/2)"
+                "contradicts Pinsker's inequality TV <= sqrt(KL/2)",
+                "tv_max",
+                "kl_max",
             )
         if d is not None and self.kl_seq is not None and _exceeds(self.kl_seq, T * d):
-            raise StatsError(
+            self._contra(
                 f"kl_seq = {self.kl_seq:g} exceeds T*kl_max = {T * d:g}: "
-                "a sequence KL is at most T times the largest token KL"
+                "a sequence KL is at most T times the largest token KL",
+                "kl_seq",
+                "kl_max",
             )
         if self.kl_seq is not None and self.tv_seq is not None:
             lim = math.sqrt(self.kl_seq / 2)
             if _exceeds(self.tv_seq, lim):
-                raise StatsError(
+                self._contra(
                     f"tv_seq = {self.tv_seq:g} exceeds sqrt(kl_seq/2) = {lim:g}: "
-                    "contradicts Pinsker's inequality"
+                    "contradicts Pinsker's inequality",
+                    "tv_seq",
+                    "kl_seq",
                 )
         if e is not None and self.tv_seq is not None and _exceeds(self.tv_seq, T * e):
-            raise StatsError(
+            self._contra(
                 f"tv_seq = {self.tv_seq:g} exceeds T*tv_max = {T * e:g}: "
-                "a sequence TV is at most the sum of the token TVs"
+                "a sequence TV is at most the sum of the token TVs",
+                "tv_seq",
+                "tv_max",
             )
         pp = self.per_position
         if pp is not None:
-            cap = min(1.0, e if e is not None else 1.0, math.sqrt(d / 2) if d is not None else 1.0)
+            if (pp > 1).any():
+                t = int(np.argmax(pp > 1)) + 1
+                raise StatsError(
+                    f"per_position[t={t}] = {pp[t - 1]:g} exceeds 1: a TV is at most 1"
+                )
+            cap = min(e if e is not None else 1.0, math.sqrt(d / 2) if d is not None else 1.0)
             top = float(pp.max())
             if _exceeds(top, cap):
                 t = int(pp.argmax()) + 1
-                raise StatsError(
-                    f"per_position[t={t}] = {top:g} exceeds min(1, tv_max, sqrt(kl_max/2)) "
-                    f"= {cap:g}: a mean TV cannot exceed its maximum"
+                self._contra(
+                    f"per_position[t={t}] = {top:g} exceeds min(tv_max, sqrt(kl_max/2)) "
+                    f"= {cap:g}: a mean TV cannot exceed its maximum",
+                    "per_position",
+                    *(k for k in ("tv_max", "kl_max") if getattr(self, k) is not None),
                 )
             if self.tv_seq is not None and _exceeds(self.tv_seq, float(pp.sum())):
-                raise StatsError(
+                self._contra(
                     f"tv_seq = {self.tv_seq:g} exceeds the sum of per_position = "
-                    f"{float(pp.sum()):g}: a sequence TV is at most the sum of the position TVs"
+                    f"{float(pp.sum()):g}: a sequence TV is at most the sum of the position TVs",
+                    "tv_seq",
+                    "per_position",
                 )
         mm = self.missing_mass
         if mm is not None and mm > T:
             raise StatsError(f"missing_mass = {mm:g} exceeds T = {T}: it is at most 1 per position")
-        if d is None and e is None:
-            raise StatsError("need kl_max or tv_max: every bound depends on a token-level maximum")
 
     # ------------------------------------------------------------------ I/O
     def to_dict(self) -> dict[str, Any]:
@@ -623,6 +649,7 @@ def evaluate(stats: Stats, constants: str = "paper") -> Result:
         closed["pm_kl"] = B.pm_kl_closed_form(T, d, **kw)
         closed["pm_tv"] = B.pm_tv_closed_form(T, d, e, **kw)
 
+    notes.extend(f"inconsistent: {w}" for w in s.warnings)
     notes.extend(_validity_notes(s, m))
     return Result(s, constants, vals, derived, closed, tightest, tuple(notes))
 
