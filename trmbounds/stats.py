@@ -565,8 +565,8 @@ def evaluate(stats: Stats, constants: str = "paper") -> Result:
     The paper's Table, column B (T = 4096):
 
     >>> r = evaluate(Stats(T=4096, kl_max=1e-4, tv_max=5e-3, kl_seq=0.01, tv_seq=0.05))
-    >>> r.tightest, round(r.unified, 3), r.vacuous
-    ('mix_tv', 4.096, False)
+    >>> r.tightest, round(r.unified, 3), r.vacuous   # vacuous: 4.096 >= a = 1
+    ('mix_tv', 4.096, True)
     >>> round(r.bounds["pm_kl"], 4), round(r.bounds["coupling"], 1)
     (34.9461, 79.9)
     """
@@ -577,11 +577,11 @@ def evaluate(stats: Stats, constants: str = "paper") -> Result:
     e = s.tv_max
     if e is None:
         e = min(1.0, math.sqrt(d / 2))  # type: ignore[operator]
-        derived["tv_max"] = Derived(e, "min(1, sqrt(kl_max/2))  (Pinsker)")
+        derived["tv_max"] = Derived(e, "min(1, sqrt(kl_max/2)) (Pinsker)")
     kseq = s.kl_seq
     if kseq is None and d is not None:
         kseq = T * d
-        derived["kl_seq"] = Derived(kseq, "T * kl_max  (chain rule of KL)")
+        derived["kl_seq"] = Derived(kseq, "T * kl_max (chain rule of KL)")
     pp = s.per_position
     tseq = s.tv_seq
     if tseq is None:
@@ -592,9 +592,7 @@ def evaluate(stats: Stats, constants: str = "paper") -> Result:
             cands.append((float(pp.sum()), "sum_t per_position"))
         cands.append((T * e, "T * tv_max"))
         val = min(c[0] for c in cands)
-        derived["tv_seq"] = Derived(
-            val, "min(" + ", ".join(c[1] for c in cands) + ")  (Pinsker / subadditivity)"
-        )
+        derived["tv_seq"] = Derived(val, "min(" + ", ".join(c[1] for c in cands) + ")")
         tseq = val
     if pp is None:
         fill = min(1.0, e, math.sqrt(d / 2) if d is not None else 1.0)
@@ -637,8 +635,8 @@ def evaluate(stats: Stats, constants: str = "paper") -> Result:
         for k in ("adaptive_kl", "adaptive_tv", "adaptive"):
             vals[k] = None
         notes.append(
-            f"support: rollouts miss mass m = {m:g} of pi_theta; PDI-family bounds include "
-            "+a*m, the Adaptive bounds need full support and are not reported"
+            f"support: π_θ puts mass m = {m:g} outside π_roll's support; the PDI-family "
+            "bounds include + a·m, the Adaptive bounds need full support and are dropped"
         )
     members = {k: vals[k] for k in UNIFIED_MEMBERS if vals[k] is not None}
     tightest = min(members, key=lambda k: members[k])  # type: ignore[arg-type, return-value]
@@ -656,25 +654,13 @@ def evaluate(stats: Stats, constants: str = "paper") -> Result:
 
 def _validity_notes(s: Stats, m: float | None) -> list[str]:
     st = s.status
-    maxima = [k for k in ("kl_max", "tv_max") if k in st]
-    kinds = sorted({st[k] for k in maxima})
-    out = [
-        "maxima: the guarantee needs kl_max/tv_max to hold over ALL reachable contexts; "
-        + (
-            "here they are "
-            + " / ".join(kinds)
-            + (
-                " (a maximum over measured contexts is a lower estimate of the true maximum)"
-                if "empirical" in kinds
-                else ""
-            )
-        ),
-        "exactness: kl_max/tv_max must be exact full-vocabulary divergences; "
-        "k1/k2/k3 sample statistics are proxies and a bound from them is an estimate",
-    ]
+    kinds = " / ".join(sorted({st[k] for k in ("kl_max", "tv_max") if k in st}))
+    out = [f"maxima: δ, ε must hold over ALL reachable contexts (here: {kinds})"]
+    if "empirical" in kinds:
+        out.append("empirical: a max over measured contexts underestimates the true max")
+    out.append("exact: δ, ε must be full-vocabulary divergences; k1/k2/k3 are only proxies")
     if m is None:
         out.append(
-            "support: assumes pi_roll(v|c) > 0 wherever pi_theta(v|c) > 0; top-k/top-p "
-            "sampling breaks this (then pass missing_mass)"
+            "support: needs π_roll > 0 wherever π_θ > 0 (top-k/top-p break it)"
         )
     return out

@@ -14,10 +14,11 @@ from typer.core import TyperGroup
 
 from ..errors import TrmboundsError
 
-try:  # typer >= 0.20 vendors click
+try:  # typer >= 0.26 vendors click
     from typer._click import exceptions as _cx
 except ImportError:  # pragma: no cover - older typer on click
     from click import exceptions as _cx  # type: ignore[no-redef]
+_Abort = getattr(_cx, "Abort", None) or typer.Abort
 
 EXIT_USAGE = 2
 
@@ -48,7 +49,7 @@ class Group(TyperGroup):
             hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
             fail_line(msg + hint)
             code = exc.exit_code if exc.exit_code else EXIT_USAGE
-        except _cx.Abort:
+        except _Abort:
             typer.echo("Aborted.", err=True)
             code = 1
         except BrokenPipeError:  # pragma: no cover - `trmbounds ... | head`

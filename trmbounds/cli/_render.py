@@ -13,7 +13,7 @@ LABELS = {
     "pm_tv": ("Pinsker-Marginal TV", "T^3/2"),
     "mix_kl": ("Mixed KL", "T"),
     "mix_tv": ("Mixed TV", "T"),
-    "coupling": ("Coupling", "T (capped)"),
+    "coupling": ("Coupling", "T, capped"),
     "adaptive_kl": ("Adaptive KL", "data"),
     "adaptive_tv": ("Adaptive TV", "data"),
     "adaptive": ("Adaptive hybrid", "data"),
@@ -21,12 +21,12 @@ LABELS = {
 }
 
 SYMBOLS = {
-    "kl_max": "δ (kl_max)",
-    "tv_max": "ε (tv_max)",
-    "kl_seq": "D_KL^seq (kl_seq)",
-    "tv_seq": "D_TV^seq (tv_seq)",
-    "per_position": "D̄_t (per_position)",
-    "missing_mass": "m (missing_mass)",
+    "kl_max": "δ",
+    "tv_max": "ε",
+    "kl_seq": "D_KL^seq",
+    "tv_seq": "D_TV^seq",
+    "per_position": "D̄_t",
+    "missing_mass": "m",
 }
 
 
@@ -36,61 +36,64 @@ def render_result(result: Result, con) -> None:
 
     s = result.stats
     a = s.adv_range
-    title = f"TRM error bounds  T = {s.T:,}   a = {a:g}   constants = {result.constants}"
+    title = f"TRM error bounds   T = {s.T:,}   a = {a:g}   constants = {result.constants}"
     table = Table(title=title, title_justify="left", header_style="bold")
     table.add_column("bound")
     table.add_column("key", style="dim")
     table.add_column("value", justify="right")
     table.add_column("scaling")
-    table.add_column("vacuous (≥ a)")
-    table.add_column("")
+    table.add_column("vacuous")
     for key, (label, scaling) in LABELS.items():
         v = result.bounds[key]
         if key == "unified":
             table.add_section()
-        mark = "← tightest" if key == result.tightest else ""
         vac = "—" if v is None else ("yes" if v >= a else "no")
+        if key == result.tightest:
+            vac += " ← tightest"
         style = "bold" if key in ("unified", result.tightest) else None
         shown = label if key in UNIFIED_MEMBERS or key == "unified" else f"[dim]{label}[/dim]"
-        table.add_row(shown, key, fmt(v), scaling, vac, mark, style=style)
+        table.add_row(shown, key, fmt(v), scaling, vac, style=style)
     con.print(table)
 
     b = result.unified
     name = LABELS[result.tightest][0]
     basis = {
         "certified": "the inputs are certified",
-        "assumed": "holds IF the assumed inputs hold",
-        "estimate": "rests on ESTIMATED inputs: an estimate, not a guarantee",
+        "assumed": "if the assumed inputs hold",
+        "estimate": "an ESTIMATE: the inputs are estimated",
     }[result.basis]
     if result.vacuous:
         con.print(
-            f"[bold red]VACUOUS[/bold red]: B* = {fmt(b)} ≥ a = {a:g} ({name}); "
-            "no improvement can be guaranteed at these divergences."
+            f"B* = {fmt(b)} ({name}) ≥ a = {a:g}: [bold red]VACUOUS[/bold red] — "
+            "no improvement can be guaranteed."
         )
     else:
         con.print(
-            f"[bold green]non-vacuous[/bold green]: B* = {fmt(b)} < a = {a:g} ({name}); "
-            f"an update whose surrogate gain exceeds {fmt(b)} improves J — {basis}."
+            f"B* = {fmt(b)} ({name}) < a = {a:g}: [bold green]non-vacuous[/bold green] — "
+            f"a surrogate gain L > {fmt(b)} guarantees J(θ) > J(roll), {basis}."
         )
-    given = [f"{SYMBOLS[k]} = {_show(getattr(s, k))} ({v})" for k, v in s.status.items()]
-    con.print("inputs:  " + "; ".join(given))
+    given = [f"{SYMBOLS[k]} = {_show(getattr(s, k))}" for k in s.status]
+    kinds = sorted(set(s.status.values()))
+    if len(kinds) == 1:
+        con.print(f"inputs   {', '.join(given)} ({'all ' if len(given) > 1 else ''}{kinds[0]})")
+    else:
+        con.print("inputs   " + ", ".join(f"{g} ({s.status[k]})" for g, k in zip(given, s.status)))
     for k, d in result.derived.items():
-        con.print(f"derived: {SYMBOLS[k]} ≤ {fmt(d.value)}  from {d.rule}")
+        con.print(f"derived  {SYMBOLS[k]} ≤ {fmt(d.value)}: {d.rule}")
     if result.closed_forms:
         cf = result.closed_forms
         con.print(
-            "closed forms (small-divergence regime, as in the paper's table): "
-            f"PM-KL ≈ (4/3)T^3/2 δ = {fmt(cf['pm_kl'])}, "
-            f"PM-TV ≈ (8/3)T^3/2 ε√(δ/2) = {fmt(cf['pm_tv'])}"
-            + ("  (halved: sharp)" if result.constants == "sharp" else "")
+            "paper's closed forms (small-divergence regime): "
+            f"PM-KL ≈ {fmt(cf['pm_kl'])}, PM-TV ≈ {fmt(cf['pm_tv'])}"
         )
+    con.print("validity")
     for n in result.notes:
-        con.print(f"[yellow]validity[/yellow] {n}")
+        con.print(f"  • {n}", markup=False)
 
 
 def _show(v) -> str:
     if v is None:
         return "—"
     if hasattr(v, "shape"):
-        return f"array of {v.shape[0]}"
+        return f"[{v.shape[0]} values]"
     return f"{v:g}"

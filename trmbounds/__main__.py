@@ -1,0 +1,5 @@
+"""``python -m trmbounds``: the command line."""
+
+from .cli import app
+
+app()
