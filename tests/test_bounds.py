@@ -89,7 +89,9 @@ def test_hybrid_below_both_routes():
         e = math.sqrt(d / 2) * rng.uniform(0.05, 1.0)
         dbar = rng.uniform(0, min(1, e), size=t_len)
         hyb = B.adaptive(t_len, d, e, dbar)
-        assert hyb <= min(B.adaptive_kl(t_len, d, dbar), B.adaptive_tv(t_len, e, dbar)) * (1 + 1e-12)
+        assert hyb <= min(B.adaptive_kl(t_len, d, dbar), B.adaptive_tv(t_len, e, dbar)) * (
+            1 + 1e-12
+        )
 
 
 def test_hybrid_route_crossover_at_delta_over_two_eps_squared():

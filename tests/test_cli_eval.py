@@ -18,7 +18,18 @@ from trmbounds import __version__
 from trmbounds.cli import app
 
 runner = CliRunner()
-COL_B = ["--T", "4096", "--kl-max", "1e-4", "--tv-max", "5e-3", "--kl-seq", "0.01", "--tv-seq", "0.05"]
+COL_B = [
+    "--T",
+    "4096",
+    "--kl-max",
+    "1e-4",
+    "--tv-max",
+    "5e-3",
+    "--kl-seq",
+    "0.01",
+    "--tv-seq",
+    "0.05",
+]
 
 
 def run(*args):
@@ -37,7 +48,13 @@ def test_paper_column_b_table():
     out = r.stdout
     assert "Mixed TV" in out and "4.096" in out and "tightest" in out
     # Every bound family is listed, with the derived input and validity conditions.
-    for label in ("Classical (TV)", "Pinsker-Marginal KL", "Coupling", "Adaptive hybrid", "Unified B*"):
+    for label in (
+        "Classical (TV)",
+        "Pinsker-Marginal KL",
+        "Coupling",
+        "Adaptive hybrid",
+        "Unified B*",
+    ):
         assert label in out
     assert "derived  D̄_t" in out and "uniform" in out
     assert "ALL reachable contexts" in out and "assumed" in out
@@ -103,14 +120,18 @@ def test_per_position_file(tmp_path):
     dbar[-1] = 0.005
     f = tmp_path / "dbar.npy"
     np.save(f, dbar)
-    d = run_json("eval", "--T", str(T), "--kl-max", "1e-4", "--tv-max", "5e-3", "--per-position", str(f))
+    d = run_json(
+        "eval", "--T", str(T), "--kl-max", "1e-4", "--tv-max", "5e-3", "--per-position", str(f)
+    )
     assert d["bounds"]["adaptive"] == 0.0 and d["bounds"]["unified"] == 0.0
     assert d["tightest"] == "adaptive"
     # One position t = 1 with Dbar = eps: weight min(1, (T-1) eps, sqrt((T-1) delta/2)).
     dbar = np.zeros(T)
     dbar[0] = 0.005
     np.save(f, dbar)
-    d = run_json("eval", "--T", str(T), "--kl-max", "1e-4", "--tv-max", "5e-3", "--per-position", str(f))
+    d = run_json(
+        "eval", "--T", str(T), "--kl-max", "1e-4", "--tv-max", "5e-3", "--per-position", str(f)
+    )
     w = min(1, 63 * 5e-3, math.sqrt(63 * 1e-4 / 2))
     assert d["bounds"]["adaptive"] == pytest.approx(4 * 0.005 * w)
 
@@ -212,13 +233,17 @@ def _installed_executable():
     return str(exe) if exe.exists() else shutil.which("trmbounds")
 
 
-@pytest.mark.skipif(_installed_executable() is None, reason="trmbounds is not installed as a script")
+@pytest.mark.skipif(
+    _installed_executable() is None, reason="trmbounds is not installed as a script"
+)
 def test_installed_executable():
     exe = _installed_executable()
     p = subprocess.run([exe, "eval", *COL_B, "--json"], capture_output=True, text=True, timeout=60)
     assert p.returncode == 0, p.stderr
     assert json.loads(p.stdout)["bounds"]["unified"] == pytest.approx(4.096)
-    p = subprocess.run([exe, "eval", "--T", "-1", "--kl-max", "0.1"], capture_output=True, text=True, timeout=60)
+    p = subprocess.run(
+        [exe, "eval", "--T", "-1", "--kl-max", "0.1"], capture_output=True, text=True, timeout=60
+    )
     assert p.returncode == 2 and p.stderr.startswith("Error: ") and "Traceback" not in p.stderr
     assert p.stderr.count("\n") == 1
 
@@ -226,7 +251,10 @@ def test_installed_executable():
 def test_python_dash_m():
     p = subprocess.run(
         [sys.executable, "-m", "trmbounds", "eval", "--T", "10", "--kl-max", "0.1", "--json"],
-        capture_output=True, text=True, timeout=60, env={**os.environ, "COLUMNS": "100"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "COLUMNS": "100"},
     )
     assert p.returncode == 0, p.stderr
     assert json.loads(p.stdout)["inputs"]["T"] == 10

@@ -80,11 +80,16 @@ def test_reward_range_scaling(cases):
     assert abs(coef.sum()) < 1e-12
     ex = pair.exact()
     lo, hi = -2.0, 3.0
-    worst = max(np.where(coef > 0, coef * hi, coef * lo).sum(), -np.where(coef < 0, coef * hi, coef * lo).sum())
+    worst = max(
+        np.where(coef > 0, coef * hi, coef * lo).sum(),
+        -np.where(coef < 0, coef * hi, coef * lo).sum(),
+    )
     assert worst == pytest.approx((hi - lo) * ex.worst_error, rel=1e-10)
     r = evaluate(Stats(T=3, kl_max=ex.kl_max, tv_max=ex.tv_max, reward_range=(lo, hi)))
     assert r.unified >= worst
-    assert r.unified == pytest.approx((hi - lo) * evaluate(Stats(T=3, kl_max=ex.kl_max, tv_max=ex.tv_max)).unified)
+    assert r.unified == pytest.approx(
+        (hi - lo) * evaluate(Stats(T=3, kl_max=ex.kl_max, tv_max=ex.tv_max)).unified
+    )
 
 
 def test_sharp_bounds_are_nearly_tight(cases):
@@ -93,8 +98,14 @@ def test_sharp_bounds_are_nearly_tight(cases):
     # with a constant 40 % smaller would already be violated: the test has power.
     ratios = []
     for T, ex, _ in cases:
-        s = Stats(T=T, kl_max=ex.kl_max, tv_max=ex.tv_max, kl_seq=ex.kl_seq, tv_seq=ex.tv_seq,
-                  per_position=ex.per_position)
+        s = Stats(
+            T=T,
+            kl_max=ex.kl_max,
+            tv_max=ex.tv_max,
+            kl_seq=ex.kl_seq,
+            tv_seq=ex.tv_seq,
+            per_position=ex.per_position,
+        )
         ratios.append(ex.worst_error / evaluate(s, constants="sharp").unified if T > 1 else 0.0)
     assert max(ratios) > 0.6
     assert max(ratios) <= 1.0 + 1e-9
@@ -103,7 +114,7 @@ def test_sharp_bounds_are_nearly_tight(cases):
 def test_enumeration_identities(cases):
     # Independent cross-checks of the enumerator itself: chain rule of KL, and
     # TV(P_roll, P_theta) <= sum_t Dbar_t (subadditivity), Pinsker per sequence.
-    for T, ex, _ in cases:
+    for _T, ex, _ in cases:
         assert ex.kl_seq == pytest.approx(ex.kl_per_position.sum(), rel=1e-9, abs=1e-14)
         assert ex.tv_seq <= ex.per_position.sum() + 1e-12
         assert ex.tv_seq <= np.sqrt(ex.kl_seq / 2) + 1e-12

@@ -103,8 +103,18 @@ def test_result_to_dict_schema():
     d = r.to_dict()
     assert set(d) == {"inputs", "derived", "constants", "bounds", "tightest", "vacuous"}
     assert set(d["bounds"]) == {
-        "classical_tv", "classical_kl", "linear", "pm_kl", "pm_tv", "mix_kl", "mix_tv",
-        "coupling", "adaptive_kl", "adaptive_tv", "adaptive", "unified",
+        "classical_tv",
+        "classical_kl",
+        "linear",
+        "pm_kl",
+        "pm_tv",
+        "mix_kl",
+        "mix_tv",
+        "coupling",
+        "adaptive_kl",
+        "adaptive_tv",
+        "adaptive",
+        "unified",
     }
     assert d["tightest"] == "mix_tv" and d["vacuous"] is True
     json.dumps(d)
@@ -112,8 +122,14 @@ def test_result_to_dict_schema():
 
 def test_stats_file_round_trip(tmp_path):
     dbar = np.linspace(0.0, 0.004, 50)
-    s = Stats(T=50, kl_max=1e-4, tv_max=5e-3, per_position=dbar, status={"kl_max": "empirical"},
-              meta={"source": "test"})
+    s = Stats(
+        T=50,
+        kl_max=1e-4,
+        tv_max=5e-3,
+        per_position=dbar,
+        status={"kl_max": "empirical"},
+        meta={"source": "test"},
+    )
     p = tmp_path / "s.json"
     p.write_text(json.dumps(s.to_dict()))
     back = load_stats(p)

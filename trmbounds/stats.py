@@ -660,7 +660,5 @@ def _validity_notes(s: Stats, m: float | None) -> list[str]:
         out.append("empirical: a max over measured contexts underestimates the true max")
     out.append("exact: δ, ε must be full-vocabulary divergences; k1/k2/k3 are only proxies")
     if m is None:
-        out.append(
-            "support: needs π_roll > 0 wherever π_θ > 0 (top-k/top-p break it)"
-        )
+        out.append("support: needs π_roll > 0 wherever π_θ > 0 (top-k/top-p break it)")
     return out
