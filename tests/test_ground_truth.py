@@ -119,3 +119,30 @@ def test_enumeration_identities(cases):
         assert ex.tv_seq <= ex.per_position.sum() + 1e-12
         assert ex.tv_seq <= np.sqrt(ex.kl_seq / 2) + 1e-12
         assert ex.tv_max <= np.sqrt(ex.kl_max / 2) + 1e-12
+
+
+def test_sharp_constant_is_attained():
+    # docs/theory.md §5: T = 2, V = 2, pi_roll = (1/2, 1/2) and pi_theta = (1/2 + e, 1/2 - e)
+    # at every context. By hand: Error = 2 e^2 for R = 1 on (0,0) and (1,1), which equals
+    # the sharp Coupling bound 2e * sum_t min(1, (t-1)e) = 2 e^2: the halved constant is
+    # attained, and any smaller one would be violated.
+    from tabular import TabularPair
+
+    for e in (0.01, 0.1, 0.3):
+        roll = [np.array([[0.5, 0.5]]), np.array([[0.5, 0.5], [0.5, 0.5]])]
+        th = [np.array([[0.5 + e, 0.5 - e]]), np.array([[0.5 + e, 0.5 - e]] * 2)]
+        pair = TabularPair(roll, th)
+        ex = pair.exact()
+        assert ex.worst_error == pytest.approx(2 * e * e, rel=1e-12)
+        s = Stats(
+            T=2,
+            kl_max=ex.kl_max,
+            tv_max=ex.tv_max,
+            kl_seq=ex.kl_seq,
+            tv_seq=ex.tv_seq,
+            per_position=ex.per_position,
+        )
+        r = evaluate(s, constants="sharp")
+        assert r.bounds["coupling"] == pytest.approx(2 * e * e, rel=1e-12)
+        assert r.bounds["classical_tv"] == pytest.approx(2 * e * e, rel=1e-12)
+        assert r.unified == pytest.approx(ex.worst_error, rel=1e-12)
