@@ -1,0 +1,400 @@
+"""``trmbounds check``: the TRM guarantee, step by step, on saved training logs."""
+
+from __future__ import annotations
+
+import csv
+import math
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ..errors import TrmboundsError
+from . import app
+from ._common import (
+    ADV_RANGE_OPT,
+    CONSTANTS_OPT,
+    FORCE_OPT,
+    JSON_OPT,
+    KL_MAX_OPT,
+    REWARD_RANGE_OPT,
+    TV_MAX_OPT,
+    Constants,
+    check_output,
+    console,
+    dumps,
+    fmt,
+    print_json,
+)
+
+EPILOG = """
+Examples:
+
+  trmbounds check metrics.jsonl --preset verl --kl-max 0.05
+
+  trmbounds check wandb_export.csv --preset slime --map T_max=rollout/response_len/max --tv-max 0.01
+
+  trmbounds check tokens.parquet --kl-max 1e-3 --trm-max 0.05 --trm-avg 0.001 --json
+
+  trmbounds check metrics.jsonl --kl-max 0.05 --map surrogate=actor/pg_gain --report steps.csv --plot timeline.png
+"""
+
+
+class Preset(str, Enum):
+    auto = "auto"
+    verl = "verl"
+    slime = "slime"
+    trl = "trl"
+    prime_rl = "prime-rl"
+    skyrl = "skyrl"
+    generic = "generic"
+
+
+class Format(str, Enum):
+    jsonl = "jsonl"
+    csv = "csv"
+    parquet = "parquet"
+
+
+_STYLE = {
+    "refuted": "bold red",
+    "vacuous": "red",
+    "guaranteed": "bold green",
+    "non-vacuous": "green",
+    "unknown": "yellow",
+}
+_BIG = 32 << 20  # show a progress bar from this file size on
+
+
+@app.command("check", epilog=EPILOG)
+def check_cmd(
+    log: Annotated[
+        Path,
+        typer.Argument(
+            help="Per-step metric log (.jsonl, .csv, .parquet) or per-token dump "
+            "(.jsonl, .parquet with log-prob list columns).",
+            show_default=False,
+        ),
+    ],
+    preset: Annotated[
+        Preset,
+        typer.Option("--preset", help="Framework whose metric names to use (auto: best match)."),
+    ] = Preset.auto,
+    maps: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--map",
+            help="QUANTITY=COLUMN, repeatable (e.g. T_max=len/max, surrogate=actor/gain); "
+            "quantities in docs/logs.md.",
+            show_default=False,
+        ),
+    ] = None,
+    format: Annotated[
+        Format | None,
+        typer.Option(
+            "--format", help="Input format [default: from the extension].", show_default=False
+        ),
+    ] = None,
+    length: Annotated[
+        str, typer.Option("--length", help="Response length T: max, mean or a number.")
+    ] = "max",
+    kl_max: KL_MAX_OPT = None,
+    tv_max: TV_MAX_OPT = None,
+    adv_range: ADV_RANGE_OPT = None,
+    reward_range: REWARD_RANGE_OPT = None,
+    constants: CONSTANTS_OPT = Constants.paper,
+    trm_max: Annotated[
+        float | None,
+        typer.Option(
+            "--trm-max",
+            help="Per-token dumps: TRM-Max threshold on max k2 [default: 0.05].",
+            show_default=False,
+        ),
+    ] = None,
+    trm_avg: Annotated[
+        float | None,
+        typer.Option(
+            "--trm-avg",
+            help="Per-token dumps: TRM-Avg threshold on mean k3 [default: 0.001].",
+            show_default=False,
+        ),
+    ] = None,
+    ser: Annotated[
+        float | None,
+        typer.Option(
+            "--ser",
+            help="Per-token dumps: SER threshold on mean |rho - 1| [default: 0.05].",
+            show_default=False,
+        ),
+    ] = None,
+    ln_trm: Annotated[
+        float | None,
+        typer.Option(
+            "--ln-trm",
+            help="Per-token dumps: LN-TRM threshold delta_W (needs --kl-max/--tv-max).",
+            show_default=False,
+        ),
+    ] = None,
+    skip_bad: Annotated[
+        bool, typer.Option("--skip-bad", help="Skip malformed records (counted and reported).")
+    ] = False,
+    report: Annotated[
+        Path | None,
+        typer.Option(
+            "--report", help="Write every step to FILE (.csv or .json).", show_default=False
+        ),
+    ] = None,
+    plot: Annotated[
+        Path | None,
+        typer.Option(
+            "--plot",
+            help="Write a timeline plot (bound, budget, acceptance) to FILE.",
+            show_default=False,
+        ),
+    ] = None,
+    force: FORCE_OPT = False,
+    json: JSON_OPT = False,
+) -> None:
+    """Is the TRM guarantee non-vacuous, refuted or unknown at each step of a training log?
+
+    Turns what RL frameworks log (sampled-token mismatch metrics, or per-token
+    log-probabilities) into the paper's statistics, each labelled certified, estimate
+    (± 95 % CI), proxy, lower bound or assumed, and evaluates the unified bound B* under
+    your trust-region assumption (--kl-max/--tv-max, e.g. the TRM threshold) and under
+    the estimates.
+    """
+    from ..logs.check import Assumption, check_log
+
+    if adv_range is not None and reward_range is not None:
+        raise TrmboundsError("give --adv-range or --reward-range, not both")
+    a_range = 1.0
+    if adv_range is not None:
+        a_range = adv_range
+    elif reward_range is not None:
+        lo, hi = reward_range
+        if not (math.isfinite(lo) and math.isfinite(hi)) or hi < lo:
+            raise TrmboundsError(f"--reward-range: need finite LO <= HI, got {lo:g} {hi:g}")
+        a_range = hi - lo
+    for p in (report, plot):
+        if p is not None:
+            check_output(p, force)
+    if report is not None and report.suffix.lower() not in (".csv", ".json"):
+        raise TrmboundsError(f"--report {report}: use a .csv or .json file name")
+    if not log.exists():
+        raise TrmboundsError(f"log file not found: {log}")
+    assumption = Assumption(
+        kl_max=kl_max, tv_max=tv_max, adv_range=a_range, constants=constants.value
+    )
+    tok = {
+        k: v
+        for k, v in dict(trm_max=trm_max, trm_avg=trm_avg, ser=ser, ln_trm=ln_trm).items()
+        if v is not None
+    }
+    kw = dict(
+        format=format.value if format else None,
+        preset=preset.value,
+        maps=maps or [],
+        length=length,
+        assumption=assumption,
+        skip_bad=skip_bad,
+        **tok,
+    )
+    if log.stat().st_size >= _BIG:
+        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        with Progress(
+            SpinnerColumn(),
+            TextColumn("reading {task.description}: {task.completed:,} records"),
+            TimeElapsedColumn(),
+            console=console(stderr=True),
+            transient=True,
+        ) as prog:
+            task = prog.add_task(log.name, total=None)
+            result = check_log(log, progress=lambda n: prog.update(task, completed=n), **kw)
+    else:
+        result = check_log(log, **kw)
+    if report is not None:
+        _write_report(result, report)
+    if plot is not None:
+        from ..logs.timeline import plot_timeline
+
+        ax = plot_timeline(result)
+        ax.figure.savefig(plot, dpi=120)
+    if json:
+        print_json(result.to_dict())
+        return
+    _render(result, report, plot)
+
+
+def _write_report(result, path: Path) -> None:
+    if path.suffix.lower() == ".json":
+        path.write_text(dumps(result.to_dict()) + "\n", encoding="utf-8")
+        return
+    scalar = [k for k, s in result.stats.items() if s.values.dtype.kind != "O"]
+    head = ["step", "T", "status", "unified", "basis", "unified_estimate", "vacuous"]
+    for k in scalar:
+        head.append(f"{k} [{result.stats[k].status}]")
+        if result.stats[k].ci is not None:
+            head += [f"{k}_ci_lo", f"{k}_ci_hi"]
+    with open(path, "w", encoding="utf-8", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(head)
+        u = result.unified
+        from ..logs.check import STATES
+
+        for i in range(len(result)):
+            row = [
+                _num(result.step[i]),
+                _num(result.T[i]),
+                STATES[int(result.state[i])],
+                _num(u[i]),
+                result.basis,
+                _num(result.bound_est[i]),
+                "" if math.isnan(u[i]) else str(bool(u[i] >= result.assumption.adv_range)).lower(),
+            ]
+            for k in scalar:
+                s = result.stats[k]
+                row.append(_num(s.values[i]))
+                if s.ci is not None:
+                    row += [_num(s.ci[0][i]), _num(s.ci[1][i])]
+            w.writerow(row)
+
+
+def _num(x) -> str:
+    x = float(x)
+    if math.isnan(x):
+        return ""
+    return str(int(x)) if x.is_integer() and abs(x) < 1e15 else repr(x)
+
+
+def _render(result, report, plot) -> None:
+    from rich.table import Table
+
+    from ..logs.check import ACCEPT_TARGET, STATES
+
+    con = console()
+    a = result.assumption
+    assume = (
+        ", ".join(
+            f"{n} = {v:g} (assumed)" for n, v in (("δ", a.kl_max), ("ε", a.tv_max)) if v is not None
+        )
+        or "none (nothing can be guaranteed)"
+    )
+    con.print(
+        f"[bold]trmbounds check[/bold]  {result.path}  ({result.kind}, preset {result.preset})\n"
+        f"assumption: {assume};  a = {a.adv_range:g};  constants = {a.constants}"
+    )
+    t = Table(title="statistics", title_justify="left", header_style="bold")
+    t.add_column("statistic")
+    t.add_column("status")
+    t.add_column("from")
+    for k, s in result.stats.items():
+        t.add_row(k, s.status, s.source)
+    con.print(t)
+
+    n = len(result)
+    idx = list(range(n)) if n <= 20 else sorted(result.worst(10))
+    title = "steps" if n <= 20 else f"the 10 worst of {n:,} steps"
+    st = Table(title=title, title_justify="left", header_style="bold")
+    for c in (
+        "step",
+        "T",
+        "D_KL^seq",
+        "ε lower bd",
+        "δ proxy",
+        "accept",
+        "B* " + result.basis,
+        "B* estimate",
+        "status",
+    ):
+        st.add_column(c, justify="right" if c != "status" else "left")
+    ks = result.stats.get("kl_seq")
+    lb = result.stats.get("tv_lower_bound")
+    px = result.stats.get("kl_max_proxy")
+    acc = result.acceptance
+    u = result.unified
+    for i in idx:
+        state = STATES[int(result.state[i])]
+        kseq = "—" if ks is None else _ci(ks, i)
+        st.add_row(
+            _show(result.step[i]),
+            _show(result.T[i]),
+            kseq,
+            "—" if lb is None else _f(lb.values[i]),
+            "—" if px is None else _f(px.values[i]),
+            "—" if acc is None else _acc(acc[i]),
+            _f(u[i]),
+            _f(result.bound_est[i]),
+            f"[{_STYLE[state]}]{state}[/{_STYLE[state]}]",
+        )
+    con.print(st)
+    lines = result.summary()
+    counts = lines["states"]
+    con.print(
+        "states: "
+        + ",  ".join(f"[{_STYLE[s]}]{s}[/{_STYLE[s]}] {counts[s]:,}" for s in STATES if counts[s])
+    )
+    if "acceptance" in lines:
+        ac = lines["acceptance"]
+        below = ac["steps_below_target"]
+        tag = "[red]below[/red]" if below else "[green]above[/green]"
+        con.print(
+            f"acceptance: mean {ac['mean']:.1%}, min {ac['min']:.1%}; {below:,} step(s) {tag} "
+            f"the paper's {ACCEPT_TARGET:.0%} recommendation"
+        )
+    if result.kind == "tokens" and result.extra.get("length_bins"):
+        bt = Table(title="acceptance by length (TRM-Max vs the i.i.d. (1-p)^T length bias)",
+                   title_justify="left", header_style="bold")  # fmt: skip
+        for c in ("lengths", "sequences", "TRM-Max", "combined", "(1-p)^T"):
+            bt.add_column(c, justify="right")
+        for b in result.extra["length_bins"]:
+            bt.add_row(f"{b['lengths'][0]}–{b['lengths'][1]}", f"{b['sequences']:,}",
+                       f"{b['accept_trm_max']:.1%}", f"{b['accept_combined']:.1%}",
+                       f"{b['predicted_iid']:.1%}")  # fmt: skip
+        con.print(bt)
+        con.print(f"per-token violation rate p = {result.extra['per_token_violation_rate']:.3g}")
+    if result.bad.count:
+        con.print(f"[yellow]skipped {result.bad.count:,} malformed record(s)[/yellow]; first:")
+        for m in result.bad.messages[:5]:
+            con.print(f"  {m}", markup=False)
+    for col, (cnt, first) in result.invalid.items():
+        con.print(
+            f"[yellow]{cnt:,} NaN/inf/out-of-range value(s) in {col}[/yellow] (first at step "
+            f"{first}); not used",
+            markup=True,
+        )
+    if result.rows_without_metrics:
+        con.print(f"{result.rows_without_metrics:,} row(s) without any mismatch metric (not steps)")
+    for note in result.notes:
+        con.print(f"note: {note}", markup=False, style="dim")
+    for what, p in (("report", report), ("plot", plot)):
+        if p is not None:
+            con.print(f"{what} written to {p}")
+
+
+def _show(x) -> str:
+    x = float(x)
+    if math.isnan(x):
+        return "—"
+    return f"{int(x):,}" if x.is_integer() else f"{x:g}"
+
+
+def _f(x) -> str:
+    x = float(x)
+    return "—" if math.isnan(x) else fmt(x)
+
+
+def _acc(x) -> str:
+    x = float(x)
+    return "—" if math.isnan(x) else f"{x:.1%}"
+
+
+def _ci(s, i) -> str:
+    v = float(s.values[i])
+    if math.isnan(v):
+        return "—"
+    if s.ci is None:
+        return fmt(v)
+    h = (float(s.ci[1][i]) - float(s.ci[0][i])) / 2
+    return f"{fmt(v)} ± {fmt(h)}"

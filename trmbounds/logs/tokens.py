@@ -1,0 +1,674 @@
+r"""Estimates of the paper's statistics from per-token dumps of sampled log-probabilities.
+
+With responses :math:`y \sim \pi_{roll}` and :math:`\rho_t = \pi_\theta(y_t|c_t) /
+\pi_{roll}(y_t|c_t)`, unbiased Monte Carlo estimates exist for the *average*
+statistics (each reported with a normal-approximation 95 % confidence interval):
+
+* :math:`\bar D_t = E[\tfrac12|\rho_t - 1|]` (because
+  :math:`E_{y\sim q}[\tfrac12|p(y)/q(y) - 1|] = TV(q, p)` at every context), averaged
+  over sequences at position ``t``; a sequence that ended before ``t`` contributes 0
+  (after the end both policies agree);
+* :math:`D_{KL}^{seq} = E[\sum_t k3_t]`, :math:`k3 = \rho - 1 - \log\rho`;
+* :math:`D_{TV}^{seq} = E[\tfrac12|\prod_t \rho_t - 1|]`, computed in log space.
+
+The *maxima* :math:`\delta` and :math:`\varepsilon` cannot be estimated from sampled
+tokens. What a dump does give: :math:`\max |p_\theta(y) - p_{roll}(y)|` over sampled
+tokens, a certified **lower bound** on :math:`\varepsilon` (because
+:math:`|p(y) - q(y)| \le TV`), and :math:`\max_t k2_t`, a **proxy** (detector) for
+:math:`\delta`. When the dump carries the exact per-token KL/TV of each context, their
+means give lower-variance estimates and their maxima certified lower bounds.
+
+Acceptance of the Trust Region Masking criteria (SPEC §4) is computed per sequence:
+TRM-Max (``max_t k2 <= thr``, or the exact KL), TRM-Avg (``mean_t k3 <= thr``, or the
+exact KL), both combined, LN-TRM and SER, and by length bin against the length bias
+:math:`(1-p)^T` of i.i.d. per-token violations.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputFileError, TrmboundsError
+from .check import Assumption, CheckResult, Stat, _list, states, unified_columns
+from .readers import BadRecords, iter_log
+
+__all__ = [
+    "TOKEN_COLUMNS",
+    "is_token_dump",
+    "segment_sum",
+    "segment_max",
+    "mean_ci",
+    "check_tokens",
+]
+
+#: Column names recognised in per-token dumps, first match wins (``--map`` overrides).
+TOKEN_COLUMNS: dict[str, tuple[str, ...]] = {
+    "logp_roll": (
+        "inference_logprobs",
+        "rollout_logprobs",
+        "rollout_log_probs",
+        "sampler_logprobs",
+        "logp_roll",
+    ),
+    "logp_theta": (
+        "trainer_logprobs",
+        "training_logprobs",
+        "old_log_probs",
+        "old_logprobs",
+        "logp_theta",
+    ),
+    "loss_mask": ("loss_mask", "response_mask", "mask"),
+    "kl_token": ("kl_token", "token_kl", "exact_kl"),
+    "tv_token": ("tv_token", "token_tv", "exact_tv"),
+    "step": ("step", "_step", "global_step"),
+}
+_Z95 = 1.959963984540054
+_LOGP_SLACK = 1e-6  # a log-probability above this is not a log-probability
+
+
+def _columns_of(p: Path, fmt: str) -> list[str]:
+    if fmt == "parquet":
+        try:
+            import pyarrow.parquet as pq
+
+            return list(pq.ParquetFile(p).schema_arrow.names)
+        except ImportError:
+            raise InputFileError(
+                "reading Parquet needs pyarrow: pip install 'trmbounds[logs]'"
+            ) from None
+        except Exception as exc:  # noqa: BLE001 - any unreadable file
+            raise InputFileError(f"{p}: not a readable Parquet file ({exc})") from None
+    if fmt == "jsonl":
+        try:
+            with open(p, encoding="utf-8") as fh:
+                for line in fh:
+                    if line.strip():
+                        try:
+                            obj = json.loads(line)
+                        except json.JSONDecodeError:
+                            return []
+                        if not isinstance(obj, dict):
+                            return []
+                        keys = [k for k in obj if k != "data"]
+                        if isinstance(obj.get("data"), dict):
+                            keys += list(obj["data"])
+                        return keys
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InputFileError(f"cannot read {p}: {exc}") from None
+    return []
+
+
+def _resolve(names, maps: Mapping[str, str]) -> dict[str, str]:
+    present = set(names)
+    out = {}
+    for q, cands in TOKEN_COLUMNS.items():
+        if q in maps:
+            cands = (maps[q],)
+        for c in cands:
+            if c in present:
+                out[q] = c
+                break
+    return out
+
+
+def is_token_dump(p: Path, fmt: str, maps: Mapping[str, str] = {}) -> bool:  # noqa: B006
+    """True when ``p`` holds per-token log-probabilities (one record per sequence)."""
+    if fmt not in ("jsonl", "parquet") or not Path(p).is_file():
+        return False
+    return "logp_roll" in _resolve(_columns_of(Path(p), fmt), maps)
+
+
+# --------------------------------------------------------------- ragged primitives
+def segment_sum(x: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """Sum of ``x[offsets[i]:offsets[i+1]]`` for every segment (0 for an empty one).
+
+    Examples
+    --------
+    >>> segment_sum(np.array([1., 2., 3., 4.]), np.array([0, 2, 2, 4])).tolist()
+    [3.0, 0.0, 7.0]
+    """
+    return _segment(np.add, x, offsets, 0.0)
+
+
+def segment_max(x: np.ndarray, offsets: np.ndarray, empty: float = -np.inf) -> np.ndarray:
+    """Maximum of every segment (``empty`` for an empty one).
+
+    Examples
+    --------
+    >>> segment_max(np.array([1., 5., 3.]), np.array([0, 2, 2, 3]), 0.0).tolist()
+    [5.0, 0.0, 3.0]
+    """
+    return _segment(np.maximum, x, offsets, empty)
+
+
+def _segment(ufunc, x, offsets, empty) -> np.ndarray:
+    starts, ends = offsets[:-1], offsets[1:]
+    out = np.full(len(starts), empty, dtype=np.float64)
+    ne = ends > starts
+    if ne.any():
+        out[ne] = ufunc.reduceat(x, starts[ne])
+    return out
+
+
+def mean_ci(s: np.ndarray, ss: np.ndarray, n) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean and normal 95 % interval from sums ``s``, sums of squares ``ss``, count ``n``.
+
+    Examples
+    --------
+    >>> m, lo, hi = mean_ci(np.array(6.0), np.array(14.0), 3)   # data 1, 2, 3: sd 1
+    >>> float(m), round(float(hi - m), 4)                         # 1.96 / sqrt(3)
+    (2.0, 1.1316)
+    """
+    n = np.asarray(n, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        m = s / n
+        var = np.maximum(ss / n - m * m, 0.0) * n / (n - 1.0)
+        h = _Z95 * np.sqrt(var / n)
+    h = np.where(n > 1, h, np.inf)
+    return m, m - h, m + h
+
+
+def _weights_ln(rem: np.ndarray, eps: float | None, delta: float | None) -> np.ndarray:
+    """LN-TRM weight min(1, (T-t) eps, sqrt((T-t) delta/2)) from rem = T - t."""
+    w = np.ones_like(rem)
+    if eps is not None:
+        w = np.minimum(w, rem * eps)
+    if delta is not None:
+        w = np.minimum(w, np.sqrt(rem * (delta / 2.0)))
+    return w
+
+
+# ------------------------------------------------------------------- accumulators
+_CRITERIA = ("trm_max", "trm_avg", "combined", "ln_trm", "ser")
+
+
+@dataclass
+class _Acc:
+    """Running sums for one step group."""
+
+    n: int = 0
+    n_empty: int = 0
+    n_tok: int = 0
+    n_viol: int = 0
+    Lmax: int = 0
+    sums: dict[str, float] = field(default_factory=dict)
+    maxs: dict[str, float] = field(default_factory=dict)
+    accept: dict[str, int] = field(default_factory=dict)
+    pos_s: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    pos_ss: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+    def grow(self, L: int) -> None:
+        if L > len(self.pos_s):
+            k = max(L, 2 * len(self.pos_s))
+            for name in ("pos_s", "pos_ss"):
+                a = np.zeros(k)
+                old = getattr(self, name)
+                a[: len(old)] = old
+                setattr(self, name, a)
+
+
+@dataclass
+class _Options:
+    trm_max: float
+    trm_avg: float
+    ser: float | None
+    ln_trm: float | None
+    assumption: Assumption
+
+
+def check_tokens(
+    path: str | os.PathLike,
+    *,
+    format: str | None = None,
+    maps: Mapping[str, str] = {},  # noqa: B006
+    length: str = "max",
+    assumption: Assumption | None = None,
+    skip_bad: bool = False,
+    progress: Callable[[int], None] | None = None,
+    trm_max: float = 0.05,
+    trm_avg: float = 0.001,
+    ser: float | None = 0.05,
+    ln_trm: float | None = None,
+) -> CheckResult:
+    """Check the TRM guarantee on a per-token dump, one result per step group.
+
+    Parameters
+    ----------
+    path : path-like
+        JSONL (prime-rl's token export) or Parquet with list columns, one record per
+        sequence: rollout and trainer log-probs of the sampled tokens (required),
+        ``loss_mask``, exact per-token ``kl_token``/``tv_token`` and ``step`` (optional;
+        without it the dump is one group).
+    format, maps, length, assumption, skip_bad, progress
+        As in :func:`.check.check_log`. ``length`` ``max`` (default) or ``mean`` uses
+        the longest sequence of the group (the per-position array needs it); a number
+        pads or truncates the per-position estimate to that length.
+    trm_max, trm_avg : float
+        TRM-Max threshold on :math:`\\max_t k2_t` (or the exact KL) and TRM-Avg
+        threshold on the mean k3 (or the exact KL); the paper's 0.05 and 0.001.
+    ser : float or None
+        SER threshold on :math:`\\frac1T\\sum_t|\\rho_t-1|` (the paper suggests 0.03-0.10).
+    ln_trm : float or None
+        LN-TRM threshold :math:`\\delta_W`; needs ``--kl-max`` or ``--tv-max`` for the
+        weights.
+    """
+    a = assumption or Assumption()
+    p = Path(path)
+    for name, v in (
+        ("--trm-max", trm_max),
+        ("--trm-avg", trm_avg),
+        ("--ser", ser),
+        ("--ln-trm", ln_trm),
+    ):
+        if v is not None and not (math.isfinite(v) and v >= 0):
+            raise TrmboundsError(f"{name} must be a finite non-negative number, got {v}")
+    if ln_trm is not None and not a.given:
+        raise TrmboundsError("--ln-trm needs --kl-max or --tv-max (the LN-TRM weights use them)")
+    opts = _Options(trm_max, trm_avg, ser, ln_trm, a)
+    names = _columns_of(p, format or "")
+    cols = _resolve(names, maps)
+    for q in ("logp_roll", "logp_theta"):
+        if q not in cols:
+            tried = maps.get(q) or ", ".join(TOKEN_COLUMNS[q])
+            raise InputFileError(
+                f"{p}: per-token dump without a {q} column (tried {tried}; pass --map "
+                f"{q}=COLUMN); columns present: {_list(names)}"
+            )
+    for q, c in maps.items():
+        if q in TOKEN_COLUMNS and c not in names:
+            raise InputFileError(
+                f"{p}: column {c!r} (--map {q}={c}) not found; columns present: {_list(names)}"
+            )
+    list_cols = {
+        cols[q]
+        for q in ("logp_roll", "logp_theta", "loss_mask", "kl_token", "tv_token")
+        if q in cols
+    }
+    step_col = cols.get("step")
+    bad = BadRecords(skip=skip_bad)
+    accs: dict[float, _Acc] = {}
+    bins: dict[int, np.ndarray] = {}  # log2 bin -> [n, sum L, acc max, acc combined, viol tok, tok]
+    done = 0
+    invalid: dict[str, list] = {}
+    for chunk in iter_log(
+        p, format, columns=[step_col] if step_col else [], lists=list_cols, bad=bad
+    ):
+        _token_block(p, chunk, cols, opts, accs, bins, bad, invalid)
+        done += len(chunk)
+        if progress is not None:
+            progress(done)
+    return _finish(p, cols, opts, accs, bins, bad, invalid, length, step_col)
+
+
+def _token_block(p, chunk, cols, o: _Options, accs, bins, bad: BadRecords, invalid) -> None:
+    n = len(chunk)
+    empty = (np.zeros(0), np.zeros(n + 1, np.int64))
+    lr, off = chunk.lists.get(cols["logp_roll"], empty)
+    lt, off_t = chunk.lists.get(cols["logp_theta"], empty)
+    lens = np.diff(off)
+    ok = np.ones(n, bool)
+
+    def flag(mask: np.ndarray, reason: Callable[[int], str]) -> None:
+        for i in np.flatnonzero(mask & ok):
+            bad.add(p, f"{chunk.unit} {chunk.lines[i]}", reason(int(i)))
+            ok[i] = False
+
+    flag(np.diff(off_t) != lens, lambda i: f"{cols['logp_theta']} has {off_t[i + 1] - off_t[i]} "
+         f"values, {cols['logp_roll']} has {lens[i]}")  # fmt: skip
+    extra = {}
+    for q in ("loss_mask", "kl_token", "tv_token"):
+        if q in cols and cols[q] in chunk.lists:
+            v, o2 = chunk.lists[cols[q]]
+            flag(np.diff(o2) != lens, lambda i, q=q, o2=o2: f"{cols[q]} has {o2[i + 1] - o2[i]} "
+                 f"values, {cols['logp_roll']} has {lens[i]}")  # fmt: skip
+            extra[q] = (v, o2)
+    if "step" in cols:
+        sc = cols["step"]
+        step = np.where(
+            chunk.present.get(sc, np.zeros(n, bool)),
+            chunk.columns.get(sc, np.full(n, np.nan)),
+            np.nan,
+        )
+        flag(~np.isfinite(step), lambda i: f"no valid {sc} value")
+    else:
+        step = np.zeros(n)
+    # per-token validity, on records whose arrays line up
+    tok_ok = np.repeat(ok, lens)
+    lr_t = lr[: off[-1]] if len(lr) >= off[-1] else lr
+    lt_t = lt if np.array_equal(off_t, off) else None
+    if lt_t is None:  # misaligned records: rebuild theta aligned with roll for the good ones
+        lt_t = np.full(len(lr_t), np.nan)
+        for i in np.flatnonzero(ok):
+            lt_t[off[i] : off[i + 1]] = lt[off_t[i] : off_t[i + 1]]
+    if "loss_mask" in extra:
+        mv, mo = extra["loss_mask"]
+        keep_tok = tok_ok & (_aligned(mv, mo, off, ok) != 0)
+    else:
+        keep_tok = tok_ok
+    with np.errstate(invalid="ignore"):
+        badtok = keep_tok & ~(
+            np.isfinite(lr_t) & np.isfinite(lt_t) & (lr_t <= _LOGP_SLACK) & (lt_t <= _LOGP_SLACK)
+        )
+    if badtok.any():
+        seq_of = np.repeat(np.arange(n), lens)
+        first_bad = {}
+        for j in np.flatnonzero(badtok):
+            first_bad.setdefault(int(seq_of[j]), int(j))
+        for i, j in first_bad.items():
+            which = (
+                cols["logp_roll"]
+                if not (np.isfinite(lr_t[j]) and lr_t[j] <= _LOGP_SLACK)
+                else cols["logp_theta"]
+            )
+            val = lr_t[j] if which == cols["logp_roll"] else lt_t[j]
+            if ok[i]:
+                bad.add(p, f"{chunk.unit} {chunk.lines[i]}", f"column {which!r}: token {j - off[i]} "
+                        f"is {val!r}, not a log-probability")  # fmt: skip
+                ok[i] = False
+        keep_tok &= np.repeat(ok, lens)
+    ex_kl = _aligned(*extra["kl_token"], off, ok) if "kl_token" in extra else None
+    ex_tv = _aligned(*extra["tv_token"], off, ok) if "tv_token" in extra else None
+    for name, arr in (("kl_token", ex_kl), ("tv_token", ex_tv)):
+        if arr is not None:
+            with np.errstate(invalid="ignore"):
+                b = keep_tok & ~(np.isfinite(arr) & (arr >= 0))
+            if b.any():
+                seq_of = np.repeat(np.arange(n), lens)
+                for i in np.unique(seq_of[b]):
+                    if ok[i]:
+                        bad.add(p, f"{chunk.unit} {chunk.lines[i]}", f"column {cols[name]!r}: "
+                                "NaN, inf or negative value")  # fmt: skip
+                        ok[i] = False
+                keep_tok &= np.repeat(ok, lens)
+    # keep the response tokens of good records
+    csum = np.zeros(len(keep_tok) + 1, np.int64)
+    np.cumsum(keep_tok, out=csum[1:])
+    L = csum[off[1:]] - csum[off[:-1]]
+    seq_good = ok & (L > 0)
+    n_empty = int(np.sum(ok & (L == 0)))
+    L = L[seq_good]
+    keep_tok &= np.repeat(seq_good, lens)
+    r = lr_t[keep_tok]
+    th = lt_t[keep_tok]
+    offs = np.zeros(len(L) + 1, np.int64)
+    np.cumsum(L, out=offs[1:])
+    step = step[seq_good]
+    if not len(L):
+        if n_empty:
+            _acc(accs, 0.0).n_empty += n_empty
+        return
+    d = th - r
+    rho = np.exp(d)
+    am1 = np.abs(rho - 1.0)
+    k3 = rho - 1.0 - d
+    k2 = 0.5 * d * d
+    pq = np.exp(r) * am1  # |p_theta(y) - p_roll(y)| = p_roll(y) |rho - 1|
+    t0 = np.arange(len(d)) - np.repeat(offs[:-1], L)
+    Lf = L.astype(np.float64)
+    seq: dict[str, np.ndarray] = {
+        "klseq": segment_sum(k3, offs),
+        "tvseq": 0.5 * np.abs(np.expm1(segment_sum(d, offs))),
+        "pos_sum": 0.5 * segment_sum(am1, offs),
+    }
+    mx: dict[str, np.ndarray] = {
+        "pq": segment_max(pq, offs),
+        "k2": segment_max(k2, offs),
+        "k3": segment_max(k3, offs),
+    }
+    pos_val = 0.5 * am1
+    kl_max_seq = mx["k2"]
+    kl_mean_seq = seq["klseq"] / Lf
+    viol_tok = k2 > o.trm_max
+    if ex_kl is not None:
+        kx = ex_kl[keep_tok]
+        seq["klseq_exact"] = segment_sum(kx, offs)
+        mx["kl_exact"] = segment_max(kx, offs)
+        kl_max_seq = mx["kl_exact"]
+        kl_mean_seq = seq["klseq_exact"] / Lf
+        viol_tok = kx > o.trm_max
+    if ex_tv is not None:
+        tx = ex_tv[keep_tok]
+        mx["tv_exact"] = segment_max(tx, offs)
+        seq["pos_sum_exact"] = segment_sum(tx, offs)
+        pos_val = tx
+    acc_max = kl_max_seq <= o.trm_max
+    acc_avg = kl_mean_seq <= o.trm_avg
+    crit = {"trm_max": acc_max, "trm_avg": acc_avg, "combined": acc_max & acc_avg}
+    if o.ser is not None:
+        crit["ser"] = segment_sum(am1, offs) / Lf <= o.ser
+    if o.ln_trm is not None:
+        rem = (np.repeat(L, L) - 1 - t0).astype(np.float64)
+        w = _weights_ln(rem, o.assumption.tv_max, o.assumption.kl_max)
+        W = segment_sum(am1 * w, offs)
+        Z = segment_sum(w, offs)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            crit["ln_trm"] = np.where(Z > 0, W / np.where(Z > 0, Z, 1.0) <= o.ln_trm, True)
+    viol_seq = segment_sum(viol_tok.astype(np.float64), offs)
+    # length bins (whole dump)
+    b = np.floor(np.log2(Lf)).astype(np.int64)
+    for bi in np.unique(b):
+        m = b == bi
+        row = np.array([m.sum(), Lf[m].sum(), crit["trm_max"][m].sum(), crit["combined"][m].sum(),
+                        viol_seq[m].sum(), Lf[m].sum()])  # fmt: skip
+        bins[int(bi)] = bins.get(int(bi), 0) + row
+    # per step group
+    ustep, gi = np.unique(step, return_inverse=True)
+    Lb = int(L.max())
+    G = len(ustep)
+    idx = gi[np.repeat(np.arange(len(L)), L)] * Lb + t0
+    ps = np.bincount(idx, weights=pos_val, minlength=G * Lb).reshape(G, Lb)
+    pss = np.bincount(idx, weights=pos_val * pos_val, minlength=G * Lb).reshape(G, Lb)
+    for g, sv in enumerate(ustep):
+        m = gi == g
+        A = _acc(accs, sv)
+        A.n += int(m.sum())
+        A.n_tok += int(L[m].sum())
+        A.n_viol += int(viol_seq[m].sum())
+        A.Lmax = max(A.Lmax, int(L[m].max()))
+        for k, v in seq.items():
+            A.sums[k] = A.sums.get(k, 0.0) + float(v[m].sum())
+            A.sums[k + "^2"] = A.sums.get(k + "^2", 0.0) + float((v[m] ** 2).sum())
+        for k, v in mx.items():
+            A.maxs[k] = max(A.maxs.get(k, -np.inf), float(v[m].max()))
+        for k, v in crit.items():
+            A.accept[k] = A.accept.get(k, 0) + int(v[m].sum())
+        A.grow(Lb)
+        A.pos_s[:Lb] += ps[g]
+        A.pos_ss[:Lb] += pss[g]
+    if n_empty:
+        _acc(accs, ustep[0]).n_empty += n_empty
+
+
+def _acc(accs, step) -> _Acc:
+    key = float(step)
+    if key not in accs:
+        accs[key] = _Acc()
+    return accs[key]
+
+
+def _aligned(v, o2, off, ok) -> np.ndarray:
+    """Values of a list column laid out like the log-prob column (NaN for bad records)."""
+    if np.array_equal(o2, off):
+        return v
+    out = np.full(int(off[-1]), np.nan)
+    for i in np.flatnonzero(ok):
+        out[off[i] : off[i + 1]] = v[o2[i] : o2[i + 1]]
+    return out
+
+
+def _finish(p, cols, o: _Options, accs, bins, bad, invalid, length, step_col) -> CheckResult:
+    a = o.assumption
+    empties = sum(A.n_empty for A in accs.values())
+    items = [(k, A) for k, A in sorted(accs.items()) if A.n > 0]
+    if not items:
+        raise InputFileError(f"{p}: no sequences with response tokens")
+    keys = [k for k, _ in items]
+    accs = [A for _, A in items]
+    G = len(accs)
+    n = np.array([A.n for A in accs], dtype=np.float64)
+    T_obs = np.array([A.Lmax for A in accs], dtype=np.float64)
+    fixed = None
+    if length not in ("max", "mean"):
+        fixed = float(math.ceil(float(length)))
+    T = np.full(G, fixed) if fixed is not None else T_obs
+    exact_kl = "klseq_exact" in accs[0].sums if accs else False
+    exact_tv = "pos_sum_exact" in accs[0].sums if accs else False
+
+    def est(key):
+        s = np.array([A.sums[key] for A in accs])
+        ss = np.array([A.sums[key + "^2"] for A in accs])
+        return mean_ci(s, ss, n)
+
+    stats: dict[str, Stat] = {}
+    kseq = est("klseq_exact" if exact_kl else "klseq")
+    stats["kl_seq"] = Stat(
+        kseq[0],
+        "estimate",
+        "mean of sum_t " + ("exact KL" if exact_kl else "k3"),
+        (kseq[1], kseq[2]),
+    )
+    tseq = est("tvseq")
+    stats["tv_seq"] = Stat(tseq[0], "estimate", "mean of |prod_t rho_t - 1|/2", (tseq[1], tseq[2]))
+    psum = est("pos_sum_exact" if exact_tv else "pos_sum")
+    stats["per_position_sum"] = Stat(psum[0], "estimate", "sum_t D̄_t", (psum[1], psum[2]))
+    pp, pp_lo, pp_hi = [], [], []
+    for A, Ti, ni in zip(accs, T, n):
+        Ti = int(Ti)
+        s = np.zeros(Ti)
+        ss = np.zeros(Ti)
+        k = min(Ti, A.Lmax)
+        s[:k] = A.pos_s[:k]
+        ss[:k] = A.pos_ss[:k]
+        m, lo, hi = mean_ci(s, ss, ni)
+        pp.append(m)
+        pp_lo.append(np.maximum(lo, 0.0))
+        pp_hi.append(hi)
+    pp_arr = np.empty(G, dtype=object)
+    pp_arr[:] = pp
+    lo_arr = np.empty(G, dtype=object)
+    lo_arr[:] = pp_lo
+    hi_arr = np.empty(G, dtype=object)
+    hi_arr[:] = pp_hi
+    stats["per_position"] = Stat(
+        pp_arr,
+        "estimate",
+        "mean of " + ("exact TV" if exact_tv else "|rho_t - 1|/2") + " at position t",
+        (lo_arr, hi_arr),
+    )
+    eps_lb = np.array([max(A.maxs["pq"], A.maxs.get("tv_exact", -np.inf)) for A in accs])
+    stats["tv_lower_bound"] = Stat(
+        eps_lb,
+        "lower_bound",
+        "max |p_theta(y) - p_roll(y)| over sampled tokens"
+        + (" and max exact TV" if exact_tv else ""),
+    )
+    kl_lb = np.array([A.maxs.get("kl_exact", np.nan) for A in accs])
+    if exact_kl:
+        stats["kl_lower_bound"] = Stat(kl_lb, "lower_bound", "max exact KL over sampled contexts")
+    k2 = np.array([A.maxs["k2"] for A in accs])
+    stats["kl_max_proxy"] = Stat(k2, "proxy", "max k2 over sampled tokens")
+    stats["kl_max_proxy_k3"] = Stat(
+        np.array([A.maxs["k3"] for A in accs]), "proxy", "max k3 over sampled tokens"
+    )
+    for c in _CRITERIA:
+        if c in accs[0].accept:
+            cnt = np.array([A.accept[c] for A in accs], dtype=np.float64)
+            m, lo, hi = mean_ci(cnt, cnt, n)  # 0/1 data: sum of squares = sum
+            stats["accept_" + c] = Stat(
+                m, "estimate", _CRIT_SRC[c](o, exact_kl), (np.clip(lo, 0, 1), np.clip(hi, 0, 1))
+            )
+    stats["acceptance"] = Stat(
+        stats["accept_combined"].values,
+        "estimate",
+        "TRM-Max and TRM-Avg combined",
+        stats["accept_combined"].ci,
+    )
+    kw = dict(adv_range=a.adv_range, constants=a.constants)
+    bound = unified_columns(T, a.kl_max, a.tv_max, **kw) if a.given else np.full(G, np.nan)
+    bound_est = np.empty(G)
+    for g in range(G):
+        d = a.kl_max if a.kl_max is not None else (None if a.tv_max is not None else k2[g])
+        bound_est[g] = float(
+            unified_columns(T[g], d, a.tv_max, kseq[0][g], tseq[0][g], pp[g], **kw)
+        )
+    state = states(T, bound, a, eps_lb, kl_lb, np.full(G, np.nan))
+    notes = [
+        "kl_seq, tv_seq and D̄_t are Monte Carlo estimates (± 95 % normal CI) under y ~ pi_roll",
+        "delta and eps cannot be estimated from sampled tokens: kl_max_proxy (max k2) is a "
+        "detector, tv_lower_bound (max |p_theta - p_roll| over sampled tokens) a certified "
+        "lower bound on eps",
+        "D̄_t: a sequence shorter than t contributes 0 at t (both policies agree after the end)",
+        "the guarantee needs delta/eps to hold over ALL reachable contexts (SPEC §5.1)",
+    ]
+    if not step_col:
+        notes.append("no step column: the whole dump is one group (step 0)")
+    if fixed is not None and np.any(T_obs > T):
+        notes.append(f"--length {length} is shorter than the longest sequence; D̄_t is truncated")
+    if not a.given:
+        notes.append(
+            "no --kl-max/--tv-max: nothing is guaranteed; 'unified' is an ESTIMATE with the k2 "
+            "proxy standing in for delta (state 'unknown')"
+        )
+    if empties:
+        notes.append(f"{empties} sequence(s) without response tokens (loss_mask all 0) ignored")
+    tot_tok = sum(A.n_tok for A in accs)
+    tot_viol = sum(A.n_viol for A in accs)
+    pv = tot_viol / tot_tok if tot_tok else float("nan")
+    length_bins = []
+    for bi in sorted(bins):
+        nb, sL, am, ac, _v, _t = (float(x) for x in bins[bi])
+        mL = sL / nb
+        length_bins.append({
+            "lengths": [2**bi, 2 ** (bi + 1) - 1],
+            "sequences": int(nb),
+            "mean_length": mL,
+            "accept_trm_max": am / nb,
+            "accept_combined": ac / nb,
+            "predicted_iid": (1.0 - pv) ** mL,
+        })  # fmt: skip
+    extra = {
+        "sequences": int(n.sum()),
+        "tokens": int(tot_tok),
+        "thresholds": {
+            "trm_max": o.trm_max,
+            "trm_avg": o.trm_avg,
+            "ser": o.ser,
+            "ln_trm": o.ln_trm,
+        },
+        "per_token_violation_rate": pv,
+        "length_bins": length_bins,
+    }
+    return CheckResult(
+        path=str(p),
+        kind="tokens",
+        preset="per-token",
+        assumption=a,
+        step=np.array(keys, dtype=np.float64),
+        line=np.zeros(G, np.int64),
+        T=T,
+        bound=bound,
+        bound_est=bound_est,
+        state=state,
+        stats=stats,
+        columns={q: c for q, c in cols.items()},
+        bad=bad,
+        invalid=invalid,
+        notes=notes,
+        extra=extra,
+    )
+
+
+_CRIT_SRC: dict[str, Callable[[_Options, bool], str]] = {
+    "trm_max": lambda o, ex: f"max_t {'exact KL' if ex else 'k2'} <= {o.trm_max:g}",
+    "trm_avg": lambda o, ex: f"mean_t {'exact KL' if ex else 'k3'} <= {o.trm_avg:g}",
+    "combined": lambda o, ex: "TRM-Max and TRM-Avg",
+    "ln_trm": lambda o, ex: f"W/Z(T) <= {o.ln_trm:g}",
+    "ser": lambda o, ex: f"mean_t |rho_t - 1| <= {o.ser:g}",
+}
