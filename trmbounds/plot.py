@@ -377,15 +377,17 @@ def curves(
     # Vacuity: B >= a guarantees nothing.
     ax.axhspan(a, yhi * 3.0, color="0.92", zorder=0, lw=0)
     ax.axhline(a, color="0.35", lw=1.0, ls=":", zorder=2)
+    fx, ha, above = _vacuity_label_spot(Ts, data, a, ylo / 3.0, yhi * 3.0)
     ax.annotate(
         f"vacuous above $B = a = {_sci(a)}$",
-        xy=(0.01, a),
+        xy=(fx, a),
         xycoords=("axes fraction", "data"),
-        xytext=(2, 3),
+        xytext=(0, 3 if above else -3),
         textcoords="offset points",
         fontsize=8,
         color="0.3",
-        va="bottom",
+        ha=ha,
+        va="bottom" if above else "top",
     )
     if mark_T is not None:
         ax.axvline(mark_T, color="0.45", lw=1.0, ls="-.", zorder=2)
@@ -424,6 +426,24 @@ def curves(
     # Outside the axes: inside, a legend always covers some of the curves or the line.
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     return ax
+
+
+def _vacuity_label_spot(Ts, data, a, ylo, yhi):
+    """Where the vacuity label crosses no curve: (x axes-fraction, ha, above the line?).
+
+    Tries the left and right ends, above and then below the line; the label spans
+    about a third of the width and a twentieth of the (log) height.
+    """
+    lx = np.log(Ts)
+    frac = (lx - lx[0]) / (lx[-1] - lx[0])
+    band = (yhi / ylo) ** 0.05
+    ys = np.vstack(list(data.values()))
+    for above in (True, False):
+        lo, hi = (a, a * band) if above else (a / band, a)
+        for fx, ha, span in ((0.01, "left", frac <= 0.35), (0.99, "right", frac >= 0.65)):
+            if not np.any((ys[:, span] >= lo) & (ys[:, span] <= hi)):
+                return fx, ha, above
+    return 0.99, "right", True
 
 
 def _title(kl_max, tv_max, kl_seq, kl_avg, tv_seq, constants) -> str:

@@ -456,7 +456,11 @@ def max_kl_threshold(
             kl_seq=None,
             tv_seq=None,
             tightest=None,
-            message=f"every threshold meets the budget: B* never exceeds {sup:.6g} at T = {T}",
+            message=(
+                f"at T = {T} the surrogate is exact (B* = 0): every threshold meets the budget"
+                if sup == 0
+                else f"at T = {T} every threshold meets the budget: B* never exceeds {sup:.6g}"
+            ),
             **common,
         )
     if kbar is not None:
@@ -471,7 +475,7 @@ def max_kl_threshold(
                 tv_seq=None,
                 tightest=None,
                 message=(
-                    f"no threshold meets the budget: even δ = kl_avg = {kbar:g} gives "
+                    f"at T = {T} no threshold meets the budget: even δ = kl_avg = {kbar:g} gives "
                     f"B* = {f(lo):.6g} > {beta:g} (δ cannot be below the mean per-token KL)"
                 ),
                 **common,

@@ -1,0 +1,215 @@
+"""``trmbounds solve``: the TRM threshold (or the length) that keeps B* within a budget."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from ..errors import TrmboundsError
+from . import app
+from ._common import (
+    ADV_RANGE_OPT,
+    CONSTANTS_OPT,
+    JSON_OPT,
+    Constants,
+    console,
+    fmt,
+    print_json,
+)
+
+EPILOG = """
+Examples:
+
+  trmbounds solve --T 4096 --budget-frac 0.1
+
+  trmbounds solve --T 4096,8192,32768 --budget 0.05 --kl-avg 1e-8
+
+  trmbounds solve --kl-max 1e-6 --budget-frac 0.1 --tv-ratio 0.5
+
+  trmbounds solve --T 8192 --budget 0.1 --constants sharp --json
+"""
+
+_MEMBER_NAMES = {
+    "pm_kl": "PM-KL",
+    "pm_tv": "PM-TV",
+    "mix_kl": "Mixed KL",
+    "mix_tv": "Mixed TV",
+    "coupling": "Coupling",
+    "adaptive": "Adaptive",
+    None: "—",
+}
+
+
+def _lengths(values: list[str]) -> list[str]:
+    """Split repeated and comma-separated --T values (validated by the library)."""
+    out = [tok for v in values for tok in v.replace(",", " ").split()]
+    if not out:
+        raise TrmboundsError("--T needs at least one length")
+    return out
+
+
+def _budget(budget: float | None, budget_frac: float | None, adv_range: float) -> float:
+    if (budget is None) == (budget_frac is None):
+        raise TrmboundsError("give --budget (reward units) or --budget-frac (of the range), one")
+    if budget_frac is not None:
+        if not budget_frac > 0:
+            raise TrmboundsError(f"--budget-frac must be positive, got {budget_frac:g}")
+        return budget_frac * adv_range
+    if not budget > 0:
+        raise TrmboundsError(f"--budget must be positive, got {budget:g}")
+    return budget
+
+
+@app.command("solve", epilog=EPILOG)
+def solve_cmd(
+    T: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--T",
+            "-T",
+            help="Response length(s): the largest TRM-Max threshold delta for each. Repeat "
+            "the option or separate with commas.",
+            show_default=False,
+        ),
+    ] = None,
+    kl_max: Annotated[
+        float | None,
+        typer.Option(
+            "--kl-max",
+            help="A TRM-Max threshold delta: the longest response length it keeps within "
+            "the budget.",
+            show_default=False,
+        ),
+    ] = None,
+    budget: Annotated[
+        float | None,
+        typer.Option(
+            "--budget", help="Error budget beta in reward units (B* <= beta).", show_default=False
+        ),
+    ] = None,
+    budget_frac: Annotated[
+        float | None,
+        typer.Option(
+            "--budget-frac",
+            help="Error budget as a fraction of the advantage range (beta = f * a).",
+            show_default=False,
+        ),
+    ] = None,
+    tv_ratio: Annotated[
+        float | None,
+        typer.Option(
+            "--tv-ratio",
+            help="Assume epsilon = r * sqrt(delta/2) with r in (0, 1] [default: 1, Pinsker's "
+            "worst case].",
+            show_default=False,
+        ),
+    ] = None,
+    kl_avg: Annotated[
+        float | None,
+        typer.Option(
+            "--kl-avg",
+            help="Mean per-token KL: D_KL^seq = T * kl_avg instead of the worst case T * delta "
+            "(needs delta >= kl_avg).",
+            show_default=False,
+        ),
+    ] = None,
+    adv_range: ADV_RANGE_OPT = None,
+    constants: CONSTANTS_OPT = Constants.paper,
+    json: JSON_OPT = False,
+) -> None:
+    """Solve for the TRM threshold, or the response length, that keeps B* within a budget.
+
+    With --T: the largest TRM-Max threshold delta with B*(delta) <= beta at each length
+    (and the largest TV threshold epsilon for the TV route alone). With --kl-max: the
+    longest response length T with B*(T) <= beta. Every answer states the assumptions
+    it rests on. --json prints one JSON object per question, one per line.
+    """
+    from .. import solve as S
+
+    if (T is None) == (kl_max is None):
+        raise TrmboundsError(
+            "give --T (for the largest threshold) or --kl-max (for the longest length), one"
+        )
+    a = 1.0 if adv_range is None else adv_range
+    if not a > 0:
+        raise TrmboundsError(f"--adv-range must be positive, got {a:g}")
+    beta = _budget(budget, budget_frac, a)
+    kw = dict(tv_ratio=tv_ratio, kl_avg=kl_avg, adv_range=a, constants=constants.value)
+    if kl_max is not None:
+        res = S.max_length(kl_max, beta, **kw)
+        if json:
+            print_json(res.to_dict())
+        else:
+            _render_length(res, budget_frac)
+        return
+    results = [S.max_kl_threshold(t, beta, **kw) for t in _lengths(T)]
+    if json:
+        for r in results:
+            print_json(r.to_dict())
+        return
+    _render_thresholds(results, budget_frac)
+
+
+def _budget_text(beta: float, a: float, frac: float | None) -> str:
+    share = (beta / a if frac is None else frac) * 100
+    return f"β = {beta:g} ({share:.4g}% of the advantage range a = {a:g})"
+
+
+def _render_thresholds(results, frac) -> None:
+    from rich.table import Table
+
+    r0 = results[0]
+    con = console()
+    con.soft_wrap = True  # long assumption lines stay whole (and greppable)
+    con.print(
+        f"Largest TRM-Max threshold δ with B* ≤ {_budget_text(r0.budget, r0.adv_range, frac)}, "
+        f"{r0.constants} constants"
+    )
+    table = Table(box=None, pad_edge=False)
+    for col in ("T", "δ_max (KL)", "B* at δ_max", "tightest", "ε_max (TV route alone)"):
+        table.add_column(col, justify="left" if col == "tightest" else "right")
+    notes = []
+    for r in results:
+        tv = r.tv_route
+        tv_text = fmt(tv.tv_max) if tv.status == "ok" else tv.status
+        if r.status == "ok":
+            table.add_row(str(r.T), fmt(r.kl_max), fmt(r.bound), _MEMBER_NAMES[r.tightest], tv_text)
+        else:
+            table.add_row(str(r.T), r.status, "—", "—", tv_text)
+            notes.append(r.message)
+        if tv.status == "any":
+            notes.append(f"at T = {r.T} every ε meets the budget on the TV route")
+    con.print(table)
+    for n in notes:
+        con.print(n)
+    con.print("Assumptions (KL threshold):")
+    for key in ("tv_max", "kl_seq", "tv_seq", "members"):
+        con.print(f"  {r0.assumptions[key]}")
+    tva = r0.tv_route.assumptions
+    con.print(f"TV route alone: B_TV = {tva['members']}, {tva['tv_seq']}")
+    con.print(
+        "δ and ε must hold over all reachable contexts; a maximum measured on samples is "
+        "only an empirical estimate of them."
+    )
+
+
+def _render_length(res, frac) -> None:
+    con = console()
+    con.soft_wrap = True  # long assumption lines stay whole (and greppable)
+    head = (
+        f"Longest response length with B* ≤ {_budget_text(res.budget, res.adv_range, frac)} "
+        f"at δ = {res.kl_max:g}, {res.constants} constants"
+    )
+    con.print(head)
+    if res.status == "ok":
+        con.print(
+            f"  T_max = {res.T_max}   (B*({res.T_max}) = {fmt(res.bound)}, "
+            f"B*({res.T_max + 1}) = {fmt(res.bound_next)} > β; tightest: "
+            f"{_MEMBER_NAMES[res.tightest]})"
+        )
+    else:
+        con.print(f"  {res.message}")
+    con.print("Assumptions:")
+    for key in ("tv_max", "kl_seq", "tv_seq", "members"):
+        con.print(f"  {res.assumptions[key]}")
