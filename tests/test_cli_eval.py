@@ -205,13 +205,16 @@ def test_version_and_help():
     assert r.exit_code == 0 and "Usage" in r.stdout
 
 
-def _commands(group, prefix=()):
+def _commands(cmd, ctx=None, prefix=()):
     import typer
 
-    cmd = typer.main.get_command(group) if not hasattr(group, "commands") else group
-    for name, sub in cmd.commands.items():
-        if hasattr(sub, "commands"):
-            yield from _commands(sub, (*prefix, name))
+    if ctx is None:
+        cmd = typer.main.get_command(cmd)
+        ctx = cmd.make_context("trmbounds", [], resilient_parsing=True)
+    for name in cmd.list_commands(ctx):
+        sub = cmd.get_command(ctx, name)
+        if hasattr(sub, "list_commands"):
+            yield from _commands(sub, ctx, (*prefix, name))
         else:
             yield (*prefix, name)
 

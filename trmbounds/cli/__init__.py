@@ -44,5 +44,8 @@ def _main(
     """Error bounds of Trust Region Masking for long-horizon LLM RL."""
 
 
-# Commands register themselves on `app`; their heavy imports stay inside them.
-from . import cmd_eval  # noqa: E402,F401
+# Commands load lazily: name -> module of trmbounds.cli whose own `app` defines it.
+# (Commands registered directly on `app` by an imported module also work.)
+Group.lazy_commands = {
+    "eval": "cmd_eval",
+}

@@ -24,7 +24,44 @@ EXIT_USAGE = 2
 
 
 class Group(TyperGroup):
-    """Turns usage errors and library errors into one line on stderr, exit code 2."""
+    """The root command group.
+
+    - Loads commands lazily: ``lazy_commands`` maps a command name to a module of
+      ``trmbounds.cli`` whose ``app`` (a ``typer.Typer``) defines it, so that
+      ``trmbounds eval`` never imports (or builds) ``plot``, ``check`` or ``measure``.
+    - Turns usage errors and library errors into one line on stderr, exit code 2.
+    """
+
+    lazy_commands: dict[str, str] = {}
+
+    def list_commands(self, ctx):
+        return [
+            *super().list_commands(ctx),
+            *(n for n in self.lazy_commands if n not in self.commands),
+        ]
+
+    def get_command(self, ctx, cmd_name):
+        cmd = super().get_command(ctx, cmd_name)
+        if cmd is None and cmd_name in self.lazy_commands:
+            import importlib
+
+            module = importlib.import_module(f"trmbounds.cli.{self.lazy_commands[cmd_name]}")
+            cmd = typer.main.get_command(module.app)
+            cmd.name = cmd_name
+            self.commands[cmd_name] = cmd
+        return cmd
+
+    def resolve_command(self, ctx, args):
+        try:
+            return super().resolve_command(ctx, args)
+        except _cx.UsageError as exc:
+            if args and "Did you mean" not in exc.message:
+                from difflib import get_close_matches
+
+                close = get_close_matches(args[0], self.list_commands(ctx))
+                if close:
+                    exc.message = exc.message.rstrip(".") + f". Did you mean {close[0]!r}?"
+            raise
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         code: int = 0

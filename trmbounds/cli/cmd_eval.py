@@ -9,7 +9,6 @@ import typer
 
 from ..errors import TrmboundsError
 from ..stats import Stats, evaluate, load_per_position, load_stats
-from . import app
 from ._common import (
     ADV_RANGE_OPT,
     CONSTANTS_OPT,
@@ -72,6 +71,9 @@ def build_stats(
     if kl_max is None and tv_max is None:
         raise TrmboundsError("give --kl-max or --tv-max (or --stats FILE): every bound needs one")
     return Stats(**overrides)
+
+
+app = typer.Typer(add_completion=False)
 
 
 @app.command("eval", epilog=EPILOG)
