@@ -370,7 +370,7 @@ def _token_block(p, chunk, cols, o: _Options, accs, bins, bad: BadRecords, inval
             val = lr_t[j] if which == cols["logp_roll"] else lt_t[j]
             if ok[i]:
                 bad.add(p, f"{chunk.unit} {chunk.lines[i]}", f"column {which!r}: token {j - off[i]} "
-                        f"is {val!r}, not a log-probability")  # fmt: skip
+                        f"is {float(val)!r}, not a log-probability")  # fmt: skip
                 ok[i] = False
         keep_tok &= np.repeat(ok, lens)
     ex_kl = _aligned(*extra["kl_token"], off, ok) if "kl_token" in extra else None
