@@ -12,18 +12,19 @@ measure``) is a JSON object with the keys of :meth:`Stats.to_dict`; see
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from . import bounds as B
 from .errors import InputFileError, StatsError
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 __all__ = [
     "Stats",
@@ -322,6 +323,8 @@ class Stats:
         kw = {k: data[k] for k in _KEYS if k in data and data[k] is not None}
         pp = kw.get("per_position")
         if isinstance(pp, (str, os.PathLike)):
+            from pathlib import Path
+
             p = Path(pp)
             if base_dir is not None and not p.is_absolute():
                 p = Path(base_dir) / p
@@ -378,6 +381,9 @@ def load_per_position(path: str | os.PathLike) -> np.ndarray:
     commas or newlines, one optional header line. ``.json``: an array, or an object
     with a ``per_position`` array.
     """
+    import json
+    from pathlib import Path
+
     p = Path(path)
     if not p.is_file():
         raise InputFileError(f"per-position file not found: {p}")
@@ -442,6 +448,9 @@ def _read_csv_numbers(p: Path) -> np.ndarray:
 
 def load_stats(path: str | os.PathLike) -> Stats:
     """Read a statistics file (JSON, schema of :meth:`Stats.to_dict`)."""
+    import json
+    from pathlib import Path
+
     p = Path(path)
     if not p.is_file():
         raise InputFileError(f"statistics file not found: {p}")

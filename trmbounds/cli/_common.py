@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 from enum import Enum
@@ -183,6 +182,8 @@ def _jsonable(x: Any) -> Any:
 
 def dumps(obj: Any) -> str:
     """JSON text of ``obj``: numpy values converted, NaN/inf as null."""
+    import json
+
     return json.dumps(_jsonable(obj), allow_nan=False)
 
 
