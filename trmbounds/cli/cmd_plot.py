@@ -8,7 +8,6 @@ from typing import Annotated
 import typer
 
 from ..errors import TrmboundsError
-from . import app
 from ._common import ADV_RANGE_OPT, CONSTANTS_OPT, FORCE_OPT, Constants, check_output
 
 CURVES_EPILOG = """
@@ -39,14 +38,15 @@ Examples:
   trmbounds plot heatmap --budget 0.1 --out map.svg
 """
 
-plot_app = typer.Typer(
+# Loaded lazily by the root group (``Group.lazy_commands``) as the ``plot`` group.
+app = typer.Typer(
     name="plot",
+    add_completion=False,
     epilog=PLOT_EPILOG,
     help="Draw the bounds: bound vs response length (curves), or B* over (T, delta) (heatmap).",
     no_args_is_help=True,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-app.add_typer(plot_app, name="plot")
 
 FORMATS = ("png", "svg", "pdf")
 MAX_PIXELS = 20000  # per side
@@ -117,7 +117,7 @@ def _bounds(values: list[str] | None) -> list[str] | None:
     return [tok for v in values for tok in v.replace(",", " ").split()]
 
 
-@plot_app.command("curves", epilog=CURVES_EPILOG)
+@app.command("curves", epilog=CURVES_EPILOG)
 def curves_cmd(
     kl_max: Annotated[
         float,
@@ -199,7 +199,7 @@ def curves_cmd(
     _save(fig, path, ext, dpi)
 
 
-@plot_app.command("heatmap", epilog=HEATMAP_EPILOG)
+@app.command("heatmap", epilog=HEATMAP_EPILOG)
 def heatmap_cmd(
     T_min: T_MIN_OPT = 16,
     T_max: T_MAX_OPT = 2**20,

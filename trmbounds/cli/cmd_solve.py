@@ -7,7 +7,6 @@ from typing import Annotated
 import typer
 
 from ..errors import TrmboundsError
-from . import app
 from ._common import (
     ADV_RANGE_OPT,
     CONSTANTS_OPT,
@@ -59,6 +58,10 @@ def _budget(budget: float | None, budget_frac: float | None, adv_range: float) -
     if not budget > 0:
         raise TrmboundsError(f"--budget must be positive, got {budget:g}")
     return budget
+
+
+# Loaded lazily by the root group (``Group.lazy_commands``): this module's own app.
+app = typer.Typer(add_completion=False)
 
 
 @app.command("solve", epilog=EPILOG)
