@@ -49,3 +49,5 @@ def _main(
 Group.lazy_commands = {
     "eval": "cmd_eval",
 }
+
+Group.lazy_commands.update({"plot": "cmd_plot", "solve": "cmd_solve"})
