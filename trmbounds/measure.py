@@ -677,6 +677,23 @@ def _head_rows(V: int, budget: int, bytes_roll: int, bytes_train: int, top: bool
     return int(rows)
 
 
+def _check_sampling(num_samples, max_new_tokens, batch_size, temperature, top_k, top_p) -> None:
+    for name, v in (
+        ("num_samples", num_samples),
+        ("max_new_tokens", max_new_tokens),
+        ("batch_size", batch_size),
+    ):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+            raise TrmboundsError(f"{name} must be an integer >= 1, got {v!r}")
+    t = float(temperature)
+    if not (t > 0 and math.isfinite(t)):
+        raise TrmboundsError(f"temperature must be > 0, got {temperature}")
+    if int(top_k) < 0:
+        raise TrmboundsError(f"top_k must be >= 0, got {top_k}")
+    if not 0 < float(top_p) <= 1:
+        raise TrmboundsError(f"top_p must be in (0, 1], got {top_p}")
+
+
 def sample_and_score(
     roll_model: Any,
     train_model: Any,
@@ -715,14 +732,7 @@ def sample_and_score(
     """
     import torch
 
-    if num_samples < 1 or max_new_tokens < 1 or batch_size < 1:
-        raise TrmboundsError("num_samples, max_new_tokens and batch_size must be >= 1")
-    if not (float(temperature) > 0 and math.isfinite(float(temperature))):
-        raise TrmboundsError(f"temperature must be > 0, got {temperature}")
-    if int(top_k) < 0:
-        raise TrmboundsError(f"top_k must be >= 0, got {top_k}")
-    if not 0 < float(top_p) <= 1:
-        raise TrmboundsError(f"top_p must be in (0, 1], got {top_p}")
+    _check_sampling(num_samples, max_new_tokens, batch_size, temperature, top_k, top_p)
     if not prompt_ids or any(len(p) == 0 for p in prompt_ids):
         raise TrmboundsError("need at least one prompt, and no empty prompt")
     budget = parse_memory(max_memory)
@@ -864,6 +874,7 @@ def measure(
         if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
             raise TrmboundsError(f"{name} threshold must be a finite number >= 0, got {v!r}")
     parse_memory(max_memory)
+    _check_sampling(num_samples, max_new_tokens, batch_size, temperature, top_k, top_p)
     resolve_dtype(roll_dtype)
     resolve_dtype(train_dtype)
     dev = resolve_device(device)

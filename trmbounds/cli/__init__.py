@@ -51,3 +51,4 @@ Group.lazy_commands = {
 }
 
 Group.lazy_commands.update({"plot": "cmd_plot", "solve": "cmd_solve"})
+from . import cmd_measure  # noqa: E402,F401

@@ -1,0 +1,285 @@
+"""``trmbounds measure``: exact divergences from a model run, written as a statistics file."""
+
+from __future__ import annotations
+
+import json as _json
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ..errors import TrmboundsError
+from . import app
+from ._common import (
+    ADV_RANGE_OPT,
+    CONSTANTS_OPT,
+    FORCE_OPT,
+    JSON_OPT,
+    REWARD_RANGE_OPT,
+    Constants,
+    check_output,
+    console,
+    dumps,
+    fmt,
+    print_json,
+)
+
+EPILOG = """
+Examples:
+
+  # bf16 rollouts vs fp32 training, same weights (the backend-mismatch source)
+
+  trmbounds measure --roll ./my-model --roll-dtype bfloat16 --train-dtype float32 -o measured.json
+
+  # two checkpoints, your prompts, top-p sampling (missing mass is measured)
+
+  trmbounds measure --roll ./ckpt-100 --train ./ckpt-101 --prompts prompts.jsonl --top-p 0.95
+
+  # read the file back
+
+  trmbounds eval --stats measured.json
+"""
+
+
+class Dtype(str, Enum):
+    float32 = "float32"
+    bfloat16 = "bfloat16"
+    float16 = "float16"
+    float64 = "float64"
+
+
+class Attn(str, Enum):
+    eager = "eager"
+    sdpa = "sdpa"
+    flash_attention_2 = "flash_attention_2"
+
+
+@app.command("measure", epilog=EPILOG)
+def measure_cmd(
+    roll: Annotated[
+        str,
+        typer.Option(
+            "--roll",
+            help="Rollout policy: local model directory or hub id (transformers).",
+            show_default=False,
+        ),
+    ],
+    train: Annotated[
+        str | None,
+        typer.Option(
+            "--train",
+            help="Training policy (model directory or hub id) [default: the --roll model].",
+            show_default=False,
+        ),
+    ] = None,
+    roll_dtype: Annotated[
+        Dtype, typer.Option("--roll-dtype", help="Weights dtype of the rollout policy.")
+    ] = Dtype.float32,
+    train_dtype: Annotated[
+        Dtype, typer.Option("--train-dtype", help="Weights dtype of the training policy.")
+    ] = Dtype.float32,
+    roll_attn: Annotated[
+        Attn | None,
+        typer.Option(
+            "--roll-attn",
+            help="Attention implementation of the rollout policy [default: transformers' choice].",
+            show_default=False,
+        ),
+    ] = None,
+    train_attn: Annotated[
+        Attn | None,
+        typer.Option(
+            "--train-attn",
+            help="Attention implementation of the training policy.",
+            show_default=False,
+        ),
+    ] = None,
+    tokenizer: Annotated[
+        str | None,
+        typer.Option(
+            "--tokenizer", help="Tokenizer [default: the --roll model's].", show_default=False
+        ),
+    ] = None,
+    prompts: Annotated[
+        Path | None,
+        typer.Option(
+            "--prompts",
+            help="Prompt file: text (one prompt per line) or JSONL ({'prompt': ...} or "
+            "{'messages': [...]}) [default: a small built-in set].",
+            show_default=False,
+        ),
+    ] = None,
+    num_samples: Annotated[
+        int, typer.Option("--num-samples", "-n", min=1, help="Responses sampled per prompt.")
+    ] = 4,
+    max_new_tokens: Annotated[
+        int, typer.Option("--max-new-tokens", min=1, help="Longest response (tokens).")
+    ] = 128,
+    temperature: Annotated[
+        float, typer.Option("--temperature", help="Sampling temperature (> 0).")
+    ] = 1.0,
+    top_p: Annotated[
+        float,
+        typer.Option("--top-p", help="Nucleus sampling (< 1 breaks full support: m measured)."),
+    ] = 1.0,
+    top_k: Annotated[
+        int, typer.Option("--top-k", min=0, help="Top-k sampling (0 = off; breaks full support).")
+    ] = 0,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the sampler.")] = 0,
+    device: Annotated[
+        str, typer.Option("--device", help="cpu, cuda, cuda:N, or auto (cuda when present).")
+    ] = "auto",
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", min=1, help="Sequences per batch.")
+    ] = 8,
+    max_memory: Annotated[
+        str,
+        typer.Option(
+            "--max-memory",
+            help="Budget for the vocabulary-sized buffers (logits, divergence kernel), "
+            "e.g. 512MB, 2GB; model weights and activations are not counted.",
+        ),
+    ] = "1GB",
+    trm_max: Annotated[
+        float, typer.Option("--trm-max", help="TRM-Max threshold δ for the acceptance rate.")
+    ] = 0.05,
+    trm_avg: Annotated[
+        float, typer.Option("--trm-avg", help="TRM-Avg threshold δ_avg for the acceptance rate.")
+    ] = 0.001,
+    ser: Annotated[
+        float, typer.Option("--ser", help="SER threshold δ_SER for the acceptance rate.")
+    ] = 0.05,
+    output: Annotated[
+        Path,
+        typer.Option("--output", "-o", help="Statistics file to write (docs/stats-file.md)."),
+    ] = Path("measured.json"),
+    force: FORCE_OPT = False,
+    adv_range: ADV_RANGE_OPT = None,
+    reward_range: REWARD_RANGE_OPT = None,
+    constants: CONSTANTS_OPT = Constants.paper,
+    json: JSON_OPT = False,
+) -> None:
+    """Measure exact full-vocabulary KL and TV between a rollout and a training policy.
+
+    Samples responses from the rollout policy, scores them under both policies with
+    full logits, writes the divergence statistics (δ̂, ε̂ as maxima over the measured
+    contexts; D_KL^seq, D_TV^seq, D̄_t as estimates with 95% CIs; TRM acceptance
+    rates) to a statistics file, and prints the bounds table.
+    """
+    if adv_range is not None and reward_range is not None:
+        raise TrmboundsError("give --adv-range or --reward-range, not both")
+    out_path = check_output(output, force)
+    from ..measure import load_prompts, measure, parse_memory
+    from ..stats import evaluate
+
+    parse_memory(max_memory)
+    prompt_list = load_prompts(prompts)
+    err = console(stderr=True)
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    with Progress(
+        TextColumn("measuring"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("batches"),
+        console=err,
+        transient=True,
+    ) as bar:
+        task = bar.add_task("measure", total=None)
+
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        m = measure(
+            roll,
+            train,
+            roll_dtype=roll_dtype.value,
+            train_dtype=train_dtype.value,
+            roll_attn=roll_attn.value if roll_attn else None,
+            train_attn=train_attn.value if train_attn else None,
+            tokenizer=tokenizer,
+            prompts=prompt_list,
+            num_samples=num_samples,
+            max_new_tokens=max_new_tokens,
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            seed=seed,
+            device=device,
+            batch_size=batch_size,
+            max_memory=max_memory,
+            trm_max=trm_max,
+            trm_avg=trm_avg,
+            ser=ser,
+            adv_range=adv_range,
+            reward_range=reward_range,
+            progress=progress,
+        )
+    stats = m.stats
+    text = dumps(stats.to_dict())
+    out_path.write_text(_json.dumps(_json.loads(text), indent=1) + "\n", encoding="utf-8")
+    result = evaluate(stats, constants=constants.value)
+    for w in m.warnings:
+        err.print(f"[yellow]warning[/yellow] {w}")
+    if json:
+        d = result.to_dict()
+        d["stats_file"] = str(out_path)
+        print_json(d)
+        return
+    con = console()
+    _render_measurement(stats, out_path, con)
+    from ._render import render_result
+
+    render_result(result, con)
+
+
+def _render_measurement(stats, path: Path, con) -> None:
+    from rich.table import Table
+
+    meta = stats.meta
+    ci = meta.get("ci95", {})
+    table = Table(
+        title=f"Measured  {meta.get('n_sequences')} responses, {meta.get('n_tokens')} tokens, "
+        f"T = {stats.T}  → {path}",
+        title_justify="left",
+        header_style="bold",
+    )
+    table.add_column("statistic")
+    table.add_column("value", justify="right")
+    table.add_column("95% CI (normal)")
+    table.add_column("status")
+
+    def row(label, key, value):
+        c = ci.get(key)
+        table.add_row(
+            label,
+            fmt(value),
+            "—" if not c else f"[{fmt(c[0])}, {fmt(c[1])}]",
+            stats.status.get(key, "—"),
+        )
+
+    row("δ̂  max KL over measured contexts", "kl_max", stats.kl_max)
+    row("ε̂  max TV over measured contexts", "tv_max", stats.tv_max)
+    row("D_KL^seq", "kl_seq", stats.kl_seq)
+    row("D_TV^seq", "tv_seq", stats.tv_seq)
+    pp = stats.per_position
+    table.add_row("max_t D̄_t", fmt(float(pp.max())), "—", stats.status.get("per_position", "—"))
+    if stats.missing_mass is not None:
+        row("m  missing mass", "missing_mass", stats.missing_mass)
+    con.print(table)
+    acc = meta.get("acceptance", {})
+    if acc:
+        a_max, a_avg, a_c, a_s = (acc[k] for k in ("trm_max", "trm_avg", "combined", "ser"))
+        con.print(
+            "acceptance (exact KL | proxy): "
+            f"TRM-Max δ={a_max['threshold']:g}: {a_max['exact_kl']:.1%} | k2 {a_max['proxy_k2']:.1%};  "
+            f"TRM-Avg δ={a_avg['threshold']:g}: {a_avg['exact_kl']:.1%} | k3 {a_avg['proxy_k3']:.1%};  "
+            f"combined: {a_c['exact_kl']:.1%} | {a_c['proxy_k2_k3']:.1%};  "
+            f"SER δ={a_s['threshold']:g}: {a_s['rate']:.1%}"
+        )
+    con.print(
+        "δ̂ and ε̂ are maxima over the measured contexts only: lower estimates of the "
+        "maxima over all reachable contexts."
+    )
