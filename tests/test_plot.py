@@ -52,6 +52,7 @@ def test_lines_read_back_equal_the_bound_functions():
     assert set(lines) == set(names)
     T = lines["pm_kl"][0]
     assert T[0] == 16 and T[-1] == 2**20 and np.all(T == np.round(T)) and np.all(np.diff(T) > 0)
+    assert T.size == 500  # the requested number of distinct integer lengths
     # Fixed statistics can only be used where they are possible: D_KL^seq <= T delta and
     # D_TV^seq <= min(1, sqrt(D_KL^seq/2), T eps).
     ks = np.minimum(kseq, T * d)

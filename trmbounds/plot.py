@@ -126,12 +126,18 @@ def _names(bounds) -> tuple[str, ...]:
 
 
 def length_grid(T_min: int = 16, T_max: int = 2**20, points: int = 400) -> np.ndarray:
-    """Distinct integer lengths, log-spaced from ``T_min`` to ``T_max`` (both included).
+    """``points`` distinct integer lengths, log-spaced from ``T_min`` to ``T_max``.
+
+    Both ends are included. Rounding a geometric grid to integers repeats lengths at
+    the short end, so the grid is made as dense as needed for ``points`` distinct
+    lengths (every integer when the range holds fewer than ``points``).
 
     Examples
     --------
     >>> length_grid(16, 1024, 7).tolist()
     [16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0]
+    >>> len(length_grid(16, 2**20, 10_000)), len(length_grid(1, 50, 100))
+    (10000, 50)
     """
     lo, hi = _int_length("T_min", T_min), _int_length("T_max", T_max)
     if lo >= hi:
@@ -139,7 +145,26 @@ def length_grid(T_min: int = 16, T_max: int = 2**20, points: int = 400) -> np.nd
     n = int(points)
     if n < 2:
         raise TrmboundsError(f"points must be at least 2, got {points}")
-    return np.unique(np.round(np.geomspace(lo, hi, n)))
+    if hi - lo + 1 <= n:
+        return np.arange(lo, hi + 1, dtype=np.float64)
+
+    def grid(m: int) -> np.ndarray:
+        return np.unique(np.round(np.geomspace(lo, hi, m)))
+
+    a, b = n, 2 * n  # smallest m with at least n distinct lengths, by bisection
+    while grid(b).size < n:
+        a, b = b, 2 * b
+    while b - a > 1:
+        mid = (a + b) // 2
+        if grid(mid).size >= n:
+            b = mid
+        else:
+            a = mid
+    g = grid(b) if grid(a).size < n else grid(a)
+    if g.size > n:  # drop the surplus from the interior, evenly
+        drop = np.linspace(1, g.size - 2, g.size - n).round().astype(int)
+        g = np.delete(g, np.unique(drop))
+    return g
 
 
 def _int_length(name: str, T) -> int:
