@@ -10,7 +10,14 @@ from logfixtures import BASE, metric_rows, write_csv, write_jsonl, write_parquet
 
 from trmbounds.errors import InputFileError, TrmboundsError
 from trmbounds.logs import presets as P
-from trmbounds.logs.check import STATES, Assumption, check_log, states, unified_columns
+from trmbounds.logs.check import (
+    STATES,
+    Assumption,
+    LengthTable,
+    check_log,
+    states,
+    unified_columns,
+)
 
 
 def bstar_direct(T, d=None, e=None, kseq=None, tseq=None):
@@ -57,6 +64,21 @@ def test_unified_columns_paper_column_b_and_missing():
 def test_unified_columns_matches_term_by_term_sums(T, d, e, ks):
     got = float(unified_columns(T, d, e, ks))
     assert got == pytest.approx(bstar_direct(T, d, e, ks), rel=1e-9)
+
+
+@pytest.mark.parametrize("d,e", [(1e-4, None), (None, 2e-3), (3e-3, 1e-2)])
+def test_fast_paths_equal_the_row_by_row_bound(d, e):
+    # many rows (the distinct-T path), and the LengthTable look-up, against one row at a time
+    rng = np.random.default_rng(7)
+    T = rng.integers(1, 3000, 300).astype(float)
+    T[5] = np.nan
+    ks = rng.uniform(0, 0.05, 300)
+    one = [float(unified_columns(t, d, e, k)) for t, k in zip(T, ks)]
+    np.testing.assert_allclose(unified_columns(T, d, e, ks), one, rtol=1e-12)
+    table = LengthTable(d, e)
+    np.testing.assert_allclose(unified_columns(T, d, e, ks, table=table), one, rtol=1e-12)
+    for i in (0, 1, 2):  # and the term-by-term sums
+        assert one[i] == pytest.approx(bstar_direct(int(T[i]), d, e, ks[i]), rel=1e-9)
 
 
 def test_states_precedence_by_hand():

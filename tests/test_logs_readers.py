@@ -80,7 +80,7 @@ def test_csv_bad_row_after_fast_batches(tmp_path, monkeypatch):
     rows = [f"{i},{i / 10}" for i in range(1, 400)]
     rows[299] = "300,oops"  # line 301
     p.write_text("_step,a\n" + "\n".join(rows) + "\n")
-    monkeypatch.setattr(R, "_BLOCK", 1024)  # pyarrow yields batches before meeting it
+    monkeypatch.setattr(R, "_CSV_BLOCK", 1024)  # pyarrow yields batches before meeting it
     with pytest.raises(
         InputFileError, match=r"w\.csv: line 301: column 'a': 'oops' is not a number"
     ):

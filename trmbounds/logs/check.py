@@ -48,6 +48,7 @@ __all__ = [
     "Assumption",
     "CheckResult",
     "unified_columns",
+    "LengthTable",
     "check_log",
     "states",
 ]
@@ -104,6 +105,7 @@ def unified_columns(
     *,
     adv_range=1.0,
     constants="paper",
+    table: LengthTable | None = None,
 ):
     r"""The unified bound :math:`B^*`, broadcasting, where NaN means "not known".
 
@@ -113,7 +115,9 @@ def unified_columns(
     (:math:`\varepsilon \le \min(1,\sqrt{\delta/2})`, :math:`D_{KL}^{seq} \le T\delta`,
     :math:`D_{TV}^{seq} \le \min(1, \sqrt{D_{KL}^{seq}/2}, T\varepsilon)`), members that
     need an unknown :math:`\delta` are dropped, and the result is NaN only where
-    neither :math:`\delta` nor :math:`\varepsilon` is known.
+    neither :math:`\delta` nor :math:`\varepsilon` is known. ``table`` (a
+    :class:`LengthTable` for the same scalar ``kl_max``/``tv_max``) evaluates the members
+    that depend on ``T`` alone by look-up.
 
     Examples
     --------
@@ -126,44 +130,102 @@ def unified_columns(
     kl = _nan(kl_max)
     eps_in = _nan(tv_max)
     kw = dict(adv_range=adv_range, constants=constants)
+    pp = per_position if per_position is not None and np.ndim(per_position) > 0 else None
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         T, kl, eps_in = np.broadcast_arrays(T, kl, eps_in)
-        pinsker = np.minimum(1.0, np.sqrt(kl / 2.0))
-        eps = np.where(np.isnan(eps_in), pinsker, eps_in)
+        eps = np.where(np.isnan(eps_in), np.minimum(1.0, np.sqrt(kl / 2.0)), eps_in)
         kseq = _nan(kl_seq) * np.ones_like(T)
         kseq = np.where(np.isnan(kseq), T * kl, kseq)
         tseq = _nan(tv_seq) * np.ones_like(T)
         fill = np.fmin(np.fmin(1.0, np.sqrt(kseq / 2.0)), T * eps)
-        if per_position is not None and np.ndim(per_position) > 0:
-            fill = np.fmin(fill, np.sum(_nan(per_position), axis=-1))
+        if pp is not None:
+            fill = np.fmin(fill, np.sum(_nan(pp), axis=-1))
         tseq = np.where(np.isnan(tseq), fill, tseq)
         Ts = np.where(np.isnan(T), 1.0, T)  # keep the closed forms quiet; masked below
-        members = [
-            B.pm_kl(Ts, kl, **kw),
-            B.pm_tv(Ts, kl, eps, **kw),
-            B.mix_kl(Ts, kl, kseq, **kw),
-            B.mix_tv(Ts, eps, tseq, **kw),
-            B.coupling(Ts, eps, **kw),
-        ]
-        has_kl = ~np.isnan(kl)
-        eps0 = np.where(np.isnan(eps), 0.0, eps)
-        pp = per_position
-        if pp is not None and np.ndim(pp) > 0:
-            if has_kl.all():
-                members.append(B.adaptive(Ts, kl, eps0, pp, **kw))
-            elif not has_kl.any():
-                members.append(B.adaptive(Ts, None, eps0, pp, **kw))
-            else:
-                raise TrmboundsError(
-                    "a per-position array needs kl_max known everywhere or nowhere"
-                )
+        mix = np.fmin(B.mix_kl(Ts, kl, kseq, **kw), B.mix_tv(Ts, eps, tseq, **kw))
+        if table is not None and pp is None:
+            rest = table(T)
+        elif pp is None and T.ndim == 1 and len(T) > 64 and _scalar(kl) and _scalar(eps):
+            # The other members depend on T alone here: evaluate them once per distinct T.
+            uT, inv = np.unique(Ts, return_inverse=True)
+            rest = _length_members(uT, kl[:1], eps[:1], None, kw)[inv.reshape(-1)]
         else:
-            a_h = B.adaptive(Ts, np.where(has_kl, kl, 0.0), eps0, pp, **kw)
-            a_tv = B.adaptive(Ts, None, eps0, pp, **kw)
-            members.append(np.where(has_kl, a_h, a_tv))
-        out = np.fmin.reduce(np.broadcast_arrays(*[np.asarray(m, float) for m in members]))
+            rest = _length_members(Ts, kl, eps, pp, kw)
+        out = np.fmin(mix, rest)
         out = np.where(np.isnan(eps) | np.isnan(T), np.nan, out)
     return out
+
+
+class LengthTable:
+    """PM-KL, PM-TV, Coupling and the Adaptive hybrid, tabulated over T = 1, 2, ...
+
+    For scalar ``kl_max``/``tv_max`` (None: unknown) these members of :math:`B^*`
+    depend on ``T`` alone; a log has few distinct lengths, so they are computed once.
+
+    Examples
+    --------
+    >>> t = LengthTable(None, 0.1)
+    >>> [round(float(x), 6) for x in t(np.array([2.0, 100.0]))]   # Coupling: 0.04, 37.8
+    [0.04, 37.8]
+    """
+
+    _MAX = 1 << 22
+
+    def __init__(self, kl_max, tv_max, adv_range=1.0, constants="paper"):
+        self.kl = np.asarray([np.nan if kl_max is None else kl_max], dtype=np.float64)
+        e = np.nan if tv_max is None else tv_max
+        with np.errstate(invalid="ignore"):
+            pins = np.minimum(1.0, np.sqrt(self.kl / 2.0))
+        self.eps = np.where(np.isnan(e), pins, e)
+        self.kw = dict(adv_range=adv_range, constants=constants)
+        self.values = np.zeros(0)
+
+    def __call__(self, T: np.ndarray) -> np.ndarray:
+        T = np.asarray(T, dtype=np.float64)
+        ok = T >= 1
+        out = np.full(T.shape, np.nan)
+        if not ok.any():
+            return out
+        need = int(T[ok].max())
+        if need > self._MAX:
+            with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+                out[ok] = _length_members(T[ok], self.kl, self.eps, None, self.kw)
+            return out
+        if need > len(self.values):
+            n = max(need, 2 * len(self.values), 1024)
+            with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+                self.values = _length_members(
+                    np.arange(1, n + 1, dtype=np.float64), self.kl, self.eps, None, self.kw
+                )
+        out[ok] = self.values[T[ok].astype(np.int64) - 1]
+        return out
+
+
+def _scalar(x: np.ndarray) -> bool:
+    """All entries equal (NaN counts as equal to NaN)."""
+    return bool(np.all(x == x[0])) or bool(np.all(np.isnan(x)))
+
+
+def _length_members(T, kl, eps, pp, kw) -> np.ndarray:
+    """min of PM-KL, PM-TV, Coupling and the Adaptive hybrid (NaN-aware)."""
+    T, kl, eps = np.broadcast_arrays(T, kl, eps)
+    has_kl = ~np.isnan(kl)
+    eps0 = np.where(np.isnan(eps), 0.0, eps)
+    members = [B.pm_kl(T, kl, **kw), B.pm_tv(T, kl, eps, **kw), B.coupling(T, eps, **kw)]
+    if pp is not None:
+        if has_kl.all():
+            members.append(B.adaptive(T, kl, eps0, pp, **kw))
+        elif not has_kl.any():
+            members.append(B.adaptive(T, None, eps0, pp, **kw))
+        else:
+            raise TrmboundsError("a per-position array needs kl_max known everywhere or nowhere")
+    else:
+        a_h = B.adaptive(T, np.where(has_kl, kl, 0.0), eps0, None, **kw)
+        if has_kl.all():
+            members.append(a_h)
+        else:
+            members.append(np.where(has_kl, a_h, B.adaptive(T, None, eps0, None, **kw)))
+    return np.fmin.reduce(np.broadcast_arrays(*[np.asarray(m, float) for m in members]))
 
 
 def states(
@@ -482,13 +544,16 @@ def check_log(
     n_done = 0
     no_metrics = 0
     first = True
+    table = LengthTable(
+        assumption.kl_max, assumption.tv_max, assumption.adv_range, assumption.constants
+    )
     for chunk in iter_log(p, fmt, columns=all_cands, bad=bad, seen=seen):
         if first:
             first = False
             if chosen is None:
                 chosen = P.guess_preset(seen)
             cols = _check_columns(p, chosen, maps, seen, mode)
-        res = _metric_block(p, chunk, chosen, maps, mode, Tvalue, assumption, bad, invalid)
+        res = _metric_block(p, chunk, chosen, maps, mode, Tvalue, assumption, bad, invalid, table)
         if res is not None:
             block, nm = res
             no_metrics += nm
@@ -624,7 +689,7 @@ def _check_columns(p, preset, maps, seen, mode) -> dict[str, str]:
     return cols
 
 
-def _metric_block(p, chunk, preset, maps, mode, Tvalue, a: Assumption, bad, invalid):
+def _metric_block(p, chunk, preset, maps, mode, Tvalue, a: Assumption, bad, invalid, table):
     cols = P.resolve(preset, maps, chunk.columns)
     n = len(chunk)
     q: dict[str, np.ndarray] = {}
@@ -690,7 +755,9 @@ def _metric_block(p, chunk, preset, maps, mode, Tvalue, a: Assumption, bad, inva
         d_est[:] = a.kl_max
     elif not a.given:
         d_est = np.where(np.isnan(k2), g("kl_proxy_max"), k2)
-    bound_est = unified_columns(T, d_est, a.tv_max, kseq, g("tv_seq"), **kw)
+    bound_est = unified_columns(
+        T, d_est, a.tv_max, kseq, g("tv_seq"), table=table if a.given else None, **kw
+    )
     state = states(T, bound, a, eps_lb, g("kl_max_seen"), g("surrogate"))
     return (
         {

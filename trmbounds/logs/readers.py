@@ -49,8 +49,10 @@ FORMATS = {
     ".json": "json",
 }
 
-_BLOCK = 8 << 20  # bytes per JSONL / CSV block
+_BLOCK = 8 << 20  # bytes per JSONL block
+_CSV_BLOCK = 2 << 20  # bytes per CSV block (pyarrow parses small blocks faster)
 _BATCH = 65536  # rows per Parquet batch
+_LIST_BATCH = 512  # rows per Parquet batch with per-token list columns (sequences)
 
 
 @dataclass
@@ -366,9 +368,7 @@ def _jsonl_fast(body: bytes, line0: int, want, lists, seen) -> Chunk | None:
     if body.startswith(b"\n") or b"\n\n" in body or b"\r" in body:
         return None  # blank lines would shift the line numbers
     try:
-        table = pj.read_json(
-            io.BytesIO(body), read_options=pj.ReadOptions(block_size=len(body) + 1)
-        )
+        table = pj.read_json(io.BytesIO(body), read_options=pj.ReadOptions(block_size=1 << 20))
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
         return None
     if table.num_rows != body.count(b"\n"):
@@ -518,7 +518,7 @@ def _iter_csv(p: Path, want, bad, seen) -> Iterator[Chunk]:
         try:
             reader = pcsv.open_csv(
                 p,
-                read_options=pcsv.ReadOptions(block_size=_BLOCK),
+                read_options=pcsv.ReadOptions(block_size=_CSV_BLOCK),
                 parse_options=pcsv.ParseOptions(newlines_in_values=False),
                 convert_options=pcsv.ConvertOptions(
                     include_columns=names,
@@ -617,7 +617,8 @@ def _iter_parquet(p: Path, want, lists, bad, seen) -> Iterator[Chunk]:
     if not names:
         return
     done = 0
-    for batch in pf.iter_batches(batch_size=_BATCH, columns=names):
+    size = _BATCH if not lists else _LIST_BATCH
+    for batch in pf.iter_batches(batch_size=size, columns=names):
         n = batch.num_rows
         chunk = Chunk(lines=np.arange(done + 1, done + 1 + n, dtype=np.int64), unit="row")
         for name in names:
