@@ -1,0 +1,449 @@
+"""``trmbounds measure`` and trmbounds.measure on tiny causal LMs built here (no download).
+
+Models: a 2-layer Llama with a 64-token vocabulary and random weights, saved with
+``save_pretrained`` (with a word-level tokenizer) so that ``--roll PATH`` works
+offline. References: full-vocabulary divergences recomputed here from the models'
+own ``model(...).logits`` (the standard forward, no cache, one sequence at a time)
+with a plain numpy softmax; the identities E_roll[k1 | c] = E_roll[k3 | c] = KL(c)
+and E_roll[½|ρ − 1| | c] = TV(c); hand-written numpy loops for the aggregation.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from trmbounds.cli import app
+from trmbounds.errors import InputFileError, TrmboundsError
+from trmbounds.measure import (
+    Records,
+    aggregate,
+    load_prompts,
+    measure,
+    normal_ci,
+    parse_memory,
+    sample_and_score,
+)
+from trmbounds.stats import Stats, evaluate, load_stats
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+V = 64
+EOS = 3
+
+
+def _tiny(seed: int):
+    torch.manual_seed(seed)
+    cfg = transformers.LlamaConfig(
+        vocab_size=V,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        eos_token_id=EOS,
+        bos_token_id=2,
+        pad_token_id=0,
+    )
+    return transformers.LlamaForCausalLM(cfg).eval()
+
+
+def _tokenizer():
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    words = ["<pad>", "<unk>", "<s>", "</s>"] + [f"w{i}" for i in range(V - 4)]
+    tk = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
+    tk.pre_tokenizer = pre_tokenizers.Whitespace()
+    return transformers.PreTrainedTokenizerFast(
+        tokenizer_object=tk, pad_token="<pad>", unk_token="<unk>", bos_token="<s>", eos_token="</s>"
+    )
+
+
+@pytest.fixture(scope="module")
+def models():
+    return _tiny(0), _tiny(1)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory, models):
+    d = tmp_path_factory.mktemp("tiny-llama")
+    models[0].save_pretrained(d)
+    _tokenizer().save_pretrained(d)
+    return d
+
+
+PROMPTS = [[2, 5, 6, 7], [2, 9], [2, 10, 11, 12, 13, 14], [2, 20, 21]]
+
+
+# ------------------------------------------------------------------ references
+def _softmax(x):
+    e = np.exp(x - x.max())
+    return e / e.sum()
+
+
+def _reference_rows(model_r, model_t, prompt, response, top_k=0):
+    """Exact KL, TV, missing mass per response token from full-forward logits."""
+    ids = torch.tensor([list(prompt) + list(response)])
+    with torch.no_grad():
+        lr = model_r(ids).logits[0].double().numpy()
+        lt = model_t(ids).logits[0].double().numpy()
+    out = []
+    for j, y in enumerate(response):
+        a, b = lr[len(prompt) - 1 + j], lt[len(prompt) - 1 + j]
+        keep = np.ones(V, bool)
+        if top_k:
+            keep = a >= np.sort(a)[::-1][top_k - 1]
+            keep[y] = True
+        p, q = _softmax(np.where(keep, a, -np.inf)), _softmax(b)
+        kl = sum(p[v] * math.log(p[v] / q[v]) for v in range(V) if p[v] > 0)
+        out.append((kl, 0.5 * np.abs(p - q).sum(), q[~keep].sum(), math.log(p[y]), math.log(q[y])))
+    return np.array(out)
+
+
+def _check_against_reference(rec, model_r, model_t, prompts, num_samples, top_k=0):
+    for i in range(rec.mask.shape[0]):
+        L = int(rec.mask[i].sum())
+        prompt = prompts[rec.prompt_index[i]]
+        ref = _reference_rows(model_r, model_t, prompt, rec.tokens[i, :L].tolist(), top_k)
+        got = np.stack(
+            [
+                rec.kl[i, :L],
+                rec.tv[i, :L],
+                rec.missing_mass[i, :L],
+                rec.logp_roll[i, :L],
+                rec.logp_theta[i, :L],
+            ],
+            1,
+        )
+        np.testing.assert_allclose(got, ref, rtol=1e-4, atol=2e-6)
+
+
+# ------------------------------------------------------------------ the measurement loop
+def test_two_models_match_full_forward_reference(models):
+    m0, m1 = models
+    rec = sample_and_score(
+        m0, m1, PROMPTS, num_samples=2, max_new_tokens=10, seed=3, batch_size=3, eos_ids={EOS}
+    )
+    assert rec.mask.shape[0] == len(PROMPTS) * 2
+    assert rec.prompt_index.tolist() == [0, 0, 1, 1, 2, 2, 3, 3]
+    _check_against_reference(rec, m0, m1, PROMPTS, 2)
+    # padding after a response's end holds zeros, and EOS ends a response
+    for i in range(rec.mask.shape[0]):
+        L = int(rec.mask[i].sum())
+        assert (rec.tokens[i, : L - 1] != EOS).all()
+        assert L == rec.mask.shape[1] or rec.tokens[i, L - 1] == EOS
+        assert (rec.kl[i, L:] == 0).all()
+
+
+def test_top_k_missing_mass_matches_reference(models):
+    m0, m1 = models
+    rec = sample_and_score(
+        m0, m1, PROMPTS[:2], num_samples=2, max_new_tokens=6, top_k=5, seed=0, eos_ids={EOS}
+    )
+    assert rec.support_fixups == 0  # decode states are re-used: the support is the sampled one
+    _check_against_reference(rec, m0, m1, PROMPTS[:2], 2, top_k=5)
+    assert (rec.missing_mass[rec.mask] > 0).all()
+
+
+def test_bf16_vs_fp32_same_weights(models):
+    """The backend-mismatch source: small but non-zero, and every per-token law holds."""
+    m0 = models[0]
+    m16 = _tiny(0).to(torch.bfloat16)
+    rec = sample_and_score(
+        m16, m0, PROMPTS, num_samples=3, max_new_tokens=12, seed=1, eos_ids={EOS}
+    )
+    kl, tv = rec.kl[rec.mask], rec.tv[rec.mask]
+    assert (kl >= 0).all() and (tv >= 0).all() and (tv <= 1).all()
+    assert (tv <= np.sqrt(kl / 2) + 1e-7).all()  # Pinsker per token (float32 slack)
+    assert 0 < kl.max() < 1e-3 and 0 < tv.max() < 0.05
+    # fp32 vs the same fp32 weights: only the float32 rounding of decode (KV cache) vs
+    # prefill remains, orders of magnitude below the bf16 mismatch
+    rec0 = sample_and_score(m0, _tiny(0), PROMPTS[:2], num_samples=1, max_new_tokens=5, seed=1)
+    assert rec0.kl[rec0.mask].max() < 1e-7 < kl.max() and rec0.tv[rec0.mask].max() < 1e-4
+
+
+def test_sampled_token_estimators_agree_with_exact_values(models):
+    """E_roll[k1|c] = E_roll[k3|c] = KL(c), E_roll[½|ρ−1| | c] = TV(c): along sampled
+    paths, the per-sequence sums of (proxy − exact) have mean 0 within 4 standard errors."""
+    m0, m1 = models
+    rec = sample_and_score(
+        m0, m1, PROMPTS, num_samples=16, max_new_tokens=8, seed=7, batch_size=16, eos_ids={EOS}
+    )
+    lr, m = rec.log_ratio, rec.mask
+    proxies = {
+        "k1": (-lr, rec.kl),
+        "k3": (np.expm1(lr) - lr, rec.kl),
+        "tv": (0.5 * np.abs(np.expm1(lr)), rec.tv),
+    }
+    for name, (est, exact) in proxies.items():
+        diff = np.where(m, est - exact, 0.0).sum(1)
+        se = diff.std(ddof=1) / math.sqrt(diff.size)
+        assert abs(diff.mean()) <= 4 * se, name
+    # and the aggregated CIs of the file cover the exact-KL estimate for k3
+    s = aggregate(rec)
+    lo, hi = s.meta["proxies"]["k3_seq"]["ci95"]
+    assert lo <= s.kl_seq * 1.5 and hi >= s.kl_seq / 1.5
+
+
+def test_seeded_and_deterministic(models):
+    m0, m1 = models
+    kw = dict(num_samples=2, max_new_tokens=6, batch_size=4, eos_ids={EOS})
+    a = sample_and_score(m0, m1, PROMPTS, seed=11, **kw)
+    b = sample_and_score(m0, m1, PROMPTS, seed=11, **kw)
+    c = sample_and_score(m0, m1, PROMPTS, seed=12, **kw)
+    assert np.array_equal(a.tokens, b.tokens) and np.array_equal(a.kl, b.kl)
+    assert not np.array_equal(a.tokens, c.tokens)
+
+
+def test_chunked_lm_head_gives_the_same_numbers(models):
+    m0, m1 = models
+    kw = dict(num_samples=1, max_new_tokens=8, seed=5, eos_ids={EOS})
+    big = sample_and_score(m0, m1, PROMPTS, max_memory="1GB", **kw)
+    # workspace of the kernel (2**20 values * 4 bytes * 8) plus 3 rows of two fp32 heads
+    small = sample_and_score(m0, m1, PROMPTS, max_memory=2**20 * 32 + 3 * V * 8, **kw)
+    np.testing.assert_allclose(small.kl, big.kl, rtol=1e-5, atol=1e-9)
+    np.testing.assert_allclose(small.tv, big.tv, rtol=1e-5, atol=1e-9)
+    with pytest.raises(TrmboundsError, match="too small"):
+        sample_and_score(m0, m1, PROMPTS, max_memory="1MB", **kw)
+
+
+def test_progress_is_called_per_batch(models):
+    m0, m1 = models
+    calls = []
+    sample_and_score(
+        m0,
+        m1,
+        PROMPTS,
+        num_samples=1,
+        max_new_tokens=2,
+        batch_size=3,
+        progress=lambda d, t: calls.append((d, t)),
+    )
+    assert calls == [(1, 2), (2, 2)]
+
+
+# ------------------------------------------------------------------ aggregation
+def _records():
+    """Three hand-made responses of lengths 3, 1, 2 (T = 3)."""
+    mask = np.array([[1, 1, 1], [1, 0, 0], [1, 1, 0]], bool)
+    kl = np.array([[0.01, 0.02, 0.005], [0.04, 9, 9], [0.0, 0.001, 9]])
+    tv = np.array([[0.05, 0.08, 0.03], [0.1, 9, 9], [0.0, 0.02, 9]])
+    mm = np.array([[0.001, 0.0, 0.002], [0.01, 9, 9], [0.0, 0.003, 9]])
+    lp_r = np.log([[0.5, 0.4, 0.9], [0.2, 1, 1], [0.7, 0.6, 1]])
+    lp_t = np.log([[0.45, 0.5, 0.9], [0.25, 1, 1], [0.7, 0.5, 1]])
+    return Records(kl, tv, mm, lp_r, lp_t, mask, np.array([0, 0, 1]), np.zeros((3, 3), int))
+
+
+def test_aggregate_by_hand():
+    s = aggregate(_records(), trm_max=0.03, trm_avg=0.012, ser=0.15, truncated=True)
+    assert s.T == 3
+    assert s.kl_max == 0.04 and s.tv_max == 0.1  # padding (9) ignored
+    seq_kl = [0.01 + 0.02 + 0.005, 0.04, 0.0 + 0.001]
+    assert s.kl_seq == pytest.approx(sum(seq_kl) / 3, rel=1e-12)
+    rho = [(0.45 / 0.5) * (0.5 / 0.4) * 1.0, 0.25 / 0.2, 1.0 * (0.5 / 0.6)]
+    assert s.tv_seq == pytest.approx(sum(0.5 * abs(r - 1) for r in rho) / 3, rel=1e-12)
+    # D̄_t: finished responses contribute TV 0 after their end
+    np.testing.assert_allclose(s.per_position, [(0.05 + 0.1 + 0) / 3, (0.08 + 0.02) / 3, 0.03 / 3])
+    assert s.missing_mass == pytest.approx((0.003 + 0.01 + 0.003) / 3, rel=1e-12)
+    assert s.status == {
+        "kl_max": "empirical",
+        "tv_max": "empirical",
+        "kl_seq": "estimate",
+        "tv_seq": "estimate",
+        "per_position": "estimate",
+        "missing_mass": "estimate",
+    }
+    sd = np.std(seq_kl, ddof=1)
+    lo, hi = s.meta["ci95"]["kl_seq"]
+    assert lo == pytest.approx(sum(seq_kl) / 3 - 1.959963984540054 * sd / math.sqrt(3))
+    assert hi == pytest.approx(sum(seq_kl) / 3 + 1.959963984540054 * sd / math.sqrt(3))
+    acc = s.meta["acceptance"]
+    assert acc["trm_max"]["exact_kl"] == pytest.approx(2 / 3)  # 0.04 > 0.03 rejects seq 2
+    assert acc["trm_avg"]["exact_kl"] == pytest.approx(2 / 3)  # means 0.01167, 0.04, 0.0005
+    assert acc["combined"]["exact_kl"] == pytest.approx(2 / 3)
+    # SER: mean |rho_t - 1| = (0.1+0.25+0)/3 = 0.1167, 0.25, (0+1/6)/2 = 0.0833 vs 0.15
+    assert acc["ser"]["rate"] == pytest.approx(2 / 3)
+    assert s.meta["argmax"]["kl_max"] == {"sequence": 1, "position": 1}
+
+
+def test_aggregate_without_truncation_has_no_missing_mass_and_validates_thresholds():
+    s = aggregate(_records())
+    assert s.missing_mass is None and "missing_mass" not in s.status
+    for bad in (-1, float("nan"), float("inf")):
+        with pytest.raises(TrmboundsError, match="trm_max threshold"):
+            aggregate(_records(), trm_max=bad)
+
+
+def test_normal_ci_closed_form():
+    x = np.array([1.0, 3.0])  # mean 2, sd sqrt(2)
+    m, lo, hi = normal_ci(x)
+    assert (m, lo, hi) == pytest.approx((2, 2 - 1.959963984540054, 2 + 1.959963984540054))
+
+
+# ------------------------------------------------------------------ inputs
+def test_parse_memory():
+    assert parse_memory("1.5GB") == 1_500_000_000 and parse_memory("64 MiB") == 64 * 2**20
+    for bad in ("lots", "-1GB", "0", "12XB"):
+        with pytest.raises(TrmboundsError, match="memory"):
+            parse_memory(bad)
+
+
+def test_load_prompts(tmp_path):
+    t = tmp_path / "p.txt"
+    t.write_text("first prompt\n\n second \n")
+    assert load_prompts(t) == ["first prompt", " second "]
+    j = tmp_path / "p.jsonl"
+    j.write_text('{"prompt": "a"}\n"b"\n{"messages": [{"role": "user", "content": "c"}]}\n')
+    assert load_prompts(j) == ["a", "b", [{"role": "user", "content": "c"}]]
+    j.write_text('{"prompt": "a"}\n{"oops": 1}\n')
+    with pytest.raises(InputFileError, match="line 2"):
+        load_prompts(j)
+    j.write_text('{"prompt": "a"}\n{not json\n')
+    with pytest.raises(InputFileError, match="line 2: invalid JSON"):
+        load_prompts(j)
+    with pytest.raises(InputFileError, match="not found"):
+        load_prompts(tmp_path / "missing.txt")
+    assert len(load_prompts(None)) >= 4
+
+
+def test_measure_library_with_paths_and_text_prompts(model_dir):
+    m = measure(
+        str(model_dir),
+        roll_dtype="bfloat16",
+        prompts=["w1 w2 w3", "w4 w5"],
+        num_samples=2,
+        max_new_tokens=5,
+        device="cpu",
+        top_p=0.9,
+    )
+    s = m.stats
+    assert s.meta["roll"]["dtype"] == "bfloat16" and s.meta["train"]["dtype"] == "float32"
+    assert s.meta["n_sequences"] == 4 and s.missing_mass is not None
+    assert any("full support" in w for w in m.warnings)
+    with pytest.raises(TrmboundsError, match="unknown dtype"):
+        measure(str(model_dir), roll_dtype="fp8")
+    with pytest.raises(InputFileError, match="model path not found"):
+        measure(str(model_dir / "nope"))
+
+
+def test_library_modules_do_not_import_torch():
+    code = "import trmbounds.trm, trmbounds.measure, sys; print('torch' in sys.modules, 'transformers' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.split() == ["False", "False"], out.stderr
+
+
+# ------------------------------------------------------------------ command line
+def test_cli_end_to_end_and_stats_file_round_trip(model_dir, tmp_path):
+    out = tmp_path / "measured.json"
+    args = [
+        "measure",
+        "--roll",
+        str(model_dir),
+        "--roll-dtype",
+        "bfloat16",
+        "--train-dtype",
+        "float32",
+    ]
+    args += ["-n", "2", "--max-new-tokens", "8", "--device", "cpu", "-o", str(out)]
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 0, r.output
+    assert "max over measured contexts" in r.stdout and "Unified" in r.stdout
+    data = json.loads(out.read_text())
+    assert set(data) == {
+        "T", "kl_max", "tv_max", "kl_seq", "tv_seq", "per_position", "adv_range",
+        "reward_range", "missing_mass", "status", "meta",
+    }  # fmt: skip
+    s = load_stats(out)
+    assert s.to_dict() == Stats.from_dict(data).to_dict()
+    assert s.status["kl_max"] == "empirical" and s.status["kl_seq"] == "estimate"
+    # eval --stats reads it back and evaluates the same bounds
+    e = CliRunner().invoke(app, ["eval", "--stats", str(out), "--json"])
+    assert e.exit_code == 0, e.output
+    got = json.loads(e.stdout)
+    want = evaluate(s).to_dict()
+    assert got["bounds"] == pytest.approx(want["bounds"], rel=1e-12)
+    assert got["inputs"]["T"] == data["T"] and got["inputs"]["kl_max"] == data["kl_max"]
+    # never overwrite without --force
+    before = out.read_text()
+    r2 = CliRunner().invoke(app, args)
+    assert r2.exit_code == 2 and "--force" in r2.stderr and out.read_text() == before
+    # --json: one object on stdout, naming the file
+    r3 = CliRunner().invoke(app, [*args, "--force", "--json", "--top-k", "8"])
+    assert r3.exit_code == 0, r3.output
+    obj = json.loads(r3.stdout)
+    assert obj["stats_file"] == str(out) and obj["inputs"]["missing_mass"] > 0
+    assert obj["bounds"]["adaptive"] is None  # top-k: the Adaptive bounds need full support
+
+
+def test_cli_prompt_file_and_two_models(model_dir, tmp_path, models):
+    other = tmp_path / "other"
+    models[1].save_pretrained(other)
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text('{"prompt": "w1 w2"}\n{"prompt": "w7 w8 w9"}\n')
+    out = tmp_path / "two.json"
+    r = CliRunner().invoke(
+        app,
+        ["measure", "--roll", str(model_dir), "--train", str(other), "--tokenizer", str(model_dir),
+         "--prompts", str(prompts), "-n", "3", "--max-new-tokens", "4", "--device", "cpu",
+         "--trm-max", "0.5", "-o", str(out), "--json"],
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    s = load_stats(out)
+    assert s.meta["sampling"]["num_prompts"] == 2 and s.meta["n_sequences"] == 6
+    assert s.meta["acceptance"]["trm_max"]["threshold"] == 0.5
+    assert s.kl_max > 1e-3  # two different random models
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--roll", "/no/such/model"], "model path not found"),
+        (["--roll", "{model}", "--roll-dtype", "fp8"], "fp8"),
+        (["--roll", "{model}", "--prompts", "/no/such/prompts.txt"], "prompt file not found"),
+        (["--roll", "{model}", "--prompts", "{bad_jsonl}"], "line 2"),
+        (["--roll", "{model}", "--trm-max", "-1"], "trm_max threshold"),
+        (["--roll", "{model}", "--trm-avg", "nan"], "trm_avg threshold"),
+        (["--roll", "{model}", "--top-p", "1.5"], "top_p"),
+        (["--roll", "{model}", "--temperature", "0"], "temperature"),
+        (["--roll", "{model}", "--max-memory", "lots"], "memory size"),
+        (["--roll", "{model}", "--adv-range", "2", "--reward-range", "0", "1"], "not both"),
+    ],
+)
+def test_cli_bad_input_exit_2(model_dir, tmp_path, extra, message):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "w1"}\n[1, 2]\n')
+    extra = [a.format(model=model_dir, bad_jsonl=bad) for a in extra]
+    out = tmp_path / "o.json"
+    r = CliRunner().invoke(app, ["measure", *extra, "-o", str(out), "--device", "cpu"])
+    assert r.exit_code == 2, r.output
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and message in lines[0]
+    assert not out.exists()
+
+
+def test_cli_help_has_examples():
+    r = CliRunner().invoke(app, ["measure", "--help"])
+    assert r.exit_code == 0 and "Examples:" in r.stdout and "trmbounds measure --roll" in r.stdout
+
+
+def test_installed_executable_runs_measure(model_dir, tmp_path):
+    """The command as a user runs it: the installed `trmbounds` script, in a subprocess."""
+    import shutil
+
+    exe = shutil.which("trmbounds") or str(
+        __import__("pathlib").Path(sys.executable).parent / "trmbounds"
+    )
+    out = tmp_path / "m.json"
+    cmd = [exe, "measure", "--roll", str(model_dir), "--roll-dtype", "bfloat16", "-n", "1",
+           "--max-new-tokens", "4", "--device", "cpu", "-o", str(out), "--json"]  # fmt: skip
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    obj = json.loads(p.stdout)
+    assert obj["stats_file"] == str(out) and load_stats(out).T == obj["inputs"]["T"]
