@@ -749,7 +749,9 @@ def _metric_block(p, chunk, preset, maps, mode, Tvalue, a: Assumption, bad, inva
     acc = g("accept")
     acc = np.where(np.isnan(acc), 1.0 - g("reject_frac"), acc)
     kw = dict(adv_range=a.adv_range, constants=a.constants)
-    bound = unified_columns(T, a.kl_max, a.tv_max, **kw) if a.given else np.full(m, np.nan)
+    bound = (
+        unified_columns(T, a.kl_max, a.tv_max, table=table, **kw) if a.given else np.full(m, np.nan)
+    )
     d_est = np.full(m, np.nan)
     if a.kl_max is not None:
         d_est[:] = a.kl_max

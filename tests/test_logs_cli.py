@@ -1,0 +1,142 @@
+"""``trmbounds check`` as a user runs it (CliRunner, and the installed executable once)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import shutil
+import subprocess
+import sys
+
+import pytest
+from logfixtures import metric_rows, write_jsonl, write_token_dump
+from typer.testing import CliRunner
+
+from trmbounds.cli import app
+
+runner = CliRunner()
+
+
+def run(*args):
+    return runner.invoke(app, ["check", *map(str, args)])
+
+
+@pytest.fixture
+def verl(tmp_path):
+    return write_jsonl(tmp_path / "metrics.jsonl", metric_rows("verl"))
+
+
+def test_help_has_examples():
+    out = run("--help")
+    assert out.exit_code == 0 and "Examples:" in out.stdout and "trmbounds check" in out.stdout
+
+
+def test_rich_summary(verl):
+    out = run(verl, "--kl-max", "1e-4")
+    assert out.exit_code == 0, out.output
+    text = " ".join(out.stdout.split())
+    assert "preset verl" in text and "refuted 1" in text
+    assert "lower_bound" in text and "estimate" in text and "proxy" in text
+    assert "below the paper's 70% recommendation" in text
+
+
+def test_json_object(verl):
+    out = run(verl, "--kl-max", "1e-4", "--json")
+    assert out.exit_code == 0
+    data = json.loads(out.stdout)  # exactly one JSON object
+    assert set(data) == {"steps", "summary"}
+    s0 = data["steps"][0]
+    assert {"step", "T", "unified", "status"} <= set(s0)
+    assert s0["step"] == 1 and s0["T"] == 100 and s0["basis"] == "assumed"
+    assert s0["stats"]["kl_max"] == {"value": 1e-4, "status": "assumed"}
+    assert [s["status"] for s in data["steps"]][-1] == "refuted"
+    assert data["summary"]["states"]["refuted"] == 1
+    assert data["summary"]["columns"]["tv_lb"] == "training/rollout_probs_diff_max"
+
+
+def test_report_csv_json_and_force(tmp_path, verl):
+    rep = tmp_path / "steps.csv"
+    assert run(verl, "--kl-max", "1e-4", "--report", rep).exit_code == 0
+    rows = list(csv.DictReader(rep.open()))
+    assert [r["step"] for r in rows] == ["1", "2", "3", "4"]
+    assert rows[3]["status"] == "refuted" and rows[0]["T"] == "100"
+    assert float(rows[0]["kl_seq [estimate]"]) == pytest.approx(5e-4)  # 1e-5 x 50
+    out = run(verl, "--kl-max", "1e-4", "--report", rep)
+    assert out.exit_code == 2 and "exists; pass --force" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1 and out.stderr.startswith("Error: ")
+    assert run(verl, "--report", rep, "--force").exit_code == 0
+    rj = tmp_path / "steps.json"
+    assert run(verl, "--kl-max", "1e-4", "--report", rj).exit_code == 0
+    assert len(json.loads(rj.read_text())["steps"]) == 4
+    out = run(verl, "--report", tmp_path / "steps.txt")
+    assert out.exit_code == 2 and "use a .csv or .json" in out.stderr
+
+
+def test_plot_written(tmp_path, verl):
+    png = tmp_path / "t.png"
+    out = run(verl, "--kl-max", "1e-4", "--plot", png)
+    assert out.exit_code == 0 and png.stat().st_size > 1000
+    assert run(verl, "--plot", png).exit_code == 2
+
+
+def test_malformed_line_exit_2_and_skip_bad(tmp_path, verl):
+    p = tmp_path / "bad.jsonl"
+    p.write_text(verl.read_text() + '{"step": 5, "data": {oops}\n')
+    out = run(p, "--kl-max", "1e-4")
+    assert out.exit_code == 2
+    assert f"Error: {p}: line 5: invalid JSON" in out.stderr
+    out = run(p, "--kl-max", "1e-4", "--skip-bad")
+    assert out.exit_code == 0 and "skipped 1 malformed record(s)" in out.stdout
+    out = run(p, "--kl-max", "1e-4", "--skip-bad", "--json")
+    assert json.loads(out.stdout)["summary"]["bad_records"]["count"] == 1
+
+
+def test_usage_errors_exit_2(tmp_path, verl):
+    for args, msg in [
+        ((tmp_path / "none.jsonl",), "log file not found"),
+        ((verl, "--map", "T_max=nope"), "column 'nope' (--map T_max=nope) not found"),
+        ((verl, "--map", "bogus"), "expected QUANTITY=COLUMN"),
+        ((verl, "--trm-max", "0.1"), "apply to per-token dumps only"),
+        ((verl, "--preset", "slime"), "--map T_max=COLUMN or --length VALUE"),
+        ((verl, "--adv-range", "1", "--reward-range", "0", "1"), "not both"),
+    ]:
+        out = run(*args)
+        assert out.exit_code == 2, args
+        assert msg in out.stderr and out.stderr.startswith("Error: "), (args, out.stderr)
+
+
+def test_token_dump_via_cli(tmp_path):
+    L = math.log
+    p = write_token_dump(tmp_path / "tok.parquet", [[L(0.5), L(0.25)], [L(0.5)]],
+                         [[L(0.4), L(0.5)], [L(0.5)]])  # fmt: skip
+    out = run(p, "--kl-max", "0.1", "--trm-max", "0.3", "--json")
+    assert out.exit_code == 0, out.output
+    d = json.loads(out.stdout)
+    st = d["steps"][0]["stats"]
+    # TRM-Max 0.3: A's max k2 = (log 2)^2/2 = 0.240 <= 0.3 kept; B kept
+    assert st["accept_trm_max"]["value"] == 1.0
+    assert st["tv_lower_bound"]["value"] == pytest.approx(0.25)
+    assert d["steps"][0]["status"] == "refuted"  # 0.25 > sqrt(0.1/2) = 0.2236
+    out = run(p)
+    assert out.exit_code == 0 and "acceptance by length" in out.stdout
+
+
+def test_installed_executable(tmp_path, verl):
+    exe = shutil.which("trmbounds")
+    if exe is None:
+        pytest.skip("trmbounds executable not on PATH")
+    res = subprocess.run([exe, "check", str(verl), "--tv-max", "0.01", "--json"],
+                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    assert len(json.loads(res.stdout)["steps"]) == 4
+
+
+def test_logs_package_does_not_import_pyarrow():
+    code = (
+        "import sys, trmbounds.logs.check, trmbounds.logs.tokens, trmbounds.logs.timeline;"
+        "bad = [m for m in ('pyarrow', 'matplotlib', 'typer') if m in sys.modules];"
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout + res.stderr
