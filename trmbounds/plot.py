@@ -627,13 +627,13 @@ def heatmap(
             lv: (f"vacuous: $B^*={_sci(lv)}$" if lv == a else rf"$\beta={_sci(lv)}$")
             for lv in levels
         }
-        # Label each line at the middle of its longest piece (automatic placement can
-        # put a label across the frame).
+        # Label each line on its longest piece (automatic placement can put a label
+        # across the frame).
         spots = []
-        for segs in cs.allsegs:
-            if segs:
+        for j, segs in enumerate(cs.allsegs):
+            if segs:  # staggered along the lines so that the labels do not stack up
                 seg = max(segs, key=len)
-                x, y = seg[len(seg) // 2]
+                x, y = seg[int(len(seg) * (j + 1) / (len(cs.allsegs) + 1))]
                 spots.append((x, y))
         ax.clabel(cs, fmt=names, fontsize=8, inline=True, inline_spacing=6, manual=spots)
     ax.set_xlabel("response length $T$ (tokens)")
