@@ -51,4 +51,5 @@ Group.lazy_commands = {
 }
 
 Group.lazy_commands.update({"plot": "cmd_plot", "solve": "cmd_solve"})
+Group.lazy_commands.update({"check": "cmd_check"})
 from . import cmd_measure  # noqa: E402,F401

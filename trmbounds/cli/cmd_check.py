@@ -11,7 +11,6 @@ from typing import Annotated
 import typer
 
 from ..errors import TrmboundsError
-from . import app
 from ._common import (
     ADV_RANGE_OPT,
     CONSTANTS_OPT,
@@ -65,6 +64,10 @@ _STYLE = {
     "unknown": "yellow",
 }
 _BIG = 32 << 20  # show a progress bar from this file size on
+
+
+# Loaded lazily by trmbounds.cli.Group (lazy_commands["check"] = "cmd_check").
+app = typer.Typer(add_completion=False)
 
 
 @app.command("check", epilog=EPILOG)
