@@ -249,3 +249,25 @@ def test_missing_columns_name_what_was_tried(tmp_path):
         check_log(p, maps=["T_max=foo"])
     with pytest.raises(TrmboundsError, match="unknown preset"):
         check_log(p, preset="openrlhf")
+
+
+def test_statistics_file_from_measure(tmp_path):
+    import json
+
+    p = tmp_path / "measured.json"
+    p.write_text(json.dumps({
+        "T": 100, "kl_max": 2e-4, "tv_max": 8e-3, "kl_seq": 5e-3, "tv_seq": 0.02,
+        "status": {"kl_max": "empirical", "tv_max": "empirical", "kl_seq": "estimate",
+                   "tv_seq": "estimate"},
+    }))  # fmt: skip
+    r = check_log(p)
+    assert r.kind == "stats" and STATES[r.state[0]] == "unknown"
+    assert r.stats["kl_lower_bound"].values[0] == 2e-4
+    assert r.bound_est[0] == pytest.approx(bstar_direct(100, 2e-4, 8e-3, 5e-3, 0.02))
+    # An assumed delta below the measured exact maximum 2e-4 is refuted.
+    r = check_log(p, assumption=Assumption(kl_max=1e-4))
+    assert STATES[r.state[0]] == "refuted"
+    assert r.bound[0] == pytest.approx(bstar_direct(100, 1e-4))
+    assert r.bound_est[0] == pytest.approx(bstar_direct(100, 1e-4, kseq=5e-3, tseq=0.02))
+    r = check_log(p, assumption=Assumption(kl_max=1e-3))
+    assert STATES[r.state[0]] == ("vacuous" if bstar_direct(100, 1e-3) >= 1 else "non-vacuous")

@@ -530,7 +530,7 @@ def check_log(
             "this is a per-step metric log"
         )
     if fmt == "json":
-        raise InputFileError(f"{p}: a .json statistics file is checked with --stats")
+        return _check_stats_file(p, assumption, Tvalue)
     bad = BadRecords(skip=skip_bad)
     seen: set[str] = set()
     all_cands = set()
@@ -781,4 +781,92 @@ def _metric_block(p, chunk, preset, maps, mode, Tvalue, a: Assumption, bad, inva
             "surrogate": g("surrogate"),
         },
         no_metrics,
+    )
+
+
+# ------------------------------------------------------------------- statistics files
+def _check_stats_file(p: Path, a: Assumption, Tvalue: float | None) -> CheckResult:
+    """One "step" from a statistics file (``trmbounds measure``, docs/stats-file.md).
+
+    Maxima with status ``empirical`` (exact divergences at measured contexts),
+    ``lower_bound`` or ``certified`` are lower bounds on the true maxima: they refute an
+    assumed threshold below them. The file's averages are plugged into the estimate.
+    """
+    from ..stats import Stats, evaluate, load_stats
+
+    s = load_stats(p)
+    if a.adv_range == 1.0 and s.adv_range != 1.0:  # no range on the command line
+        a = Assumption(a.kl_max, a.tv_max, s.adv_range, a.constants)
+    T = float(Tvalue) if Tvalue is not None else float(s.T)
+    st = s.status
+    notes: list[str] = []
+    lb_ok = ("empirical", "lower_bound", "certified")
+    kl_lb = s.kl_max if s.kl_max is not None and st.get("kl_max") in lb_ok else math.nan
+    tv_lb = s.tv_max if s.tv_max is not None and st.get("tv_max") in lb_ok else math.nan
+    if not a.given and all(v in ("assumed", "certified") for v in st.values()):
+        a = Assumption(s.kl_max, s.tv_max, a.adv_range, a.constants)
+        notes.append("the file's maxima are assumed/certified: they are the assumption")
+    pp = s.per_position
+    if pp is not None and Tvalue is not None and len(pp) != int(T):
+        pp = np.pad(pp, (0, max(0, int(T) - len(pp))))[: int(T)]
+        notes.append(f"per_position padded/truncated to --length {int(T)}")
+    base = dict(T=int(T), adv_range=a.adv_range, missing_mass=s.missing_mass)
+    mm_status = {"missing_mass": st["missing_mass"]} if s.missing_mass is not None else {}
+    bound = math.nan
+    if a.given:
+        r = evaluate(
+            Stats(kl_max=a.kl_max, tv_max=a.tv_max, status=mm_status, **base),
+            constants=a.constants,
+        )
+        bound = r.unified
+    kl_e = a.kl_max if a.kl_max is not None else (None if a.tv_max is not None else s.kl_max)
+    tv_e = a.tv_max if a.tv_max is not None else (None if a.kl_max is not None else s.tv_max)
+    est_status = {k: ("assumed" if getattr(a, k) is not None else st.get(k, "estimate"))
+                  for k, v in (("kl_max", kl_e), ("tv_max", tv_e)) if v is not None}  # fmt: skip
+    for k in ("kl_seq", "tv_seq", "per_position"):
+        if getattr(s, k) is not None:
+            est_status[k] = st.get(k, "estimate")
+    if kl_e is None and tv_e is None:
+        raise InputFileError(f"{p}: the statistics file has neither kl_max nor tv_max")
+    r_est = evaluate(
+        Stats(kl_max=kl_e, tv_max=tv_e, kl_seq=s.kl_seq, tv_seq=s.tv_seq, per_position=pp,
+              status={**est_status, **mm_status}, **base),
+        constants=a.constants,
+    )  # fmt: skip
+    notes.extend(r_est.notes)
+    one = lambda x: np.array([np.nan if x is None else float(x)])  # noqa: E731
+    stats: dict[str, Stat] = {}
+    if not math.isnan(kl_lb):
+        stats["kl_lower_bound"] = Stat(one(kl_lb), "lower_bound", f"kl_max ({st['kl_max']})")
+    if not math.isnan(tv_lb):
+        stats["tv_lower_bound"] = Stat(one(tv_lb), "lower_bound", f"tv_max ({st['tv_max']})")
+    for k in ("kl_seq", "tv_seq", "missing_mass"):
+        if getattr(s, k) is not None:
+            stats[k] = Stat(one(getattr(s, k)), st.get(k, "estimate"), k)
+    if pp is not None:
+        arr = np.empty(1, dtype=object)
+        arr[0] = np.asarray(pp, dtype=float)
+        stats["per_position"] = Stat(arr, st.get("per_position", "estimate"), "per_position")
+    Ta = np.array([T])
+    state = states(Ta, np.array([bound]), a, np.array([tv_lb]), np.array([kl_lb]), one(None))
+    if not a.given:
+        notes.append(
+            "no --kl-max/--tv-max: the file's maxima are over measured contexts only, so "
+            "'unified' is an ESTIMATE (state 'unknown')"
+        )
+    return CheckResult(
+        path=str(p),
+        kind="stats",
+        preset="statistics file",
+        assumption=a,
+        step=np.array([0.0]),
+        line=np.array([1], dtype=np.int64),
+        T=Ta,
+        bound=np.array([bound]),
+        bound_est=np.array([r_est.unified]),
+        state=state,
+        stats=stats,
+        columns={},
+        bad=BadRecords(),
+        notes=notes,
     )
