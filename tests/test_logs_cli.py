@@ -51,6 +51,8 @@ def test_json_object(verl):
     assert s0["step"] == 1 and s0["T"] == 100 and s0["basis"] == "assumed"
     assert s0["stats"]["kl_max"] == {"value": 1e-4, "status": "assumed"}
     assert [s["status"] for s in data["steps"]][-1] == "refuted"
+    # 2e-2 > sqrt(1e-4 / 2) = 7.071e-3
+    assert data["steps"][-1]["refuted_by"] == "tv_lower_bound 0.02 > sqrt(delta/2) = 0.007071"
     assert data["summary"]["states"]["refuted"] == 1
     assert data["summary"]["columns"]["tv_lb"] == "training/rollout_probs_diff_max"
 

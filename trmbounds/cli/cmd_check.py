@@ -300,18 +300,9 @@ def _render(result, report, plot) -> None:
     idx = list(range(n)) if n <= 20 else sorted(result.worst(10))
     title = "steps" if n <= 20 else f"the 10 worst of {n:,} steps"
     st = Table(title=title, title_justify="left", header_style="bold")
-    for c in (
-        "step",
-        "T",
-        "D_KL^seq",
-        "ε lower bd",
-        "δ proxy",
-        "accept",
-        "B* " + result.basis,
-        "B* estimate",
-        "status",
-    ):
-        st.add_column(c, justify="right" if c != "status" else "left")
+    heads = ("step", "T", "D_KL^seq", "ε ≥", "δ proxy", "accept", "B*", "B* est.", "status")
+    for c in heads:
+        st.add_column(c, justify="right" if c != "status" else "left", no_wrap=c == "status")
     ks = result.stats.get("kl_seq")
     lb = result.stats.get("tv_lower_bound")
     px = result.stats.get("kl_max_proxy")
@@ -332,6 +323,18 @@ def _render(result, report, plot) -> None:
             f"[{_STYLE[state]}]{state}[/{_STYLE[state]}]",
         )
     con.print(st)
+    con.print(
+        "[dim]ε ≥: certified lower bound on ε; δ proxy: max k2 (a detector); B*: under "
+        + ("the assumption" if result.basis == "assumed" else "the estimates (no assumption)")
+        + "; B* est.: with the estimated D_KL^seq / D_TV^seq / D̄_t plugged in[/dim]"
+    )
+    ref = [i for i in range(n) if result.state[i] == STATES.index("refuted")]
+    for i in ref[:5]:
+        con.print(
+            f"[bold red]refuted[/bold red] at step {_show(result.step[i])}: {result.refuted_by(i)}"
+        )
+    if len(ref) > 5:
+        con.print(f"… and {len(ref) - 5:,} more refuted step(s)")
     lines = result.summary()
     counts = lines["states"]
     con.print(

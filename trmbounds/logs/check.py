@@ -386,7 +386,22 @@ class CheckResult:
         acc = self.acceptance
         if acc is not None and not np.isnan(acc[i]):
             rec["acceptance_ok"] = bool(acc[i] >= ACCEPT_TARGET)
+        if st == "refuted":
+            rec["refuted_by"] = self.refuted_by(i)
         return rec
+
+    def refuted_by(self, i: int) -> str:
+        """Why step ``i`` is refuted: the certified lower bound that exceeds the assumption."""
+        a = self.assumption
+        out = []
+        tv = self.stats.get("tv_lower_bound")
+        if tv is not None and tv.values[i] > a.eps_eff * (1 + _TOL):
+            what = "eps" if a.tv_max is not None and a.tv_max <= a.eps_eff else "sqrt(delta/2)"
+            out.append(f"tv_lower_bound {tv.values[i]:.4g} > {what} = {a.eps_eff:.4g}")
+        kl = self.stats.get("kl_lower_bound")
+        if kl is not None and a.kl_max is not None and kl.values[i] > a.kl_max * (1 + _TOL):
+            out.append(f"kl_lower_bound {kl.values[i]:.4g} > delta = {a.kl_max:.4g}")
+        return "; ".join(out)
 
     def summary(self) -> dict[str, Any]:
         acc = self.acceptance
