@@ -344,10 +344,10 @@ def _render(result, report, plot) -> None:
     if "acceptance" in lines:
         ac = lines["acceptance"]
         below = ac["steps_below_target"]
-        tag = "[red]below[/red]" if below else "[green]above[/green]"
+        col = "red" if below else "green"
         con.print(
-            f"acceptance: mean {ac['mean']:.1%}, min {ac['min']:.1%}; {below:,} step(s) {tag} "
-            f"the paper's {ACCEPT_TARGET:.0%} recommendation"
+            f"acceptance: mean {ac['mean']:.1%}, min {ac['min']:.1%}; [{col}]{below:,} step(s) "
+            f"below[/{col}] the paper's {ACCEPT_TARGET:.0%} recommendation"
         )
     if result.kind == "tokens" and result.extra.get("length_bins"):
         bt = Table(title="acceptance by length (TRM-Max vs the i.i.d. (1-p)^T length bias)",
