@@ -292,12 +292,26 @@ def _new_axes(ax):
 
 
 def _pow2_axis(axis, lo: float, hi: float) -> None:
-    """Log axis in base 2 with at most ~9 labelled powers of two."""
+    """Log axis in base 2, labelled at powers of two spaced for the Axes' width."""
     from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
 
+    ax = axis.axes
+    width_in = ax.figure.get_size_inches()[0] * ax.get_position().width
+    # About 0.65 in per label once a legend or colour bar has taken its share.
+    most = max(3, int(width_in * 0.75 / 0.5))
     k0, k1 = math.ceil(math.log2(lo) - 1e-9), math.floor(math.log2(hi) + 1e-9)
-    step = max(1, math.ceil((k1 - k0 + 1) / 9))
-    axis.set_major_locator(FixedLocator([2.0**k for k in range(k0, k1 + 1, step)]))
+    if k1 - k0 < 2:  # a short range: plain lengths read better than 1-2 powers of two
+        raw = np.geomspace(lo, hi, min(most, 5))
+        digits = 1 - np.floor(np.log10(raw)).astype(int)  # two significant figures
+        ticks = np.unique([round(float(x), int(n)) for x, n in zip(raw, digits, strict=True)])
+        axis.set_major_locator(FixedLocator(ticks))
+        axis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:,.0f}"))
+        axis.set_minor_formatter(NullFormatter())
+        return
+    need = (k1 - k0 + 1) / most
+    step = next((s for s in (1, 2, 4, 5, 10, 20, 50) if s >= need), math.ceil(need))
+    first = math.ceil(k0 / step) * step  # multiples of the step: 2^4, 2^8, ... 2^20
+    axis.set_major_locator(FixedLocator([2.0**k for k in range(first, k1 + 1, step)]))
     axis.set_minor_locator(FixedLocator([2.0**k for k in range(k0, k1 + 1)]))
     axis.set_major_formatter(FuncFormatter(lambda x, _: f"$2^{{{round(math.log2(x))}}}$"))
     axis.set_minor_formatter(NullFormatter())
@@ -483,7 +497,7 @@ def _title(kl_max, tv_max, kl_seq, kl_avg, tv_seq, constants) -> str:
         parts.append(r"$D_{KL}^{seq} = T\delta$")
     if tv_seq is not None:
         parts.append(rf"$D_{{TV}}^{{seq}} = {_sci(float(tv_seq))}$")
-    return "TRM error bounds vs length: " + ", ".join(parts) + f" ({constants} constants)"
+    return "TRM error bounds vs response length\n" + ", ".join(parts) + f" ({constants} constants)"
 
 
 def heatmap_data(
@@ -662,7 +676,7 @@ def heatmap(
             if kl_avg is None
             else rf"$D_{{KL}}^{{seq}} = T\cdot {_sci(float(kl_avg))}$"
         )
-        title = f"Unified bound $B^*$ over $(T, \\delta)$: {ties}, {seq} ({constants} constants)"
+        title = f"Unified bound $B^*$ over $(T, \\delta)$\n{ties}, {seq} ({constants} constants)"
     ax.set_title(title, fontsize=10)
     return ax
 
