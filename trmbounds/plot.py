@@ -303,7 +303,9 @@ def _pow2_axis(axis, lo: float, hi: float) -> None:
     if k1 - k0 < 2:  # a short range: plain lengths read better than 1-2 powers of two
         raw = np.geomspace(lo, hi, min(most, 5))
         digits = 1 - np.floor(np.log10(raw)).astype(int)  # two significant figures
-        ticks = np.unique([round(float(x), int(n)) for x, n in zip(raw, digits, strict=True)])
+        ticks = np.unique(
+            [round(float(x), min(int(n), 0)) for x, n in zip(raw, digits, strict=True)]
+        )
         axis.set_major_locator(FixedLocator(ticks))
         axis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:,.0f}"))
         axis.set_minor_formatter(NullFormatter())
