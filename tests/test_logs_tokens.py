@@ -178,3 +178,11 @@ def test_token_options_rejected_for_metric_logs(tmp_path):
     p = write_jsonl(tmp_path / "m.jsonl", metric_rows("verl"))
     with pytest.raises(Exception, match="apply to per-token dumps only"):
         check_log(p, trm_max=0.1)
+
+
+def test_k2_max_from_a_negative_log_ratio(tmp_path):
+    # rho = 0.2 / 0.8 = 0.25: k2 = (log 4)^2 / 2 = 0.96091; |p - q| = 0.6
+    p = write_token_dump(tmp_path / "t.parquet", [[L(0.5), L(0.8)]], [[L(0.55), L(0.2)]])
+    st = check_log(p).stats
+    assert st["kl_max_proxy"].values[0] == pytest.approx(0.5 * L(4) ** 2)
+    assert st["tv_lower_bound"].values[0] == pytest.approx(0.6)

@@ -352,11 +352,15 @@ def _token_block(p, chunk, cols, o: _Options, accs, bins, bad: BadRecords, inval
         keep_tok = tok_ok & (_aligned(mv, mo, off, ok) != 0)
     else:
         keep_tok = tok_ok
-    with np.errstate(invalid="ignore"):
-        badtok = keep_tok & ~(
-            np.isfinite(lr_t) & np.isfinite(lt_t) & (lr_t <= _LOGP_SLACK) & (lt_t <= _LOGP_SLACK)
-        )
-    if badtok.any():
+    all_valid = len(lr_t) == 0 or all(
+        x.max() <= _LOGP_SLACK and x.min() > -np.inf for x in (lr_t, lt_t)
+    )  # NaN fails "<=": one pass each, no temporaries, when everything is valid
+    if not all_valid:
+        with np.errstate(invalid="ignore"):
+            badtok = keep_tok & ~(
+                (lr_t <= _LOGP_SLACK) & (lr_t > -np.inf) & (lt_t <= _LOGP_SLACK) & (lt_t > -np.inf)
+            )
+    if not all_valid and badtok.any():
         seq_of = np.repeat(np.arange(n), lens)
         first_bad = {}
         for j in np.flatnonzero(badtok):
@@ -388,28 +392,34 @@ def _token_block(p, chunk, cols, o: _Options, accs, bins, bad: BadRecords, inval
                         ok[i] = False
                 keep_tok &= np.repeat(ok, lens)
     # keep the response tokens of good records
-    csum = np.zeros(len(keep_tok) + 1, np.int64)
-    np.cumsum(keep_tok, out=csum[1:])
-    L = csum[off[1:]] - csum[off[:-1]]
-    seq_good = ok & (L > 0)
-    n_empty = int(np.sum(ok & (L == 0)))
-    L = L[seq_good]
-    keep_tok &= np.repeat(seq_good, lens)
-    r = lr_t[keep_tok]
-    th = lt_t[keep_tok]
-    offs = np.zeros(len(L) + 1, np.int64)
-    np.cumsum(L, out=offs[1:])
-    step = step[seq_good]
+    if ok.all() and "loss_mask" not in extra and lens.min(initial=1) > 0:
+        L, r, th, offs, keep_tok = lens, lr_t, lt_t, off, slice(None)  # nothing to drop
+        n_empty = 0
+    else:
+        csum = np.zeros(len(keep_tok) + 1, np.int64)
+        np.cumsum(keep_tok, out=csum[1:])
+        L = csum[off[1:]] - csum[off[:-1]]
+        seq_good = ok & (L > 0)
+        n_empty = int(np.sum(ok & (L == 0)))
+        L = L[seq_good]
+        keep_tok &= np.repeat(seq_good, lens)
+        r = lr_t[keep_tok]
+        th = lt_t[keep_tok]
+        offs = np.zeros(len(L) + 1, np.int64)
+        np.cumsum(L, out=offs[1:])
+        step = step[seq_good]
     if not len(L):
         if n_empty:
             _acc(accs, 0.0).n_empty += n_empty
         return
     d = th - r
-    rho = np.exp(d)
-    am1 = np.abs(rho - 1.0)
-    k3 = rho - 1.0 - d
-    k2 = 0.5 * d * d
-    pq = np.exp(r) * am1  # |p_theta(y) - p_roll(y)| = p_roll(y) |rho - 1|
+    rm1 = np.exp(d)
+    rm1 -= 1.0  # rho - 1
+    k3 = rm1 - d
+    am1 = np.abs(rm1)
+    del rm1
+    pq = np.exp(r)
+    pq *= am1  # |p_theta(y) - p_roll(y)| = p_roll(y) |rho - 1|
     t0 = np.arange(len(d)) - np.repeat(offs[:-1], L)
     Lf = L.astype(np.float64)
     seq: dict[str, np.ndarray] = {
@@ -419,13 +429,14 @@ def _token_block(p, chunk, cols, o: _Options, accs, bins, bad: BadRecords, inval
     }
     mx: dict[str, np.ndarray] = {
         "pq": segment_max(pq, offs),
-        "k2": segment_max(k2, offs),
+        # max k2 = max (log rho)^2 / 2 from the extremes of log rho
+        "k2": 0.5 * np.maximum(segment_max(d, offs), -_segment(np.minimum, d, offs, np.inf)) ** 2,
         "k3": segment_max(k3, offs),
     }
     pos_val = 0.5 * am1
     kl_max_seq = mx["k2"]
     kl_mean_seq = seq["klseq"] / Lf
-    viol_tok = k2 > o.trm_max
+    viol_tok = np.abs(d) > math.sqrt(2.0 * o.trm_max)  # k2 > trm_max
     if ex_kl is not None:
         kx = ex_kl[keep_tok]
         seq["klseq_exact"] = segment_sum(kx, offs)
@@ -442,7 +453,7 @@ def _token_block(p, chunk, cols, o: _Options, accs, bins, bad: BadRecords, inval
     acc_avg = kl_mean_seq <= o.trm_avg
     crit = {"trm_max": acc_max, "trm_avg": acc_avg, "combined": acc_max & acc_avg}
     if o.ser is not None:
-        crit["ser"] = segment_sum(am1, offs) / Lf <= o.ser
+        crit["ser"] = 2.0 * seq["pos_sum"] / Lf <= o.ser  # mean |rho - 1|
     if o.ln_trm is not None:
         rem = (np.repeat(L, L) - 1 - t0).astype(np.float64)
         w = _weights_ln(rem, o.assumption.tv_max, o.assumption.kl_max)
@@ -462,7 +473,7 @@ def _token_block(p, chunk, cols, o: _Options, accs, bins, bad: BadRecords, inval
     ustep, gi = np.unique(step, return_inverse=True)
     Lb = int(L.max())
     G = len(ustep)
-    idx = gi[np.repeat(np.arange(len(L)), L)] * Lb + t0
+    idx = t0 if G == 1 else gi[np.repeat(np.arange(len(L)), L)] * Lb + t0
     ps = np.bincount(idx, weights=pos_val, minlength=G * Lb).reshape(G, Lb)
     pss = np.bincount(idx, weights=pos_val * pos_val, minlength=G * Lb).reshape(G, Lb)
     for g, sv in enumerate(ustep):
