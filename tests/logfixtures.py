@@ -188,3 +188,73 @@ def tabular_dump(path: Path, seed: int, n: int = 4000, V: int = 3, T: int = 4, *
         extra = {"kl": list(kl), "tv": list(tv)}
     write_token_dump(path, list(lr), list(lt), **extra)
     return ex, lr, lt
+
+
+# ------------------------------------------------------------ TensorBoard event files
+def _crc32c_bitwise(data: bytes) -> int:
+    c = 0xFFFFFFFF
+    for b in data:
+        c ^= b
+        for _ in range(8):
+            c = (c >> 1) ^ (0x82F63B78 if c & 1 else 0)
+    return c ^ 0xFFFFFFFF
+
+
+def _masked(data: bytes) -> int:
+    c = _crc32c_bitwise(data)
+    return (((c >> 15) | (c << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+
+
+def _varint(n: int) -> bytes:
+    n &= (1 << 64) - 1
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _key(field: int, wire: int) -> bytes:
+    return _varint(field << 3 | wire)
+
+
+def _ld(field: int, payload: bytes) -> bytes:
+    return _key(field, 2) + _varint(len(payload)) + payload
+
+
+def _value(tag: str, x: float, form: str) -> bytes:
+    import struct
+
+    v = _ld(1, tag.encode())
+    if form == "simple":  # PyTorch SummaryWriter / tensorboardX: float simple_value
+        v += _key(2, 5) + struct.pack("<f", x)
+    elif form == "tensor-float":  # TF2: DT_FLOAT scalar tensor, packed float_val
+        v += _ld(8, _key(1, 0) + _varint(1) + _ld(2, b"") + _ld(5, struct.pack("<f", x)))
+    else:  # "tensor-double": DT_DOUBLE scalar in tensor_content
+        v += _ld(8, _key(1, 0) + _varint(2) + _ld(2, b"") + _ld(4, struct.pack("<d", x)))
+    return v
+
+
+def _record(data: bytes) -> bytes:
+    import struct
+
+    n = struct.pack("<Q", len(data))
+    return n + struct.pack("<I", _masked(n)) + data + struct.pack("<I", _masked(data))
+
+
+def write_tfevents(path: Path, rows: list[dict], form: str = "simple") -> Path:
+    """A TensorBoard event file: a version event, then one event per (step, metric)."""
+    import struct
+
+    out = [_record(_key(1, 1) + struct.pack("<d", 1.0) + _ld(3, b"brain.Event:2"))]
+    for r in rows:
+        for k, x in r.items():
+            if k == "step":
+                continue
+            summary = _ld(1, _value(k, x, form))
+            ev = _key(1, 1) + struct.pack("<d", 2.0) + _key(2, 0) + _varint(r["step"])
+            out.append(_record(ev + _ld(5, summary)))
+    Path(path).write_bytes(b"".join(out))
+    return Path(path)

@@ -54,6 +54,7 @@ class Format(str, Enum):
     jsonl = "jsonl"
     csv = "csv"
     parquet = "parquet"
+    tensorboard = "tensorboard"
 
 
 _STYLE = {
@@ -75,8 +76,9 @@ def check_cmd(
     log: Annotated[
         Path,
         typer.Argument(
-            help="Per-step metric log (.jsonl, .csv, .parquet) or per-token dump "
-            "(.jsonl, .parquet with log-prob list columns).",
+            help="Per-step metric log (.jsonl, .csv, .parquet, TensorBoard event file or "
+            "directory), per-token dump (.jsonl, .parquet with log-prob list columns) or "
+            "statistics file (.json, from trmbounds measure).",
             show_default=False,
         ),
     ],

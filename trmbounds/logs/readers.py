@@ -129,11 +129,13 @@ def sniff_format(path: str | os.PathLike, format: str | None = None) -> str:
     """
     if format is not None:
         f = format.lower()
-        if f not in set(FORMATS.values()):
+        if f not in (*FORMATS.values(), "tensorboard"):
             raise InputFileError(
-                f"unknown format {format!r}; choose one of jsonl, csv, parquet, json"
+                f"unknown format {format!r}; choose one of jsonl, csv, parquet, json, tensorboard"
             )
         return f
+    if ".tfevents." in Path(path).name or Path(path).is_dir():
+        return "tensorboard"
     ext = Path(path).suffix.lower()
     if ext == ".gz":
         raise InputFileError(f"{path}: compressed logs are not supported; decompress it first")
@@ -177,9 +179,11 @@ def iter_log(
         For a missing or unreadable file or a malformed record.
     """
     p = Path(path)
-    if not p.is_file():
+    if not p.exists():
         raise InputFileError(f"log file not found: {p}")
     fmt = sniff_format(p, format)
+    if p.is_dir() and fmt != "tensorboard":
+        raise InputFileError(f"{p} is a directory; only a TensorBoard log directory can be read")
     bad = bad if bad is not None else BadRecords()
     seen = seen if seen is not None else set()
     want = None if columns is None else set(columns)
@@ -192,6 +196,10 @@ def iter_log(
         yield from _iter_csv(p, want, bad, seen)
     elif fmt == "parquet":
         yield from _iter_parquet(p, want, lists, bad, seen)
+    elif fmt == "tensorboard":
+        if lists:
+            raise InputFileError(f"{p}: per-token (list) columns cannot be read from TensorBoard")
+        yield from _iter_tensorboard(p, want, bad, seen)
     else:
         raise InputFileError(f"{p}: a .json file is a statistics file, not a log")
 
@@ -629,3 +637,24 @@ def _iter_parquet(p: Path, want, lists, bad, seen) -> Iterator[Chunk]:
                 chunk.columns[name], chunk.present[name] = _arrow_numeric(col, name)
         done += n
         yield chunk
+
+
+# -------------------------------------------------------------------- TensorBoard
+def _iter_tensorboard(p: Path, want, bad, seen) -> Iterator[Chunk]:
+    """Scalars of event files pivoted to one record per step (sorted by step)."""
+    from .tensorboard import iter_scalars
+
+    rows: dict[int, dict[str, float]] = {}
+    first: dict[int, int] = {}
+    for rec, step, scalars in iter_scalars(p, bad, seen):
+        row = rows.setdefault(step, {})
+        first.setdefault(step, rec)
+        for tag, x in scalars:
+            if want is None or tag in want:
+                row[tag] = x
+    seen.add("step")
+    steps = sorted(rows)
+    for k in range(0, len(steps), _BATCH):
+        part = steps[k : k + _BATCH]
+        recs = [{"step": float(s), **rows[s]} for s in part]
+        yield _chunk_from_records(recs, [first[s] for s in part], "record", set())
