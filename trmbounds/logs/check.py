@@ -463,6 +463,7 @@ _NONNEG = {
     "T", "T_max", "T_mean", "kl_tok_mean", "kl_seq", "tv_seq", "tv_lb", "tv_max_seen",
     "kl_max_seen", "k2_max", "logp_diff_max", "logp_diff_mean", "prob_diff_mean",
 }  # fmt: skip
+_ALWAYS = ("step", "line", "T", "bound", "bound_est", "state")
 _UNIT = {"reject_frac", "accept", "tv_seq", "tv_lb", "tv_max_seen", "prob_diff_mean"}
 
 
@@ -554,7 +555,8 @@ def check_log(
             all_cands.update(c)
     chosen: P.Preset | None = None if preset == "auto" else P.PRESETS[preset]
     cols: dict[str, str] = {}
-    parts: dict[str, list] = {}
+    parts: dict[str, dict[int, np.ndarray]] = {}
+    sizes: list[int] = []
     invalid: dict[str, list] = {}
     n_done = 0
     no_metrics = 0
@@ -572,8 +574,11 @@ def check_log(
         if res is not None:
             block, nm = res
             no_metrics += nm
+            b = len(sizes)
+            sizes.append(len(block["step"]))
             for k, v in block.items():
-                parts.setdefault(k, []).append(v)
+                if k in _ALWAYS or not np.isnan(v).all():  # keep memory to what was logged
+                    parts.setdefault(k, {})[b] = v
         n_done += len(chunk)
         if progress is not None:
             progress(n_done)
@@ -583,7 +588,10 @@ def check_log(
             + (f"; columns present: {_list(seen)}" if seen else " (empty file)")
         )
     assert chosen is not None
-    cat = {k: np.concatenate(v) for k, v in parts.items()}
+    cat = {
+        k: np.concatenate([v.get(b, np.full(n_b, np.nan)) for b, n_b in enumerate(sizes)])
+        for k, v in parts.items()
+    }
     n = len(cat.get("step", ()))
     empty = np.zeros(0)
     get = lambda k: cat.get(k, empty)  # noqa: E731
