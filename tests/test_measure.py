@@ -206,8 +206,10 @@ def test_chunked_lm_head_gives_the_same_numbers(models):
     m0, m1 = models
     kw = dict(num_samples=1, max_new_tokens=8, seed=5, eos_ids={EOS})
     big = sample_and_score(m0, m1, PROMPTS, max_memory="1GB", **kw)
-    # workspace of the kernel (2**20 values * 4 bytes * 8) plus 3 rows of two fp32 heads
-    small = sample_and_score(m0, m1, PROMPTS, max_memory=2**20 * 32 + 3 * V * 8, **kw)
+    # kernel block (2**20 values * 4 bytes * 8) + sampler (batch 8 * V * 4 bytes * 4),
+    # plus 3 rows of the two heads at 8 bytes per vocabulary entry
+    budget = 2**20 * 32 + 8 * V * 16 + 3 * V * 8
+    small = sample_and_score(m0, m1, PROMPTS, max_memory=budget, **kw)
     np.testing.assert_allclose(small.kl, big.kl, rtol=1e-5, atol=1e-9)
     np.testing.assert_allclose(small.tv, big.tv, rtol=1e-5, atol=1e-9)
     with pytest.raises(TrmboundsError, match="too small"):

@@ -657,22 +657,26 @@ def _sample_batch(sc: _Scorer, prompts, *, n_new, temperature, top_k, top_p, eos
     return resp[:, :Lr], lengths, hidden
 
 
-def _head_rows(V: int, budget: int, bytes_roll: int, bytes_train: int, top: bool) -> int:
+def _head_rows(V: int, budget: int, batch_size: int, top: bool) -> int:
     """Rows of logits per lm-head chunk so that the vocabulary-sized buffers fit ``budget``.
 
-    Per row the two head outputs take ``V*(bytes_roll + bytes_train)``; the divergence
-    kernel works in blocks of :data:`~trmbounds.trm.BLOCK_ELEMENTS` values with at most
-    ~8 float32 temporaries (16 with the top-p sort: values, int64 indices, cumsum).
+    Counted against the budget: the two lm-head outputs, at float32 size per value
+    whatever the model dtype (a low-precision matmul may go through a float32
+    buffer), ``8*V`` bytes per row; the divergence kernel's block of
+    :data:`~trmbounds.trm.BLOCK_ELEMENTS` values with up to 8 float32 temporaries
+    (16 with the top-p sort: values, int64 indices, cumulative sums); the sampler's
+    per-step ``batch_size × V`` float32 buffers (4 of them). Model weights,
+    activations and the KV cache are not counted.
     """
     block = max(1, BLOCK_ELEMENTS // V) * V
-    workspace = block * 4 * (16 if top else 8)
-    per_row = V * (bytes_roll + bytes_train)
+    workspace = block * 4 * (16 if top else 8) + batch_size * V * 4 * 4
+    per_row = V * 8
     rows = (budget - workspace) // per_row
     if rows < 1:
         need = workspace + per_row
         raise TrmboundsError(
-            f"max-memory {budget / 1e6:.0f} MB is too small for vocabulary {V}: "
-            f"need at least {math.ceil(need / 1e6)} MB"
+            f"max-memory {budget / 1e6:.0f} MB is too small for vocabulary {V} and batch "
+            f"size {batch_size}: need at least {math.ceil(need / 1e6)} MB"
         )
     return int(rows)
 
@@ -743,9 +747,7 @@ def sample_and_score(
     if sr.vocab != st.vocab:
         raise TrmboundsError(f"vocabularies differ: roll {sr.vocab} vs train {st.vocab}")
     V = sr.vocab
-    bytes_r = next(roll_model.parameters()).element_size()
-    bytes_t = next(train_model.parameters()).element_size()
-    rows = _head_rows(V, budget, bytes_r, bytes_t, top_p < 1)
+    rows = _head_rows(V, budget, batch_size, top_p < 1)
     if not (sr.split and st.split):
         rows = 10**12  # full logits come from the forward; memory is the forward's
 

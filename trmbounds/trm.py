@@ -231,11 +231,7 @@ def truncate_logits(logits: Any, top_k: int = 0, top_p: float = 1.0, keep: Any =
             kth = torch.topk(x, top_k, dim=-1).values[..., -1:]
             x = x.masked_fill(x < kth, -math.inf)
         if top_p < 1:
-            srt, idx = torch.sort(x, dim=-1, descending=False)
-            cum = srt.softmax(-1).cumsum(-1)
-            remove = cum <= 1 - top_p
-            remove[..., -1] = False
-            x = x.masked_fill(remove.scatter(-1, idx, remove), -math.inf)
+            x = _top_p_torch(x, top_p)
         if keep is not None:
             k = keep.unsqueeze(-1)
             x = x.scatter(-1, k, logits.gather(-1, k))
@@ -259,6 +255,47 @@ def truncate_logits(logits: Any, top_k: int = 0, top_p: float = 1.0, keep: Any =
         k = np.asarray(keep)[..., None]
         np.put_along_axis(x, k, np.take_along_axis(np.asarray(logits, x.dtype), k, -1), -1)
     return x
+
+
+#: Candidates examined by the fast top-p path before falling back to a full sort.
+TOP_P_CANDIDATES = 1024
+
+
+def _top_p_torch(x: Any, top_p: float) -> Any:
+    """Top-p on torch logits: keep the most likely tokens while the mass above is < top_p.
+
+    Equivalent in exact arithmetic to Hugging Face's ``TopPLogitsWarper`` (sort
+    ascending, drop tokens whose cumulative probability is <= 1 - top_p). Fast path:
+    when the :data:`TOP_P_CANDIDATES` most likely tokens already hold ``top_p`` of the
+    mass (the usual case for a language model), only they are ranked (``topk``
+    instead of a full sort of the vocabulary); other rows take the full sort.
+    """
+    import torch
+
+    shape = x.shape
+    x = x.reshape(-1, shape[-1])
+    V = x.shape[-1]
+    out = torch.full_like(x, -math.inf)
+    todo = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
+    k = min(V, TOP_P_CANDIDATES)
+    if k < V:
+        lse = torch.logsumexp(x, -1, keepdim=True)
+        vals, idx = torch.topk(x, k, dim=-1)
+        pk = (vals - lse).exp()
+        cum = pk.cumsum(-1)
+        above = cum - pk  # mass of the more likely tokens
+        kept = above < top_p
+        kept[:, 0] = True
+        out.scatter_(-1, idx, vals.masked_fill(~kept, -math.inf))
+        todo = cum[:, -1] < top_p  # nucleus not inside the candidates
+    if bool(todo.any()):
+        xs = x[todo]
+        srt, idx = torch.sort(xs, dim=-1, descending=False)
+        cum = srt.softmax(-1).cumsum(-1)
+        remove = cum <= 1 - top_p
+        remove[..., -1] = False
+        out[todo] = xs.masked_fill(remove.scatter(-1, idx, remove), -math.inf)
+    return out.reshape(shape)
 
 
 def _divergences_numpy(x, y, tokens, temperature, top_k, top_p, block_rows):

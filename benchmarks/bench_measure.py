@@ -1,0 +1,241 @@
+"""Speed and memory of the divergence kernel and of ``measure`` (figures from one run).
+
+Run:  python benchmarks/bench_measure.py [--vocab 151936] [--tokens 256]
+
+1. Speed: :func:`trmbounds.trm.token_divergences` (exact KL, TV, missing mass and the
+   sampled token's log-probs) against ``torch.log_softmax`` over the same logits —
+   once over both logit tensors (the least any exact method computes: both
+   log-normalisers) and once over one tensor. With top-p, on LM-like (peaked) rows,
+   where the nucleus is found among the 1024 most likely tokens, and on flat rows
+   (worst case: a full sort of the vocabulary per row). Repetitions are interleaved and the
+   best time of each is kept, so background load affects both sides alike.
+2. Memory: peak resident memory added by the kernel (blocked) vs a naive
+   implementation that converts the whole batch to float32 at once; then a whole
+   ``sample_and_score`` run on a 1-layer model with a 151,936-token vocabulary under
+   ``--max-memory`` vs building the full ``model(...).logits`` tensor. Each case runs
+   in a fresh process; the peak resident memory above the level at the start of the
+   measured call is sampled every millisecond from ``/proc/self/statm`` (Linux).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+
+
+def _rss_now_mb() -> float:
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * resource.getpagesize() / 2**20
+
+
+class PeakRSS:
+    """Peak resident memory above the level at entry, sampled every millisecond."""
+
+    def __enter__(self):
+        import threading
+
+        self.base = self.peak = _rss_now_mb()
+        self._stop = threading.Event()
+
+        def watch():
+            while not self._stop.is_set():
+                self.peak = max(self.peak, _rss_now_mb())
+                time.sleep(0.001)
+
+        self._t = threading.Thread(target=watch, daemon=True)
+        self._t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._t.join()
+        self.peak = max(self.peak, _rss_now_mb())
+
+    @property
+    def added_mb(self) -> float:
+        return self.peak - self.base
+
+
+def _logits(n: int, V: int, dtype):
+    """Rollout logits ~ 3 N(0, 1) and training logits 0.05 N(0, 1) away, built in
+    slices so that no float32 copy of the whole batch inflates the process."""
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    a = torch.empty(n, V, dtype=dtype)
+    b = torch.empty(n, V, dtype=dtype)
+    for i in range(0, n, 16):
+        x = torch.randn(min(16, n - i), V, generator=g) * 3
+        a[i : i + 16] = x
+        b[i : i + 16] = x + 0.05 * torch.randn(x.shape, generator=g)
+    return a, b
+
+
+def bench_speed(V: int, n: int, reps: int) -> None:
+    import torch
+
+    from trmbounds.trm import token_divergences
+
+    print(f"threads: {torch.get_num_threads()}   torch {torch.__version__}")
+    for dtype in (torch.float32, torch.bfloat16):
+        a, b = _logits(n, V, dtype)  # flat rows: top-p keeps most of the vocabulary
+        tok = torch.randint(0, V, (n,), generator=torch.Generator().manual_seed(1))
+        # LM-like rows for top-p: 20 tokens 20 nats above the rest hold ~99.9 % of the mass
+        peak = torch.zeros(n, V)
+        peak[:, :20] = 20.0
+        ap, bp = (a.float() + peak).to(dtype), (b.float() + peak).to(dtype)
+        cases = {
+            "kernel": lambda a=a, b=b, tok=tok: token_divergences(a, b, tok),
+            "kernel top-p LM-like": lambda a=ap, b=bp, tok=tok: token_divergences(
+                a, b, tok, top_p=0.95
+            ),
+            "log_softmax x2": lambda a=a, b=b: (
+                torch.log_softmax(a, -1, dtype=torch.float32),
+                torch.log_softmax(b, -1, dtype=torch.float32),
+            ),
+            "log_softmax x1": lambda a=a: torch.log_softmax(a, -1, dtype=torch.float32),
+        }
+        best = dict.fromkeys(cases, float("inf"))
+        for f in cases.values():
+            f()  # warm-up
+        for _ in range(reps):
+            for k, f in cases.items():
+                t0 = time.perf_counter()
+                f()
+                best[k] = min(best[k], time.perf_counter() - t0)
+        t0 = time.perf_counter()  # the worst case once: a full sort per row
+        token_divergences(a, b, tok, top_p=0.95)
+        best["kernel top-p flat (1 run)"] = time.perf_counter() - t0
+        name = str(dtype).replace("torch.", "")
+        print(f"\n[{name} logits, {n} tokens x vocab {V}]")
+        for k, t in best.items():
+            print(f"  {k:<27} {1e3 * t:8.1f} ms   {1e6 * t / n:7.1f} us/token")
+        print(
+            f"  ratio kernel / log_softmax over both tensors: "
+            f"{best['kernel'] / best['log_softmax x2']:.2f}x   "
+            f"(over one tensor: {best['kernel'] / best['log_softmax x1']:.2f}x)"
+        )
+
+
+# ---------------------------------------------------------------- memory (child processes)
+def child_kernel(mode: str, V: int, n: int) -> dict:
+    import torch
+
+    from trmbounds.trm import token_divergences
+
+    a, b = _logits(n, V, torch.bfloat16)
+    with PeakRSS() as mem:
+        if mode == "blocked":
+            token_divergences(a, b)
+        else:  # naive: the whole batch in float32 at once
+            lp = torch.log_softmax(a.float(), -1)
+            lq = torch.log_softmax(b.float(), -1)
+            p, q = lp.exp(), lq.exp()
+            (p * (lp - lq)).sum(-1), 0.5 * (p - q).abs().sum(-1)
+            del lp, lq, p, q
+    return {"input_mb": 2 * a.numel() * a.element_size() / 2**20, "added_mb": mem.added_mb}
+
+
+def _wide_model(V: int):
+    import torch
+    import transformers
+
+    torch.manual_seed(0)
+    cfg = transformers.LlamaConfig(
+        vocab_size=V,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        eos_token_id=None,
+    )
+    return transformers.LlamaForCausalLM(cfg).eval()
+
+
+def child_pipeline(mode: str, V: int, batch: int, length: int, budget: str) -> dict:
+    import torch
+
+    from trmbounds.measure import sample_and_score
+
+    m_roll = _wide_model(V)
+    m_train = _wide_model(V).to(torch.bfloat16)
+    prompts = [[1, 2, 3, 4]] * batch
+    if mode == "measure":
+        t0 = time.perf_counter()
+        with PeakRSS() as mem:
+            rec = sample_and_score(
+                m_roll,
+                m_train,
+                prompts,
+                num_samples=1,
+                max_new_tokens=length,
+                batch_size=batch,
+                max_memory=budget,
+                seed=0,
+            )
+        dt = time.perf_counter() - t0
+        return {"added_mb": mem.added_mb, "tokens": int(rec.mask.sum()), "seconds": dt}
+    # naive: one forward of both models over prompt + response with full logits
+    ids = torch.randint(0, V, (batch, 4 + length), generator=torch.Generator().manual_seed(0))
+    with PeakRSS() as mem, torch.inference_mode():
+        lr = m_roll(ids).logits.float()
+        lt = m_train(ids).logits.float()
+        torch.log_softmax(lr, -1), torch.log_softmax(lt, -1)
+    return {"added_mb": mem.added_mb, "tokens": batch * length}
+
+
+def _run_child(*args: str) -> dict:
+    p = subprocess.run(
+        [sys.executable, __file__, "--child", *args], capture_output=True, text=True, check=True
+    )
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--vocab", type=int, default=151936)
+    ap.add_argument("--tokens", type=int, default=256)
+    ap.add_argument("--reps", type=int, default=7)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--length", type=int, default=128)
+    ap.add_argument("--max-memory", default="256MB")
+    ap.add_argument("--child", nargs="+")
+    a = ap.parse_args()
+    if a.child:
+        kind, mode = a.child[0], a.child[1]
+        if kind == "kernel":
+            out = child_kernel(mode, a.vocab, a.tokens)
+        else:
+            out = child_pipeline(mode, a.vocab, a.batch, a.length, a.max_memory)
+        print(json.dumps(out))
+        return
+
+    print("== speed: token_divergences vs torch.log_softmax over the same logits ==")
+    bench_speed(a.vocab, a.tokens, a.reps)
+
+    print(f"\n== memory: divergence kernel, {a.tokens} tokens x vocab {a.vocab}, bf16 logits ==")
+    for mode in ("blocked", "naive"):
+        r = _run_child("kernel", mode, "--vocab", str(a.vocab), "--tokens", str(a.tokens))
+        print(f"  {mode:<8} inputs {r['input_mb']:7.1f} MiB   peak added {r['added_mb']:7.1f} MiB")
+
+    print(
+        f"\n== memory: sample_and_score, batch {a.batch} x {a.length} new tokens, vocab "
+        f"{a.vocab} (fp32 roll vs bf16 train), --max-memory {a.max_memory} =="
+    )
+    common = ["--vocab", str(a.vocab), "--batch", str(a.batch), "--length", str(a.length)]
+    r = _run_child("pipeline", "measure", *common, "--max-memory", a.max_memory)
+    print(
+        f"  measure  peak added {r['added_mb']:7.1f} MiB   ({r['tokens']} tokens scored, "
+        f"{r['seconds']:.1f} s incl. sampling)"
+    )
+    r = _run_child("pipeline", "naive", *common)
+    print(f"  naive    peak added {r['added_mb']:7.1f} MiB   (full model(...).logits, float32)")
+
+
+if __name__ == "__main__":
+    main()
