@@ -449,3 +449,16 @@ def test_installed_executable_runs_measure(model_dir, tmp_path):
     assert p.returncode == 0, p.stderr
     obj = json.loads(p.stdout)
     assert obj["stats_file"] == str(out) and load_stats(out).T == obj["inputs"]["T"]
+
+
+def test_stats_file_doc_example_loads_and_lists_every_key():
+    """docs/stats-file.md: its example is a valid statistics file, its table names every key."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).parents[1] / "docs" / "stats-file.md").read_text()
+    example = json.loads(re.search(r"```json\n(.*?)\n```", text, re.S).group(1))
+    s = Stats.from_dict(example)
+    assert s.status["kl_max"] == "empirical" and s.T == len(example["per_position"])
+    for key in Stats(T=1, kl_max=0.1).to_dict():
+        assert f"| `{key}` |" in text, key
