@@ -204,8 +204,14 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--length", type=int, default=128)
     ap.add_argument("--max-memory", default="256MB")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    ap.add_argument("--only", choices=["speed", "memory"], default=None)
     ap.add_argument("--child", nargs="+")
     a = ap.parse_args()
+    if a.threads:
+        import torch
+
+        torch.set_num_threads(a.threads)
     if a.child:
         kind, mode = a.child[0], a.child[1]
         if kind == "kernel":
@@ -215,8 +221,12 @@ def main() -> None:
         print(json.dumps(out))
         return
 
-    print("== speed: token_divergences vs torch.log_softmax over the same logits ==")
-    bench_speed(a.vocab, a.tokens, a.reps)
+    print(f"load average at start: {' '.join(f'{x:.2f}' for x in __import__('os').getloadavg())}")
+    if a.only != "memory":
+        print("== speed: token_divergences vs torch.log_softmax over the same logits ==")
+        bench_speed(a.vocab, a.tokens, a.reps)
+    if a.only == "speed":
+        return
 
     print(f"\n== memory: divergence kernel, {a.tokens} tokens x vocab {a.vocab}, bf16 logits ==")
     for mode in ("blocked", "naive"):

@@ -435,3 +435,23 @@ def test_fast_top_p_path_matches_definition(scale):
         want = np.array([ref_truncate(r, 0, p) for r in x])
         got = torch.isfinite(truncate_logits(torch.tensor(x), 0, p)).numpy()
         assert (got == want).all()
+
+
+def test_caller_masked_rollout_logits_count_as_missing_support():
+    """-inf rollout logits without truncation: the torch fast path redoes those rows with
+    the support mask; values match the definition (support = finite logits)."""
+    rng = np.random.default_rng(15)
+    xr = rng.normal(0, 1, size=(5, 9))
+    xr[1, [2, 5]] = -np.inf
+    xr[3, 0] = -np.inf
+    xt = rng.normal(0, 1, size=(5, 9))
+    kl, tv, mm = [], [], []
+    for a, b in zip(xr, xt, strict=True):
+        p, q = ref_softmax(a), ref_softmax(b)
+        kl.append(sum(p[v] * math.log(p[v] / q[v]) for v in range(9) if p[v] > 0))
+        tv.append(0.5 * np.abs(p - q).sum())
+        mm.append(q[~np.isfinite(a)].sum())
+    for d in (token_divergences(torch.tensor(xr), torch.tensor(xt)), token_divergences(xr, xt)):
+        np.testing.assert_allclose(np.asarray(d.kl), kl, rtol=1e-10)
+        np.testing.assert_allclose(np.asarray(d.tv), tv, rtol=1e-10)
+        np.testing.assert_allclose(np.asarray(d.missing_mass), mm, rtol=1e-10, atol=1e-16)

@@ -51,8 +51,9 @@ __all__ = [
 ]
 
 #: Elements (rows × vocabulary) of one working block of :func:`token_divergences`:
-#: 2**20 float32 values = 4 MiB, small enough to stay in cache between passes.
-BLOCK_ELEMENTS = 1 << 20
+#: 2**18 float32 values = 1 MiB (one row of a 150k vocabulary), small enough to stay
+#: in cache between the passes over it (``benchmarks/bench_measure.py``).
+BLOCK_ELEMENTS = 1 << 18
 
 # A finite stand-in for -inf in truncated logits: exp() of it underflows to exactly 0,
 # while 0 * (it) stays 0 (0 * -inf would be NaN).
@@ -350,6 +351,33 @@ def _divergences_numpy(x, y, tokens, temperature, top_k, top_p, block_rows):
     )
 
 
+def _block_torch(a, b, tk, masked: bool):
+    """KL, TV, missing mass (and the tokens' log-probs) of one block of rows."""
+    import torch
+
+    if masked:
+        out = torch.isneginf(a)
+        a = a.masked_fill(out, _NEG)
+    # p = exp(lp) of the rounded lp (not a separately normalised softmax): the KL form
+    # below cancels the log-normaliser's rounding only if p and lp agree
+    lp = torch.log_softmax(a, -1)
+    lq = torch.log_softmax(b, -1)
+    lpr = lpt = None
+    if tk is not None:
+        lpr = lp.gather(-1, tk[:, None])[:, 0]
+        lpt = lq.gather(-1, tk[:, None])[:, 0]
+    p = lp.exp()
+    q = lq.exp()
+    pd = torch.linalg.vecdot(p, lp.sub_(lq))
+    mm = (q * out).sum(-1) if masked else torch.zeros_like(pd)
+    diff = p.sub_(q)
+    # sum_v [p (log p - log q) - p + q]: each term >= 0, and an error in either
+    # log-normaliser cancels to first order (see token_divergences)
+    kl = pd.sub_(diff.sum(-1)).clamp_(min=0)
+    tv = torch.linalg.vector_norm(diff, 1, dim=-1).mul_(0.5)
+    return kl, tv, mm, lpr, lpt
+
+
 def _divergences_torch(x, y, tokens, temperature, top_k, top_p, block_rows):
     import torch
 
@@ -387,25 +415,18 @@ def _divergences_torch(x, y, tokens, temperature, top_k, top_p, block_rows):
                     forced[s : s + rows] = f
                     if bool(f.any()):
                         a.scatter_(-1, tk[:, None], a0.gather(-1, tk[:, None]))
-            out = torch.isneginf(a)
-            has_out = bool(out.any())
-            if has_out:
-                a = a.masked_fill(out, _NEG)
-            lp = torch.log_softmax(a, -1)
-            lq = torch.log_softmax(b, -1)
+            # fast path without a support mask; rows with -inf rollout logits (truncation,
+            # or the caller's own masking) give NaN there and are redone with the mask
+            res = _block_torch(a, b, tk, masked=truncated)
+            bad = ~torch.isfinite(res[0]) if not truncated else None
+            if bad is not None and bool(bad.any()):
+                redo = _block_torch(a[bad], b[bad], None if tk is None else tk[bad], masked=True)
+                for r, rr in zip(res, redo, strict=True):
+                    if r is not None:
+                        r[bad] = rr
+            kl[s : s + rows], tv[s : s + rows], mm[s : s + rows] = res[0], res[1], res[2]
             if tk is not None:
-                lpr[s : s + rows] = lp.gather(-1, tk[:, None])[:, 0]
-                lpt[s : s + rows] = lq.gather(-1, tk[:, None])[:, 0]
-            p = lp.exp()
-            pd = torch.linalg.vecdot(p, lp.sub_(lq))
-            q = lq.exp_()
-            if has_out:
-                mm[s : s + rows] = (q * out).sum(-1)
-            diff = p.sub_(q)
-            # sum_v [p (log p - log q) - p + q]: each term >= 0, and an error in either
-            # log-normaliser cancels to first order (see the docstring)
-            kl[s : s + rows] = pd.sub_(diff.sum(-1)).clamp_(min=0)
-            tv[s : s + rows] = diff.abs_().sum(-1).mul_(0.5)
+                lpr[s : s + rows], lpt[s : s + rows] = res[3], res[4]
     return TokenDivergences(
         kl.reshape(lead),
         tv.reshape(lead),
