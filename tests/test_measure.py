@@ -342,7 +342,7 @@ def test_library_modules_do_not_import_torch():
 
 
 # ------------------------------------------------------------------ command line
-def test_cli_end_to_end_and_stats_file_round_trip(model_dir, tmp_path):
+def test_cli_end_to_end_and_stats_file_round_trip_through_eval_and_check(model_dir, tmp_path):
     out = tmp_path / "measured.json"
     args = [
         "measure",
@@ -372,6 +372,17 @@ def test_cli_end_to_end_and_stats_file_round_trip(model_dir, tmp_path):
     want = evaluate(s).to_dict()
     assert got["bounds"] == pytest.approx(want["bounds"], rel=1e-12)
     assert got["inputs"]["T"] == data["T"] and got["inputs"]["kl_max"] == data["kl_max"]
+    # check reads it back too: the same statistics, the measured maxima as certified
+    # lower bounds of the true maxima (exact values at measured contexts)
+    c = CliRunner().invoke(app, ["check", str(out), "--json"])
+    assert c.exit_code == 0, c.output
+    step = json.loads(c.stdout)["steps"][0]
+    assert step["T"] == data["T"]
+    st = step["stats"]
+    assert st["kl_seq"]["value"] == data["kl_seq"] and st["tv_seq"]["value"] == data["tv_seq"]
+    assert st["per_position"]["value"] == data["per_position"]
+    assert st["kl_lower_bound"]["value"] == data["kl_max"]
+    assert st["tv_lower_bound"]["value"] == data["tv_max"]
     # never overwrite without --force
     before = out.read_text()
     r2 = CliRunner().invoke(app, args)
