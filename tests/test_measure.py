@@ -383,6 +383,25 @@ def test_cli_end_to_end_and_stats_file_round_trip_through_eval_and_check(model_d
     assert st["per_position"]["value"] == data["per_position"]
     assert st["kl_lower_bound"]["value"] == data["kl_max"]
     assert st["tv_lower_bound"]["value"] == data["tv_max"]
+    # the per-token dump (--tokens) through check's own estimators (docs/logs.md): the
+    # same statistics computed by independent code from the per-token values
+    toks = tmp_path / "tokens.jsonl"
+    r4 = CliRunner().invoke(
+        app, [*args[:-2], "-o", str(tmp_path / "again.json"), "--tokens", str(toks)]
+    )
+    assert r4.exit_code == 0, r4.output
+    c2 = CliRunner().invoke(app, ["check", str(toks), "--json"])
+    assert c2.exit_code == 0, c2.output
+    st2 = json.loads(c2.stdout)["steps"][0]["stats"]
+    assert json.loads(c2.stdout)["steps"][0]["T"] == data["T"]
+    for key in ("kl_seq", "tv_seq", "per_position"):
+        assert st2[key]["value"] == pytest.approx(data[key], rel=1e-9, abs=1e-15), key
+    assert st2["kl_lower_bound"]["value"] == pytest.approx(data["kl_max"], rel=1e-12)
+    assert st2["kl_max_proxy"]["value"] == pytest.approx(
+        data["meta"]["proxies"]["k2_max"], rel=1e-9
+    )
+    lines = toks.read_text().splitlines()
+    assert len(lines) == data["meta"]["n_sequences"]
     # never overwrite without --force
     before = out.read_text()
     r2 = CliRunner().invoke(app, args)

@@ -69,6 +69,7 @@ __all__ = [
     "load_tokenizer",
     "sample_and_score",
     "aggregate",
+    "write_token_dump",
     "normal_ci",
     "measure",
 ]
@@ -317,6 +318,36 @@ class Measurement:
     stats: Stats
     records: Records
     warnings: list[str] = field(default_factory=list)
+
+
+def write_token_dump(records: Records, path: str | os.PathLike) -> None:
+    """Write the per-token records as a JSONL per-token dump (one line per response).
+
+    Each line holds the response's ``token_ids``, ``prompt_index`` and, per token,
+    ``logp_roll`` / ``logp_theta`` (the sampled token's log-probabilities) and the
+    exact ``kl_token`` / ``tv_token`` (and ``missing_mass_token``) of its context: the
+    per-token dump format ``trmbounds check`` reads (``docs/logs.md``). The caller
+    decides whether ``path`` may be overwritten.
+    """
+    cols = {
+        "logp_roll": records.logp_roll,
+        "logp_theta": records.logp_theta,
+        "kl_token": records.kl,
+        "tv_token": records.tv,
+        "missing_mass_token": records.missing_mass,
+    }
+    try:
+        with open(path, "w", encoding="utf-8") as fh:
+            for i, L in enumerate(records.lengths):
+                rec: dict[str, Any] = {
+                    "prompt_index": int(records.prompt_index[i]),
+                    "token_ids": [int(t) for t in records.tokens[i, :L]],
+                }
+                for k, v in cols.items():
+                    rec[k] = [float(x) for x in v[i, :L]]
+                fh.write(json.dumps(rec) + "\n")
+    except OSError as exc:
+        raise InputFileError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 def normal_ci(x: np.ndarray) -> tuple[float, float, float]:

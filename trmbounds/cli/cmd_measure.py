@@ -36,9 +36,11 @@ Examples:
 
   trmbounds measure --roll ./ckpt-100 --train ./ckpt-101 --prompts prompts.jsonl --top-p 0.95
 
-  # read the file back
+  # read the file back; keep the per-token records for trmbounds check
 
   trmbounds eval --stats measured.json
+
+  trmbounds measure --roll ./my-model --roll-dtype bfloat16 --tokens tokens.jsonl -o m.json
 """
 
 
@@ -154,6 +156,15 @@ def measure_cmd(
         Path,
         typer.Option("--output", "-o", help="Statistics file to write (docs/stats-file.md)."),
     ] = Path("measured.json"),
+    tokens: Annotated[
+        Path | None,
+        typer.Option(
+            "--tokens",
+            help="Also write the per-token records (JSONL, one line per response: log-probs, "
+            "exact KL/TV per token) — a per-token dump `trmbounds check` reads.",
+            show_default=False,
+        ),
+    ] = None,
     force: FORCE_OPT = False,
     adv_range: ADV_RANGE_OPT = None,
     reward_range: REWARD_RANGE_OPT = None,
@@ -170,7 +181,10 @@ def measure_cmd(
     if adv_range is not None and reward_range is not None:
         raise TrmboundsError("give --adv-range or --reward-range, not both")
     out_path = check_output(output, force)
-    from ..measure import load_prompts, measure, parse_memory
+    tokens_path = check_output(tokens, force) if tokens is not None else None
+    if tokens_path is not None and tokens_path.resolve() == out_path.resolve():
+        raise TrmboundsError("--tokens and --output must be different files")
+    from ..measure import load_prompts, measure, parse_memory, write_token_dump
     from ..stats import evaluate
 
     parse_memory(max_memory)
@@ -220,6 +234,8 @@ def measure_cmd(
     stats = m.stats
     text = dumps(stats.to_dict())
     out_path.write_text(_json.dumps(_json.loads(text), indent=1) + "\n", encoding="utf-8")
+    if tokens_path is not None:
+        write_token_dump(m.records, tokens_path)
     result = evaluate(stats, constants=constants.value)
     for w in m.warnings:
         err.print(f"[yellow]warning[/yellow] {w}")
