@@ -273,6 +273,13 @@ def test_aggregate_by_hand():
     # SER: mean |rho_t - 1| = (0.1+0.25+0)/3 = 0.1167, 0.25, (0+1/6)/2 = 0.0833 vs 0.15
     assert acc["ser"]["rate"] == pytest.approx(2 / 3)
     assert s.meta["argmax"]["kl_max"] == {"sequence": 1, "position": 1}
+    # LN-TRM with the measured eps = 0.1, delta = 0.04: seq 1 has w = (0.2, 0.1, 0),
+    # W = 0.1*0.2 + 0.25*0.1 = 0.045, Z = 0.3, W/Z = 0.15; seq 2 has Z = 0 (kept);
+    # seq 3 has rho_1 = 1, so W = 0
+    for thr, want in ((0.149, 2 / 3), (0.151, 1.0)):
+        ln = aggregate(_records(), ln_trm=thr).meta["acceptance"]["ln_trm"]
+        assert ln["rate"] == pytest.approx(want) and (ln["eps"], ln["delta"]) == (0.1, 0.04)
+    assert "ln_trm" not in s.meta["acceptance"]
 
 
 def test_aggregate_without_truncation_has_no_missing_mass_and_validates_thresholds():
@@ -424,12 +431,13 @@ def test_cli_prompt_file_and_two_models(model_dir, tmp_path, models):
         app,
         ["measure", "--roll", str(model_dir), "--train", str(other), "--tokenizer", str(model_dir),
          "--prompts", str(prompts), "-n", "3", "--max-new-tokens", "4", "--device", "cpu",
-         "--trm-max", "0.5", "-o", str(out), "--json"],
+         "--trm-max", "0.5", "--ln-trm", "0.1", "-o", str(out)],
     )  # fmt: skip
     assert r.exit_code == 0, r.output
     s = load_stats(out)
     assert s.meta["sampling"]["num_prompts"] == 2 and s.meta["n_sequences"] == 6
     assert s.meta["acceptance"]["trm_max"]["threshold"] == 0.5
+    assert s.meta["acceptance"]["ln_trm"]["threshold"] == 0.1 and "LN-TRM" in r.stdout
     assert s.kl_max > 1e-3  # two different random models
 
 
@@ -442,6 +450,7 @@ def test_cli_prompt_file_and_two_models(model_dir, tmp_path, models):
         (["--roll", "{model}", "--prompts", "{bad_jsonl}"], "line 2"),
         (["--roll", "{model}", "--trm-max", "-1"], "trm_max threshold"),
         (["--roll", "{model}", "--trm-avg", "nan"], "trm_avg threshold"),
+        (["--roll", "{model}", "--ln-trm", "-0.5"], "ln_trm threshold"),
         (["--roll", "{model}", "--top-p", "1.5"], "top_p"),
         (["--roll", "{model}", "--temperature", "0"], "temperature"),
         (["--roll", "{model}", "--max-memory", "lots"], "memory size"),

@@ -47,6 +47,7 @@ from .trm import (
     k1,
     k2,
     k3,
+    ln_trm_mask,
     log_ppl_gap,
     ser_mask,
     token_divergences,
@@ -378,6 +379,7 @@ def aggregate(
     trm_max: float = 0.05,
     trm_avg: float = 0.001,
     ser: float = 0.05,
+    ln_trm: float | None = None,
     truncated: bool = False,
     adv_range: float | None = None,
     reward_range: tuple[float, float] | None = None,
@@ -409,6 +411,9 @@ def aggregate(
     trm_max, trm_avg, ser : float
         Thresholds at which the acceptance rates of TRM-Max, TRM-Avg, their
         combination and SER are reported (in ``meta["acceptance"]``).
+    ln_trm : float, optional
+        LN-TRM threshold :math:`\delta_W`; its weights use the measured
+        :math:`\hat\varepsilon`, :math:`\hat\delta`.
     truncated : bool
         The rollouts were sampled with top-k / top-p: report ``missing_mass``.
     adv_range, reward_range
@@ -486,6 +491,17 @@ def aggregate(
         },
         "ser": {"threshold": thr["ser"], "rate": rate(ser_mask(lr, thr["ser"], m))},
     }
+    if ln_trm is not None:
+        x = float(ln_trm)
+        if not (math.isfinite(x) and x >= 0):
+            raise TrmboundsError(f"ln_trm threshold must be a finite number >= 0, got {ln_trm!r}")
+        acceptance["ln_trm"] = {
+            "threshold": x,
+            "eps": tv_max,
+            "delta": kl_max,
+            "weights": "measured tv_max / kl_max",
+            "rate": rate(ln_trm_mask(lr, x, tv_max, kl_max, m)),
+        }
 
     def ci(lo, hi):
         return None if math.isnan(lo) else [lo, hi]
@@ -887,6 +903,7 @@ def measure(
     trm_max: float = 0.05,
     trm_avg: float = 0.001,
     ser: float = 0.05,
+    ln_trm: float | None = None,
     adv_range: float | None = None,
     reward_range: tuple[float, float] | None = None,
     progress: Callable[[int, int], None] | None = None,
@@ -903,7 +920,9 @@ def measure(
     Returns a :class:`Measurement` whose ``stats`` are written as the statistics
     file (:func:`aggregate` documents every estimator).
     """
-    for name, v in (("trm_max", trm_max), ("trm_avg", trm_avg), ("ser", ser)):
+    for name, v in (("trm_max", trm_max), ("trm_avg", trm_avg), ("ser", ser), ("ln_trm", ln_trm)):
+        if name == "ln_trm" and v is None:
+            continue
         if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
             raise TrmboundsError(f"{name} threshold must be a finite number >= 0, got {v!r}")
     parse_memory(max_memory)
@@ -988,6 +1007,7 @@ def measure(
         trm_max=trm_max,
         trm_avg=trm_avg,
         ser=ser,
+        ln_trm=ln_trm,
         truncated=truncated,
         adv_range=adv_range,
         reward_range=reward_range,

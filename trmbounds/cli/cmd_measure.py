@@ -152,6 +152,14 @@ def measure_cmd(
     ser: Annotated[
         float, typer.Option("--ser", help="SER threshold δ_SER for the acceptance rate.")
     ] = 0.05,
+    ln_trm: Annotated[
+        float | None,
+        typer.Option(
+            "--ln-trm",
+            help="LN-TRM threshold δ_W (weights from the measured ε̂, δ̂) [default: off].",
+            show_default=False,
+        ),
+    ] = None,
     output: Annotated[
         Path,
         typer.Option("--output", "-o", help="Statistics file to write (docs/stats-file.md)."),
@@ -227,6 +235,7 @@ def measure_cmd(
             trm_max=trm_max,
             trm_avg=trm_avg,
             ser=ser,
+            ln_trm=ln_trm,
             adv_range=adv_range,
             reward_range=reward_range,
             progress=progress,
@@ -294,6 +303,11 @@ def _render_measurement(stats, path: Path, con) -> None:
             f"TRM-Avg δ={a_avg['threshold']:g}: {a_avg['exact_kl']:.1%} | k3 {a_avg['proxy_k3']:.1%};  "
             f"combined: {a_c['exact_kl']:.1%} | {a_c['proxy_k2_k3']:.1%};  "
             f"SER δ={a_s['threshold']:g}: {a_s['rate']:.1%}"
+            + (
+                f";  LN-TRM δ_W={acc['ln_trm']['threshold']:g}: {acc['ln_trm']['rate']:.1%}"
+                if "ln_trm" in acc
+                else ""
+            )
         )
     con.print(
         "δ̂ and ε̂ are maxima over the measured contexts only: lower estimates of the "
