@@ -515,3 +515,24 @@ def test_models_without_a_separate_head_use_their_own_logits(models):
     assert np.array_equal(whole.tokens, split.tokens)
     np.testing.assert_allclose(whole.kl, split.kl, rtol=1e-4, atol=1e-8)
     np.testing.assert_allclose(whole.tv, split.tv, rtol=1e-4, atol=1e-8)
+
+
+def test_unknown_logit_post_processing_falls_back_to_full_logits(models):
+    """A model whose forward post-processes the head's output in a way the scorer does not
+    know: the probe detects it and the model's own logits are used (reference: the
+    model's full-forward logits)."""
+    from trmbounds.measure import _Scorer
+
+    class Scaled(transformers.LlamaForCausalLM):
+        def forward(self, *a, **k):
+            out = super().forward(*a, **k)
+            out.logits = 2.0 * out.logits
+            return out
+
+    torch.manual_seed(1)
+    m = Scaled(models[1].config).eval()
+    assert not _Scorer(m).split and _Scorer(models[1]).split
+    rec = sample_and_score(
+        models[0], m, PROMPTS[:2], num_samples=1, max_new_tokens=4, eos_ids={EOS}
+    )
+    _check_against_reference(rec, models[0], m, PROMPTS[:2], 1)

@@ -597,6 +597,24 @@ class _Scorer:
             self.split = False  # unknown post-processing: use the model's own logits
         w = getattr(head, "weight", None)
         self.vocab = int(w.shape[0]) if w is not None else int(cfg.vocab_size)
+        if self.split:
+            self.split = self._head_reproduces_logits()
+
+    def _head_reproduces_logits(self) -> bool:
+        """Check once, on a 4-token probe, that body + head (+ known post-processing)
+        give the model's own logits; otherwise use the model's full logits."""
+        import torch
+
+        dev = next(self.model.parameters()).device
+        ids = torch.tensor([[1, 2, 3, 4]], device=dev) % max(self.vocab, 1)
+        am = torch.ones_like(ids)
+        pos = torch.arange(4, device=dev)[None, :]
+        with torch.inference_mode():
+            full = self.model(input_ids=ids, attention_mask=am, position_ids=pos).logits.float()
+            self.split = True
+            mine = self.logits(self.states(ids, am, pos)).float()
+        tol = 1e-2 * (1.0 + float(full.abs().max()))
+        return mine.shape == full.shape and bool(((mine - full).abs() <= tol).all())
 
     def states(self, ids, am, pos):
         """Hidden states (B, L, H), or full logits (B, L, V) for unsplittable models."""
