@@ -420,6 +420,23 @@ def aggregate(
         Passed to :class:`~trmbounds.stats.Stats`.
     meta : dict, optional
         Provenance merged into ``Stats.meta``.
+
+    Examples
+    --------
+    Two responses, of lengths 2 and 1; the second contributes TV 0 at t = 2:
+
+    >>> z = np.zeros((2, 2))
+    >>> rec = Records(kl=np.array([[0.02, 0.01], [0.04, 0.0]]),
+    ...               tv=np.array([[0.1, 0.05], [0.14, 0.0]]), missing_mass=z,
+    ...               logp_roll=np.log([[0.5, 0.5], [0.4, 1.0]]),
+    ...               logp_theta=np.log([[0.6, 0.5], [0.3, 1.0]]),
+    ...               mask=np.array([[True, True], [True, False]]),
+    ...               prompt_index=np.array([0, 1]), tokens=np.zeros((2, 2), int))
+    >>> s = aggregate(rec)
+    >>> s.T, s.kl_max, s.tv_max, round(s.kl_seq, 6), round(s.tv_seq, 6)
+    (2, 0.04, 0.14, 0.035, 0.1125)
+    >>> s.per_position.round(6).tolist(), s.status["kl_max"]
+    ([0.12, 0.025], 'empirical')
     """
     thr = {}
     for name, v in (("trm_max", trm_max), ("trm_avg", trm_avg), ("ser", ser)):
