@@ -44,12 +44,12 @@ def _main(
     """Error bounds of Trust Region Masking for long-horizon LLM RL."""
 
 
-# Commands load lazily: name -> module of trmbounds.cli whose own `app` defines it.
-# (Commands registered directly on `app` by an imported module also work.)
+# Commands load lazily, in this order: name -> module of trmbounds.cli whose own
+# typer `app` defines the command. `trmbounds eval` imports and builds only itself.
 Group.lazy_commands = {
     "eval": "cmd_eval",
+    "plot": "cmd_plot",
+    "solve": "cmd_solve",
+    "check": "cmd_check",
+    "measure": "cmd_measure",
 }
-
-Group.lazy_commands.update({"plot": "cmd_plot", "solve": "cmd_solve"})
-Group.lazy_commands.update({"check": "cmd_check"})
-from . import cmd_measure  # noqa: E402,F401

@@ -10,7 +10,6 @@ from typing import Annotated
 import typer
 
 from ..errors import TrmboundsError
-from . import app
 from ._common import (
     ADV_RANGE_OPT,
     CONSTANTS_OPT,
@@ -55,6 +54,9 @@ class Attn(str, Enum):
     eager = "eager"
     sdpa = "sdpa"
     flash_attention_2 = "flash_attention_2"
+
+
+app = typer.Typer(add_completion=False)
 
 
 @app.command("measure", epilog=EPILOG)
