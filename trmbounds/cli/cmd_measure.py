@@ -210,6 +210,7 @@ def measure_cmd(
         TextColumn("batches"),
         console=err,
         transient=True,
+        disable=not err.is_terminal,  # no bar (and no stray newline) in logs or pipes
     ) as bar:
         task = bar.add_task("measure", total=None)
 

@@ -86,7 +86,7 @@ def _target(out: Path | None, default: str, force: bool) -> tuple[Path, str]:
             f"unsupported output format {path.suffix or '(none)'!r} for {path}: "
             "use .png, .svg or .pdf"
         )
-    return check_output(path, force), ext
+    return path, ext
 
 
 def _figure(size: tuple[float, float], dpi: int):
@@ -104,7 +104,9 @@ def _figure(size: tuple[float, float], dpi: int):
     return Figure(figsize=(w, h), dpi=dpi, layout="constrained")
 
 
-def _save(fig, path: Path, ext: str, dpi: int) -> None:
+def _save(fig, path: Path, ext: str, dpi: int, force: bool) -> None:
+    # Checked after drawing, so that a bad argument is reported as such first.
+    check_output(path, force)
     fig.savefig(path, format=ext, dpi=dpi, metadata=None)
     w, h = fig.get_size_inches()
     size = f"{round(w * dpi)}x{round(h * dpi)} px" if ext == "png" else f"{w:g}x{h:g} in"
@@ -196,7 +198,7 @@ def curves_cmd(
         title=title,
         ax=fig.add_subplot(),
     )
-    _save(fig, path, ext, dpi)
+    _save(fig, path, ext, dpi, force)
 
 
 @app.command("heatmap", epilog=HEATMAP_EPILOG)
@@ -274,4 +276,4 @@ def heatmap_cmd(
         title=title,
         ax=fig.add_subplot(),
     )
-    _save(fig, path, ext, dpi)
+    _save(fig, path, ext, dpi, force)
