@@ -298,3 +298,12 @@ def test_t_equals_one_has_no_error():
     for f in ("pm_kl", "coupling", "adaptive_kl"):
         assert getattr(B, f)(1, 0.5) == 0.0
     assert B.mix_tv(1, 0.5, 0.5, constants="sharp") == 0.0
+
+
+def test_per_position_result_broadcasts_against_T():
+    # Found in review: with a per-position array the adaptive bound ignored T's shape.
+    D = np.full(5, 0.005)
+    got = B.adaptive(np.array([5, 5]), 0.02, 0.01, D)
+    assert np.shape(got) == (2,) and got[0] == got[1] == B.adaptive(5, 0.02, 0.01, D)
+    assert np.shape(B.unified(np.array([5, 5]), 0.02, 0.01, per_position=D)) == (2,)
+    assert isinstance(B.adaptive(5, 0.02, 0.01, D), float)

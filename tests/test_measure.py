@@ -536,3 +536,18 @@ def test_unknown_logit_post_processing_falls_back_to_full_logits(models):
         models[0], m, PROMPTS[:2], num_samples=1, max_new_tokens=4, eos_ids={EOS}
     )
     _check_against_reference(rec, models[0], m, PROMPTS[:2], 1)
+
+
+def test_measure_error_from_the_installed_executable_is_one_line():
+    import shutil
+    from pathlib import Path
+
+    exe = Path(sys.executable).with_name("trmbounds")
+    exe = str(exe) if exe.exists() else shutil.which("trmbounds")
+    if exe is None:
+        pytest.skip("trmbounds is not installed as a script")
+    p = subprocess.run(
+        [exe, "measure", "--roll", "/no/such/model"], capture_output=True, text=True, timeout=120
+    )
+    assert p.returncode == 2
+    assert p.stderr == "Error: model path not found: /no/such/model\n"

@@ -307,3 +307,13 @@ def test_solve_command_does_not_import_matplotlib():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
+
+
+def test_bad_argument_is_reported_before_an_existing_output(tmp_path):
+    out = tmp_path / "c.png"
+    out.write_bytes(b"not an image")
+    r = runner.invoke(app, ["plot", "curves", "--kl-max", "-1", "--out", str(out)])
+    assert r.exit_code == 2 and "kl_max" in r.stderr and "--force" not in r.stderr
+    r = runner.invoke(app, ["plot", "curves", "--kl-max", "1e-4", "--out", str(out)])
+    assert r.exit_code == 2 and "pass --force" in r.stderr
+    assert out.read_bytes() == b"not an image"  # never overwritten without --force

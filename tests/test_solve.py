@@ -344,3 +344,13 @@ def test_cli_bad_input_exit_2_one_line(args, msg):
     assert r.exit_code == 2, r.output
     assert r.stderr.startswith("Error: ") and msg in r.stderr
     assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+
+
+def test_review_edge_cases():
+    # Found in review: a tiny budget has a threshold (B* = 2 delta at T = 2, by hand),
+    # and an absurdly small tv_ratio is rejected rather than hanging.
+    r = S.max_kl_threshold(2, 1e-300)
+    assert r.status == "ok"
+    assert S.threshold_bound(2, r.kl_max) <= 1e-300 < S.threshold_bound(2, r.kl_max * (1 + 1e-6))
+    with pytest.raises(TrmboundsError, match="tv_ratio must be at least"):
+        S.max_kl_threshold(4096, 0.1, tv_ratio=1e-170)

@@ -34,6 +34,7 @@ from trmbounds import InputFileError, Stats, StatsError, evaluate, load_per_posi
         (dict(T=2, kl_max=0.02, per_position=[0.1, 0.5]), "cannot exceed its maximum"),
         (dict(T=10, kl_max=0.1, adv_range=-1), "adv_range must be non-negative"),
         (dict(T=10, kl_max=0.1, reward_range=(1, 0)), "hi = 0 is below lo = 1"),
+        (dict(T=10, kl_max=0.1, reward_range="01"), "reward_range must be two numbers"),
         (dict(T=10), "need kl_max or tv_max"),
         (dict(T=10, kl_max=0.1, status={"kl_max": "guess"}), "status of kl_max must be one of"),
     ],

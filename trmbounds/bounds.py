@@ -383,7 +383,9 @@ def _adaptive(T, eps, c, per_position, adv_range, constants):
             f"per-position array has length {d.shape[-1]}, expected T = {T_arr.tolist()}"
         )
     w = _weights(d.shape[-1], eps, c)
-    return _out(adv_range * lead * np.sum(d * w, axis=-1))
+    res = adv_range * lead * np.sum(d * w, axis=-1)
+    # Broadcast like the closed forms do: against the shape of T too.
+    return _out(np.broadcast_to(res, np.broadcast_shapes(np.shape(res), np.shape(T))).copy())
 
 
 def adaptive_kl(T, kl_max, per_position=None, *, adv_range=1.0, constants="paper"):

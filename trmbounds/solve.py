@@ -89,10 +89,15 @@ def _length(T) -> int:
     return int(v)
 
 
+_TINY = float(np.finfo(np.float64).tiny)  # the smallest positive normal float
+
+
 def _ratio(tv_ratio) -> float:
     if tv_ratio is None:
         return 1.0
     r = _positive("tv_ratio", tv_ratio)
+    if r < 1e-100:
+        raise TrmboundsError(f"tv_ratio must be at least 1e-100, got {r:g}")
     if r > 1:
         raise TrmboundsError(
             f"tv_ratio must be in (0, 1], got {r:g}: Pinsker's inequality already gives "
@@ -483,9 +488,9 @@ def max_kl_threshold(
     else:
         lo = hi
         while f(lo) > beta:
-            lo *= 1e-4
-            if lo < 1e-300:  # pragma: no cover - B* -> 0 as delta -> 0
+            if lo == _TINY:  # pragma: no cover - B* -> 0 as delta -> 0
                 raise TrmboundsError(f"no threshold found for budget {beta:g} at T = {T}")
+            lo = max(lo * 1e-4, _TINY)
     d = _largest_leq(f, beta, lo, hi)
     if not (f(d) <= beta < f(d * (1.0 + 1e-6))):  # pragma: no cover - verification
         raise TrmboundsError(f"solver failed to verify delta = {d!r} at T = {T}")
@@ -536,9 +541,9 @@ def max_tv_threshold(T, budget, *, kl_avg=None, adv_range=1.0, constants="paper"
         return TVThreshold(T, beta, "any", None, sup, info)
     lo = hi
     while f(lo) > beta:
-        lo *= 1e-4
-        if lo < 1e-300:  # pragma: no cover - B_TV -> 0 as eps -> 0
+        if lo == _TINY:  # pragma: no cover - B_TV -> 0 as eps -> 0
             raise TrmboundsError(f"no TV threshold found for budget {beta:g} at T = {T}")
+        lo = max(lo * 1e-4, _TINY)
     e = _largest_leq(f, beta, lo, hi)
     return TVThreshold(T, beta, "ok", e, f(e), info)
 

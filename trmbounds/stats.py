@@ -120,8 +120,11 @@ class Stats:
     missing_mass : float, optional
         :math:`m`, the expected mass :math:`\pi_\theta` puts outside the support of
         :math:`\pi_{roll}`, summed over positions (SPEC §5.3). ``None`` assumes full
-        support; a positive value adds :math:`a\,m` to the PDI-family bounds and
-        drops the Adaptive bounds, which need full support.
+        support; a positive value adds :math:`\max(|r_{min}|, |r_{max}|)\,m` to the
+        PDI-family bounds (:math:`a\,m` when only ``adv_range`` is given: rewards are
+        then taken to lie in :math:`[0, a]`) and drops the Adaptive bounds, which need
+        full support. Without full support the error is not invariant under shifting
+        the reward, so the reward range itself matters, not only its width.
     status : mapping, optional
         What each statistic rests on, one of :data:`STATUSES`; defaults to
         ``"assumed"`` for every statistic given.
@@ -163,9 +166,9 @@ class Stats:
     def __post_init__(self) -> None:
         set_ = object.__setattr__
         T = self.T
-        if isinstance(T, bool) or not isinstance(T, (int, np.integer, float)):
+        if isinstance(T, bool) or not isinstance(T, (int, np.integer, float, np.floating)):
             raise StatsError(f"T must be a positive integer, got {T!r}")
-        if isinstance(T, float) and not T.is_integer():
+        if isinstance(T, (float, np.floating)) and not float(T).is_integer():
             raise StatsError(f"T must be a positive integer, got {T!r}")
         if not T >= 1:
             raise StatsError(f"T must be a positive integer, got {T!r}")
@@ -175,6 +178,10 @@ class Stats:
             if v is not None:
                 set_(self, name, _num(name, v))
         if self.reward_range is not None:
+            if isinstance(self.reward_range, (str, bytes)) or len(self.reward_range) != 2:
+                raise StatsError(
+                    f"reward_range must be two numbers lo, hi; got {self.reward_range!r}"
+                )
             try:
                 lo, hi = (float(x) for x in self.reward_range)
             except (TypeError, ValueError):
@@ -629,6 +636,13 @@ def evaluate(stats: Stats, constants: str = "paper") -> Result:
     notes: list[str] = []
     m = s.missing_mass
     if m is not None and m > 0:
+        # The surrogate misses sum_t E[sum_{v outside supp} pi_theta(v) Q_t(v)], which lies
+        # in [lo*m, hi*m] for rewards in [lo, hi] (docs/theory.md §6): add max(|lo|, |hi|) m.
+        if s.reward_range is not None:
+            lo, hi = s.reward_range
+            r_abs, where = max(abs(lo), abs(hi)), f"rewards in [{lo:g}, {hi:g}]"
+        else:
+            r_abs, where = s.adv_range, f"rewards assumed in [0, a = {s.adv_range:g}]"
         for k in (
             "classical_tv",
             "classical_kl",
@@ -640,12 +654,13 @@ def evaluate(stats: Stats, constants: str = "paper") -> Result:
             "coupling",
         ):
             if vals[k] is not None:
-                vals[k] = vals[k] + s.adv_range * m  # type: ignore[operator]
+                vals[k] = vals[k] + r_abs * m  # type: ignore[operator]
         for k in ("adaptive_kl", "adaptive_tv", "adaptive"):
             vals[k] = None
         notes.append(
             f"support: π_θ puts mass m = {m:g} outside π_roll's support; the PDI-family "
-            "bounds include + a·m, the Adaptive bounds need full support and are dropped"
+            f"bounds include + max|R|·m = {r_abs * m:g} ({where}); the Adaptive bounds "
+            "need full support and are dropped"
         )
     members = {k: vals[k] for k in UNIFIED_MEMBERS if vals[k] is not None}
     tightest = min(members, key=lambda k: members[k])  # type: ignore[arg-type, return-value]

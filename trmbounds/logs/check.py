@@ -834,6 +834,9 @@ def _check_stats_file(p: Path, a: Assumption, Tvalue: float | None) -> CheckResu
         pp = np.pad(pp, (0, max(0, int(T) - len(pp))))[: int(T)]
         notes.append(f"per_position padded/truncated to --length {int(T)}")
     base = dict(T=int(T), adv_range=a.adv_range, missing_mass=s.missing_mass)
+    if s.reward_range is not None and a.adv_range == s.adv_range:
+        # Keep where the rewards lie: with missing mass the bound depends on it.
+        base = dict(T=int(T), reward_range=s.reward_range, missing_mass=s.missing_mass)
     mm_status = {"missing_mass": st["missing_mass"]} if s.missing_mass is not None else {}
     bound = math.nan
     if a.given:
