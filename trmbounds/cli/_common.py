@@ -206,7 +206,7 @@ def console(stderr: bool = False):
     """A rich Console (imported lazily)."""
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False)
+    return Console(stderr=stderr, highlight=False, emoji=False)  # no emoji table import
 
 
 def fmt(x: float | None) -> str:
