@@ -271,3 +271,23 @@ def test_statistics_file_from_measure(tmp_path):
     assert r.bound_est[0] == pytest.approx(bstar_direct(100, 1e-4, kseq=5e-3, tseq=0.02))
     r = check_log(p, assumption=Assumption(kl_max=1e-3))
     assert STATES[r.state[0]] == ("vacuous" if bstar_direct(100, 1e-3) >= 1 else "non-vacuous")
+
+
+def test_verl_k1_kl_is_a_fallback_for_k3(tmp_path):
+    # verl logs rollout_corr/kl, the token mean of k1 = -log rho (unbiased for the
+    # token-mean KL too); without k3_kl it estimates D_KL^seq = 2e-6 * 300 = 6e-4.
+    import json
+
+    from typer.testing import CliRunner
+
+    from trmbounds.cli import app
+
+    f = tmp_path / "m.jsonl"
+    f.write_text(
+        '{"step": 1, "data": {"response_length/max": 512, "response_length/mean": 300.0, '
+        '"rollout_corr/kl": 2e-06}}\n'
+    )
+    r = CliRunner().invoke(app, ["check", str(f), "--kl-max", "1e-5", "--json"])
+    assert r.exit_code == 0, r.output
+    step = json.loads(r.stdout)["steps"][0]
+    assert step["stats"]["kl_seq"]["value"] == pytest.approx(6e-4)

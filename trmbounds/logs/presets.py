@@ -27,7 +27,8 @@ QUANTITIES: dict[str, tuple[str, str]] = {
     "T_mean": ("logged", "mean response length in the batch"),
     "kl_tok_mean": (
         "estimate",
-        "token mean of k3 = rho-1-log(rho) over the batch; x T_mean estimates D_KL^seq",
+        "token mean of k3 = rho-1-log(rho) (or of k1 = -log rho) over the batch; "
+        "x T_mean estimates D_KL^seq",
     ),
     "kl_seq": ("estimate", "batch mean of sum_t k3_t: estimates D_KL^seq directly"),
     "tv_seq": ("estimate", "an estimate of D_TV^seq, e.g. mean of |prod_t rho_t - 1|/2"),
@@ -97,6 +98,10 @@ def _verl() -> Preset:
             ("reject_frac", "rollout_rs_seq_masked_fraction"),
         ):
             cols.setdefault(q, []).append(prefix + suffix)
+    # Fallback when k3 is not logged: verl's `kl` is the token mean of k1 = -log(rho),
+    # also unbiased for the token-mean KL(pi_roll || pi_theta) under rollout samples
+    # (higher variance; a batch value can even be negative).
+    cols["kl_tok_mean"] += ["rollout_corr/kl", "mismatch/kl"]
     return Preset("verl", {k: tuple(v) for k, v in cols.items()})
 
 
