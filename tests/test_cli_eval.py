@@ -261,3 +261,18 @@ def test_python_dash_m():
     )
     assert p.returncode == 0, p.stderr
     assert json.loads(p.stdout)["inputs"]["T"] == 10
+
+
+def test_check_output_refuses_directories_and_missing_parents(tmp_path):
+    from trmbounds.cli._common import check_output
+    from trmbounds.errors import TrmboundsError
+
+    with pytest.raises(TrmboundsError, match="is a directory"):
+        check_output(tmp_path, force=True)
+    with pytest.raises(TrmboundsError, match="does not exist"):
+        check_output(tmp_path / "no" / "x.png", force=False)
+    f = tmp_path / "x.png"
+    f.write_text("")
+    with pytest.raises(TrmboundsError, match="pass --force"):
+        check_output(f, force=False)
+    assert check_output(f, force=True) == f

@@ -193,8 +193,10 @@ def print_json(obj: Any) -> None:
 
 
 def check_output(path: Path, force: bool) -> Path:
-    """Refuse to overwrite ``path`` unless ``force``; refuse a missing directory."""
+    """Refuse to overwrite ``path`` unless ``force``; refuse a directory or a missing parent."""
     path = Path(path)
+    if path.is_dir():
+        raise TrmboundsError(f"{path} is a directory: give a file name for the output")
     if path.exists() and not force:
         raise TrmboundsError(f"{path} exists; pass --force to overwrite it")
     if not path.parent.exists():
