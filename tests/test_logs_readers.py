@@ -137,3 +137,37 @@ def test_inputs_are_not_modified(tmp_path):
     before = p.read_bytes(), p.stat().st_mtime_ns
     read_log(p)
     assert (p.read_bytes(), p.stat().st_mtime_ns) == before
+
+
+def test_integers_beyond_2_53_are_read_as_doubles(tmp_path):
+    big = 2**60 + 1  # not exactly representable: rounds to 2**60
+    p = tmp_path / "b.jsonl"
+    p.write_text('{"step": 1, "a": 0.5}\n' + f'{{"step": {big}, "a": 0.25}}\n')
+    c = read_log(p)
+    assert c.columns["step"].tolist() == [1.0, float(2**60)]
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    q = tmp_path / "u.parquet"
+    t = pa.table({"step": pa.array([1, 2**63 + 5], pa.uint64()), "a": [0.5, 0.25]})
+    pq.write_table(t, q)
+    assert read_log(q).columns["step"].tolist() == [1.0, float(2**63)]
+
+
+def test_csv_with_a_utf8_bom(tmp_path):
+    p = tmp_path / "bom.csv"
+    p.write_bytes(b"\xef\xbb\xbfstep,a\n1,0.5\n2,0.25\n")
+    c = read_log(p)
+    assert c.columns["step"].tolist() == [1.0, 2.0] and c.columns["a"].tolist() == [0.5, 0.25]
+
+
+def test_csv_unterminated_quote_at_the_end_is_malformed(tmp_path):
+    p = tmp_path / "u.csv"
+    p.write_text('step,a\n1,0.5\n2,"0.25')
+    with pytest.raises(InputFileError, match=r"u\.csv: line 3: unterminated quoted field"):
+        read_log(p)
+    bad = BadRecords(skip=True)
+    c = read_log(p, bad=bad)
+    assert c.columns["step"].tolist() == [1.0] and bad.count == 1
+    p.write_text('step,a\n1,0.5\n2,"0.25"\n')  # closed: fine
+    assert read_log(p).columns["a"].tolist() == [0.5, 0.25]

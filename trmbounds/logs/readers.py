@@ -100,7 +100,9 @@ class Chunk:
         The requested numeric columns present in this block; NaN where a record did
         not log the column (see ``present``) -- and where it logged NaN.
     present : dict of str to ndarray of bool
-        True where the record logged a value (possibly NaN or inf).
+        True where the record logged a value (possibly NaN or inf); for list columns,
+        True where the record has the list (possibly empty), False where it is missing
+        or null.
     lists : dict of str to (values, offsets)
         Requested list columns (per-token dumps): the flat float64 values and int64
         offsets (record ``i`` is ``values[offsets[i]:offsets[i+1]]``); a record
@@ -274,7 +276,8 @@ def _arrow_numeric(arr, name: str):
     present = arr.is_valid().to_numpy(zero_copy_only=False)
     if pa.types.is_null(t):
         return np.full(len(arr), np.nan), present
-    vals = pc.cast(arr, pa.float64()).to_numpy(zero_copy_only=False)
+    # safe=False: integers beyond 2**53 round to the nearest double (as JSON parsers do)
+    vals = pc.cast(arr, pa.float64(), safe=False).to_numpy(zero_copy_only=False)
     return np.asarray(vals, dtype=np.float64), present
 
 
@@ -314,8 +317,13 @@ def _arrow_list(arr):
     if pa.types.is_null(flat.type):
         vals = np.full(len(flat), np.nan)
     else:
-        vals = pc.cast(flat, pa.float64()).to_numpy(zero_copy_only=False)
+        vals = pc.cast(flat, pa.float64(), safe=False).to_numpy(zero_copy_only=False)
     return np.asarray(vals, dtype=np.float64), offsets
+
+
+def _valid(arr) -> np.ndarray:
+    """True where a pyarrow array is not null."""
+    return np.asarray(arr.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
 
 
 def _lists_from_py(rows: list[list[float] | None]):
@@ -411,6 +419,7 @@ def _jsonl_fast(body: bytes, line0: int, want, lists, seen) -> Chunk | None:
             if got is None:
                 return None
             chunk.lists[name] = got
+            chunk.present[name] = _valid(col)
         elif want is None or name in want:
             got = _arrow_numeric(col, name)
             if got is None:
@@ -482,6 +491,7 @@ def _chunk_from_records(recs, lines, unit, lists) -> Chunk:
     for k in names:
         if k in lists:
             chunk.lists[k] = _lists_from_py([r.get(k) for r in recs])
+            chunk.present[k] = np.fromiter((r.get(k) is not None for r in recs), bool, n)
             continue
         vals = np.full(n, np.nan)
         pres = np.zeros(n, bool)
@@ -498,7 +508,7 @@ def _chunk_from_records(recs, lines, unit, lists) -> Chunk:
 # ---------------------------------------------------------------------------- CSV
 def _csv_header(p: Path) -> list[str]:
     try:
-        with open(p, encoding="utf-8", newline="") as fh:
+        with open(p, encoding="utf-8-sig", newline="") as fh:  # -sig: drop a UTF-8 BOM
             header = next(csv.reader(fh), None)
     except (OSError, UnicodeDecodeError) as exc:
         raise InputFileError(f"cannot read {p}: {exc}") from None
@@ -515,6 +525,10 @@ def _iter_csv(p: Path, want, bad, seen) -> Iterator[Chunk]:
         raise InputFileError(f"{p}: line 1: duplicate column name(s) {', '.join(dup)}")
     names = [h for h in header if want is None or h in want]
     if not names:
+        return
+    cut = _csv_unterminated(p)
+    if cut is not None:  # a last row with an open quote: the parsers would accept it
+        yield from _csv_slow(p, header, names, 0, bad, cut)
         return
     done = 0
     try:
@@ -550,12 +564,40 @@ def _iter_csv(p: Path, want, bad, seen) -> Iterator[Chunk]:
     yield from _csv_slow(p, header, names, done, bad)
 
 
-def _csv_slow(p: Path, header, names, skip_rows: int, bad) -> Iterator[Chunk]:
+def _csv_unterminated(p: Path) -> int | None:
+    """The line number of the last line if it opens a quote it does not close, else None.
+
+    Values may not contain newlines, so a quote still open at the end of the file is a
+    truncated row (``2,100,"0.001``); pyarrow and the csv module both accept it silently.
+    """
+    try:
+        with open(p, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            size = fh.tell()
+            back = min(size, 1 << 16)
+            fh.seek(size - back)
+            tail = fh.read(back)
+            last = tail.rstrip(b"\r\n")
+            start = last.rfind(b"\n") + 1
+            if last[start:].count(b'"') % 2 == 0:
+                return None
+            pos = size - back + start  # where the last line starts
+            fh.seek(0)
+            n = 0
+            while pos > 0 and (block := fh.read(min(pos, 1 << 20))):
+                n += block.count(b"\n")
+                pos -= len(block)
+    except OSError:
+        return None
+    return n + 1
+
+
+def _csv_slow(p: Path, header, names, skip_rows: int, bad, cut: int | None = None):
     idx = [header.index(h) for h in names]
     ncol = len(header)
     recs: list[dict] = []
     lines: list[int] = []
-    with open(p, encoding="utf-8", newline="") as fh:
+    with open(p, encoding="utf-8-sig", newline="") as fh:
         reader = csv.reader(fh)
         next(reader)
         row_no = 0
@@ -565,6 +607,9 @@ def _csv_slow(p: Path, header, names, skip_rows: int, bad) -> Iterator[Chunk]:
             if row_no <= skip_rows:
                 continue
             if not row:
+                continue
+            if cut is not None and lineno >= cut:
+                bad.add(p, f"line {lineno}", "unterminated quoted field (truncated row)")
                 continue
             if len(row) != ncol:
                 bad.add(p, f"line {lineno}", f"{len(row)} fields, the header has {ncol}")
@@ -633,6 +678,7 @@ def _iter_parquet(p: Path, want, lists, bad, seen) -> Iterator[Chunk]:
             col = batch.column(name)
             if name in lists:
                 chunk.lists[name] = _arrow_list(col)
+                chunk.present[name] = _valid(col)
             else:
                 chunk.columns[name], chunk.present[name] = _arrow_numeric(col, name)
         done += n
