@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -291,3 +292,24 @@ def test_verl_k1_kl_is_a_fallback_for_k3(tmp_path):
     assert r.exit_code == 0, r.output
     step = json.loads(r.stdout)["steps"][0]
     assert step["stats"]["kl_seq"]["value"] == pytest.approx(6e-4)
+
+
+@pytest.mark.parametrize("stat, value, assumed", [("kl_max", 0.01, 0.005), ("tv_max", 0.05, 0.01)])
+def test_certified_maximum_never_refutes(tmp_path, stat, value, assumed):
+    # A certified maximum holds over ALL reachable contexts: an upper bound on the true
+    # maximum. Larger than the assumption it is a weaker certificate, not a refutation.
+    p = tmp_path / "cert.json"
+    p.write_text(json.dumps({"T": 100, stat: value, "status": {stat: "certified"}}))
+    r = check_log(p, assumption=Assumption(**{stat: assumed}))
+    assert STATES[int(r.state[0])] != "refuted"
+    assert "kl_lower_bound" not in r.stats and "tv_lower_bound" not in r.stats
+    assert any("weaker certificate" in n for n in r.notes)
+    # The same value labelled empirical (a max over measured contexts) does refute.
+    p.write_text(json.dumps({"T": 100, stat: value, "status": {stat: "empirical"}}))
+    assert STATES[int(check_log(p, assumption=Assumption(**{stat: assumed})).state[0])] == (
+        "refuted"
+    )
+    # Without an assumption the certified value is the assumption (sound: it holds).
+    p.write_text(json.dumps({"T": 100, stat: value, "status": {stat: "certified"}}))
+    r = check_log(p)
+    assert getattr(r.assumption, stat) == value and STATES[int(r.state[0])] != "refuted"

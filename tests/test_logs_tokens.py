@@ -186,3 +186,133 @@ def test_k2_max_from_a_negative_log_ratio(tmp_path):
     st = check_log(p).stats
     assert st["kl_max_proxy"].values[0] == pytest.approx(0.5 * L(4) ** 2)
     assert st["tv_lower_bound"].values[0] == pytest.approx(0.6)
+
+
+def _lines(path, *recs):
+    import json
+
+    path.write_text("".join(json.dumps(r) + "\n" for r in recs))
+    return path
+
+
+def test_extreme_log_ratio_does_not_hide_a_refutation(tmp_path):
+    import warnings
+
+    p = _lines(
+        tmp_path / "ovf.jsonl",
+        {"step": 1, "inference_logprobs": [-2.0], "trainer_logprobs": [-0.1]},
+        {"step": 1, "inference_logprobs": [-800.0], "trainer_logprobs": [0.0]},
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no overflow RuntimeWarning either
+        r = check_log(p, assumption=Assumption(kl_max=0.01))
+    rec = r.to_dict()["steps"][0]
+    # |p_theta - p_roll|: record 1 e^-0.1 - e^-2 = 0.904837 - 0.135335 = 0.769502;
+    # record 2 e^0 - e^-800 = 1 (e^-800 underflows). Both exceed sqrt(0.01/2) = 0.0707.
+    assert rec["stats"]["tv_lower_bound"]["value"] == pytest.approx(1.0)
+    assert rec["status"] == "refuted"
+    # k3 of record 2 = e^800 - 1 - 800: beyond float64, reported as infinite, not dropped
+    assert rec["stats"]["kl_seq"]["infinite"] is True
+    assert rec["stats"]["kl_max_proxy_k3"]["infinite"] is True
+    # max k2 = 800^2 / 2 stays finite
+    assert rec["stats"]["kl_max_proxy"]["value"] == pytest.approx(320000.0)
+    # D_TV^seq and D̄_t are TV distances (<= 1): an overflowing estimate says "1, CI [0, 1]"
+    assert rec["stats"]["tv_seq"]["value"] == 1.0 and rec["stats"]["tv_seq"]["ci95"] == [0, 1]
+    assert any("overflow" in n for n in r.notes)
+    # The first record alone: 0.769502 > 0.0707 -> refuted too
+    q = _lines(tmp_path / "one.jsonl", {"inference_logprobs": [-2.0], "trainer_logprobs": [-0.1]})
+    v = check_log(q, assumption=Assumption(kl_max=0.01)).stats["tv_lower_bound"].values[0]
+    assert v == pytest.approx(math.exp(-0.1) - math.exp(-2.0))
+
+
+def test_optional_columns_found_after_the_first_record(tmp_path):
+    # The first record has no loss_mask; the second masks its 2nd token (which alone
+    # would refute: |e^-0.01 - e^-3| = 0.94). Kept tokens: |e^-0.4 - e^-0.5| =
+    # 0.670320 - 0.606531 = 0.063789 < sqrt(0.01/2) = 0.0707: not refuted.
+    p = _lines(
+        tmp_path / "m.jsonl",
+        {"step": 1, "inference_logprobs": [-0.5, -0.3], "trainer_logprobs": [-0.4, -0.3]},
+        {"step": 1, "inference_logprobs": [-0.5, -3.0], "trainer_logprobs": [-0.4, -0.01],
+         "loss_mask": [1, 0]},
+    )  # fmt: skip
+    r = check_log(p, assumption=Assumption(kl_max=0.01))
+    assert r.stats["tv_lower_bound"].values[0] == pytest.approx(0.063789, abs=1e-6)
+    assert STATES[r.state[0]] != "refuted" and r.columns["loss_mask"] == "loss_mask"
+    # A step column missing from the first record: that record is bad (not step 0)
+    p = _lines(
+        tmp_path / "s.jsonl",
+        {"inference_logprobs": [-0.5], "trainer_logprobs": [-0.4]},
+        {"step": 1, "inference_logprobs": [-0.5], "trainer_logprobs": [-0.4]},
+        {"step": 2, "inference_logprobs": [-0.5], "trainer_logprobs": [-0.4]},
+    )
+    with pytest.raises(InputFileError, match=r"s\.jsonl: line 1: no valid step value"):
+        check_log(p)
+    r = check_log(p, skip_bad=True)
+    assert r.step.tolist() == [1, 2] and r.bad.count == 1
+    # An exact kl_token column missing from one record: a bad record, named
+    p = _lines(
+        tmp_path / "k.jsonl",
+        {"inference_logprobs": [-0.5], "trainer_logprobs": [-0.4]},
+        {"inference_logprobs": [-0.5], "trainer_logprobs": [-0.4], "kl_token": [0.01]},
+    )
+    with pytest.raises(InputFileError, match=r"k\.jsonl: line 1: no 'kl_token' values"):
+        check_log(p)
+    r = check_log(p, skip_bad=True)
+    assert r.bad.count == 1 and r.stats["kl_lower_bound"].values[0] == pytest.approx(0.01)
+
+
+def test_bad_loss_mask_values_are_bad_records(tmp_path):
+    for i, (mask, shown) in enumerate(
+        [([0.5, float("nan")], "0.5"), ([2, -1], "2.0"), ([1, 2**60 + 1], "1.15")]
+    ):
+        rec = {"step": 1, "inference_logprobs": [-0.5, -1.0], "trainer_logprobs": [-0.4, -1.1]}
+        p = _lines(tmp_path / f"m{i}.jsonl", rec, {**rec, "loss_mask": mask})
+        with pytest.raises(
+            InputFileError, match=rf"line 2: column 'loss_mask': token \d is {shown}"
+        ):
+            check_log(p)
+        r = check_log(p, skip_bad=True)
+        assert r.bad.count == 1 and r.extra["sequences"] == 1
+
+
+def test_acceptance_has_wilson_intervals(tmp_path):
+    # Wilson by hand, z = 1.959964, z^2 = 3.841459:
+    # 20/20: den = 1 + z^2/20 = 1.192073; centre = (1 + z^2/40)/den = 1.096036/1.192073 =
+    #   0.919437; half = z sqrt(z^2/1600)/den = 1.959964 * 0.048999 / 1.192073 = 0.080563
+    #   -> [0.838874, 1]. (The normal interval had zero width here.)
+    # 17/20: centre = (0.85 + 0.096036)/1.192073 = 0.793606; half = z sqrt(0.1275/20 +
+    #   0.0024009)/den = 1.959964 * 0.093680 / 1.192073 = 0.154025 -> [0.639581, 0.947631]
+    good = [[L(0.5)]] * 17
+    # 17 identical-policy sequences (kept) and 3 with rho = 0.2/0.9: k2 = (log 0.2222)^2/2
+    # = 1.131 > 0.05 (rejected by TRM-Max)
+    roll = good + [[L(0.9)]] * 3
+    theta = good + [[L(0.2)]] * 3
+    r = check_log(write_token_dump(tmp_path / "a.parquet", roll, theta))
+    s = r.to_dict()["steps"][0]["stats"]["accept_trm_max"]
+    assert s["value"] == pytest.approx(0.85)
+    assert s["ci95"] == pytest.approx([0.639581, 0.947631], abs=2e-6)
+    r = check_log(write_token_dump(tmp_path / "b.parquet", good + good[:3], good + good[:3]))
+    s = r.to_dict()["steps"][0]["stats"]["accept_combined"]
+    assert s["value"] == 1.0 and s["ci95"] == pytest.approx([0.838874, 1.0], abs=2e-6)
+
+
+def test_huge_length_does_not_materialise_padding(tmp_path):
+    from trmbounds import bounds as B
+    from trmbounds.logs.check import unified_columns
+
+    p = write_token_dump(tmp_path / "t.parquet", ROLL, THETA)
+    # D̄ = (0.05, 0.25) (test_hand_computed_dump). Adaptive hybrid at T = 10, delta = 0.1,
+    # eps = sqrt(0.05) = 0.223607, a = 1, lead 4: w_1 = min(1, 9 eps, sqrt(9 * 0.05)) =
+    # min(1, 2.0125, 0.670820) = 0.670820, w_2 = min(1, 8 eps, sqrt(0.4)) = 0.632456;
+    # B = 4 (0.05 * 0.670820 + 0.25 * 0.632456) = 0.766620
+    got = unified_columns(10.0, 0.1, None, None, None, np.array([0.05, 0.25]))
+    assert float(B.adaptive(10, 0.1, math.sqrt(0.05), [0.05, 0.25] + [0] * 8)) == pytest.approx(
+        0.766620, abs=1e-6
+    )
+    assert float(got) <= 0.766620 + 1e-6
+    same = unified_columns(10.0, 0.1, None, None, None, np.array([0.05, 0.25] + [0.0] * 8))
+    assert float(got) == pytest.approx(float(same))
+    for length in ("1e9", "1e20"):
+        r = check_log(p, assumption=Assumption(kl_max=0.1), length=length)
+        assert r.T[0] == float(length) and len(r.stats["per_position"].values[0]) == 2
+        assert np.isfinite(r.bound_est[0])

@@ -212,13 +212,12 @@ def _length_members(T, kl, eps, pp, kw) -> np.ndarray:
     has_kl = ~np.isnan(kl)
     eps0 = np.where(np.isnan(eps), 0.0, eps)
     members = [B.pm_kl(T, kl, **kw), B.pm_tv(T, kl, eps, **kw), B.coupling(T, eps, **kw)]
-    if pp is not None:
-        if has_kl.all():
-            members.append(B.adaptive(T, kl, eps0, pp, **kw))
-        elif not has_kl.any():
-            members.append(B.adaptive(T, None, eps0, pp, **kw))
-        else:
-            raise TrmboundsError("a per-position array needs kl_max known everywhere or nowhere")
+    if pp is not None and not (has_kl.all() or not has_kl.any()):
+        raise TrmboundsError("a per-position array needs kl_max known everywhere or nowhere")
+    if pp is not None and np.shape(pp)[-1] < np.max(T, initial=0):
+        members.append(_adaptive_prefix(T, kl if has_kl.any() else None, eps0, pp, kw))
+    elif pp is not None:
+        members.append(B.adaptive(T, kl if has_kl.all() else None, eps0, pp, **kw))
     else:
         a_h = B.adaptive(T, np.where(has_kl, kl, 0.0), eps0, None, **kw)
         if has_kl.all():
@@ -226,6 +225,28 @@ def _length_members(T, kl, eps, pp, kw) -> np.ndarray:
         else:
             members.append(np.where(has_kl, a_h, B.adaptive(T, None, eps0, None, **kw)))
     return np.fmin.reduce(np.broadcast_arrays(*[np.asarray(m, float) for m in members]))
+
+
+def _adaptive_prefix(T, kl, eps, pp, kw) -> np.ndarray:
+    r"""The Adaptive hybrid :math:`a\,c\sum_{t\le L}\bar D_t\min(1,(T-t)\varepsilon,
+    \sqrt{(T-t)\delta/2})` for a per-position array of length :math:`L < T`.
+
+    :math:`\bar D_t = 0` for :math:`t > L` (no sequence is that long), so the sum over
+    the first :math:`L` positions is the whole sum: no array of length :math:`T` is
+    built (``--length`` may be huge). ``T`` must hold one value.
+    """
+    Tu = np.unique(T)
+    if Tu.size != 1:
+        raise TrmboundsError(f"per-position array has length {np.shape(pp)[-1]}, T varies")
+    d = np.asarray(pp, dtype=np.float64)
+    rem = Tu[0] - np.arange(1, d.shape[-1] + 1, dtype=np.float64)  # T - t
+    e = np.asarray(eps, dtype=np.float64).reshape(-1)[0]
+    w = np.minimum(1.0, rem * e)
+    if kl is not None:
+        c = math.sqrt(float(np.asarray(kl, dtype=np.float64).reshape(-1)[0]) / 2.0)
+        w = np.minimum(w, c * np.sqrt(rem))
+    res = kw["adv_range"] * B._lead(kw["constants"]) * np.sum(d * w, axis=-1)
+    return np.broadcast_to(res, np.shape(T)).astype(np.float64)
 
 
 def states(
@@ -375,6 +396,8 @@ class CheckResult:
                     continue
                 val = float(v)
             d = {"value": val, "status": s.status, "source": s.source}
+            if np.any(np.isinf(v)):
+                d["infinite"] = True  # beyond float64 (JSON has no inf: the value shows as null)
             if s.ci is not None:
                 lo, hi = s.ci[0][i], s.ci[1][i]
                 d["ci95"] = (
@@ -811,9 +834,11 @@ def _metric_block(p, chunk, preset, maps, mode, Tvalue, a: Assumption, bad, inva
 def _check_stats_file(p: Path, a: Assumption, Tvalue: float | None) -> CheckResult:
     """One "step" from a statistics file (``trmbounds measure``, docs/stats-file.md).
 
-    Maxima with status ``empirical`` (exact divergences at measured contexts),
-    ``lower_bound`` or ``certified`` are lower bounds on the true maxima: they refute an
-    assumed threshold below them. The file's averages are plugged into the estimate.
+    Maxima with status ``empirical`` (exact divergences at measured contexts) or
+    ``lower_bound`` are lower bounds on the true maxima: they refute an assumed threshold
+    below them. A ``certified`` maximum is an upper bound (it holds for all reachable
+    contexts): it never refutes, and without ``--kl-max``/``--tv-max`` it is the
+    assumption. The file's averages are plugged into the estimate.
     """
     from ..stats import Stats, evaluate, load_stats
 
@@ -823,12 +848,21 @@ def _check_stats_file(p: Path, a: Assumption, Tvalue: float | None) -> CheckResu
     T = float(Tvalue) if Tvalue is not None else float(s.T)
     st = s.status
     notes: list[str] = []
-    lb_ok = ("empirical", "lower_bound", "certified")
+    # A certified maximum holds over all reachable contexts: an UPPER bound on the true
+    # maximum, so it can never refute an assumption (only a weaker certificate if larger).
+    lb_ok = ("empirical", "lower_bound")
     kl_lb = s.kl_max if s.kl_max is not None and st.get("kl_max") in lb_ok else math.nan
     tv_lb = s.tv_max if s.tv_max is not None and st.get("tv_max") in lb_ok else math.nan
     if not a.given and all(v in ("assumed", "certified") for v in st.values()):
         a = Assumption(s.kl_max, s.tv_max, a.adv_range, a.constants)
         notes.append("the file's maxima are assumed/certified: they are the assumption")
+    for k, mine in (("kl_max", a.kl_max), ("tv_max", a.tv_max)):
+        v = getattr(s, k)
+        if st.get(k) == "certified" and v is not None and mine is not None and v > mine:
+            notes.append(
+                f"the file's certified {k} = {v:g} exceeds the assumed {mine:g}: a weaker "
+                "certificate, it neither confirms nor refutes the assumption"
+            )
     pp = s.per_position
     if pp is not None and Tvalue is not None and len(pp) != int(T):
         pp = np.pad(pp, (0, max(0, int(T) - len(pp))))[: int(T)]

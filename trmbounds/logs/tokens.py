@@ -2,7 +2,8 @@ r"""Estimates of the paper's statistics from per-token dumps of sampled log-prob
 
 With responses :math:`y \sim \pi_{roll}` and :math:`\rho_t = \pi_\theta(y_t|c_t) /
 \pi_{roll}(y_t|c_t)`, unbiased Monte Carlo estimates exist for the *average*
-statistics (each reported with a normal-approximation 95 % confidence interval):
+statistics (each reported with a normal-approximation 95 % confidence interval;
+acceptance rates, proportions, with the Wilson score interval):
 
 * :math:`\bar D_t = E[\tfrac12|\rho_t - 1|]` (because
   :math:`E_{y\sim q}[\tfrac12|p(y)/q(y) - 1|] = TV(q, p)` at every context), averaged
@@ -37,7 +38,7 @@ import numpy as np
 
 from ..errors import InputFileError, TrmboundsError
 from .check import Assumption, CheckResult, Stat, _list, states, unified_columns
-from .readers import BadRecords, iter_log
+from .readers import _BLOCK, BadRecords, iter_log
 
 __all__ = [
     "TOKEN_COLUMNS",
@@ -45,6 +46,7 @@ __all__ = [
     "segment_sum",
     "segment_max",
     "mean_ci",
+    "wilson",
     "check_tokens",
 ]
 
@@ -70,6 +72,7 @@ TOKEN_COLUMNS: dict[str, tuple[str, ...]] = {
     "step": ("step", "_step", "global_step"),
 }
 _Z95 = 1.959963984540054
+_SNIFF = _BLOCK  # bytes of a JSONL dump searched for its columns (the reader's block)
 _LOGP_SLACK = 1e-6  # a log-probability above this is not a log-probability
 
 
@@ -86,22 +89,29 @@ def _columns_of(p: Path, fmt: str) -> list[str]:
         except Exception as exc:  # noqa: BLE001 - any unreadable file
             raise InputFileError(f"{p}: not a readable Parquet file ({exc})") from None
     if fmt == "jsonl":
+        # Every key of the first block (what the reader parses at once), not just the
+        # first record's: an optional column may be missing from the first records.
         try:
-            with open(p, encoding="utf-8") as fh:
-                for line in fh:
-                    if line.strip():
-                        try:
-                            obj = json.loads(line)
-                        except json.JSONDecodeError:
-                            return []
-                        if not isinstance(obj, dict):
-                            return []
-                        keys = [k for k in obj if k != "data"]
-                        if isinstance(obj.get("data"), dict):
-                            keys += list(obj["data"])
-                        return keys
-        except (OSError, UnicodeDecodeError) as exc:
-            raise InputFileError(f"cannot read {p}: {exc}") from None
+            with open(p, "rb") as fh:
+                block = fh.read(_SNIFF)
+        except OSError as exc:
+            raise InputFileError(f"cannot read {p}: {exc.strerror or exc}") from None
+        if len(block) == _SNIFF and b"\n" in block:
+            block = block[: block.rfind(b"\n")]
+        keys: dict[str, None] = {}
+        for raw in block.removeprefix(b"\xef\xbb\xbf").split(b"\n"):
+            if not raw.strip():
+                continue
+            try:
+                obj = json.loads(raw)
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                continue  # the reader reports it with its line
+            if not isinstance(obj, dict):
+                continue
+            keys.update((k, None) for k in obj if k != "data")
+            if isinstance(obj.get("data"), dict):
+                keys.update((k, None) for k in obj["data"])
+        return list(keys)
     return []
 
 
@@ -145,7 +155,7 @@ def segment_max(x: np.ndarray, offsets: np.ndarray, empty: float = -np.inf) -> n
     >>> segment_max(np.array([1., 5., 3.]), np.array([0, 2, 2, 3]), 0.0).tolist()
     [5.0, 0.0, 3.0]
     """
-    return _segment(np.maximum, x, offsets, empty)
+    return _segment(np.fmax, x, offsets, empty)  # NaN-safe
 
 
 def _segment(ufunc, x, offsets, empty) -> np.ndarray:
@@ -171,8 +181,45 @@ def mean_ci(s: np.ndarray, ss: np.ndarray, n) -> tuple[np.ndarray, np.ndarray, n
         m = s / n
         var = np.maximum(ss / n - m * m, 0.0) * n / (n - 1.0)
         h = _Z95 * np.sqrt(var / n)
-    h = np.where(n > 1, h, np.inf)
-    return m, m - h, m + h
+        h = np.where(n > 1, h, np.inf)
+        lo, hi = m - h, m + h
+    inf = np.isinf(m)  # a sample beyond float64 (overflow): the mean is infinite too
+    return m, np.where(inf, m, lo), np.where(inf, m, hi)
+
+
+def wilson(k, n) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    r"""Proportion ``k/n`` and its Wilson score 95 % interval.
+
+    Centre :math:`(\hat p + z^2/2n)/(1 + z^2/n)`, half-width
+    :math:`z\sqrt{\hat p(1-\hat p)/n + z^2/4n^2}/(1 + z^2/n)`: unlike the normal interval
+    it has positive width at :math:`\hat p \in \{0, 1\}` and keeps its coverage near them.
+
+    Examples
+    --------
+    >>> p, lo, hi = wilson(20, 20)
+    >>> float(p), round(float(lo), 4), float(hi)
+    (1.0, 0.8389, 1.0)
+    """
+    k = np.asarray(k, dtype=np.float64)
+    n = np.asarray(n, dtype=np.float64)
+    z2 = _Z95 * _Z95
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ph = k / n
+        den = 1.0 + z2 / n
+        centre = (ph + z2 / (2.0 * n)) / den
+        half = _Z95 * np.sqrt(np.maximum(ph * (1.0 - ph), 0.0) / n + z2 / (4.0 * n * n)) / den
+    return ph, np.clip(centre - half, 0.0, 1.0), np.clip(centre + half, 0.0, 1.0)
+
+
+def _unit(m, lo, hi, top):
+    """An estimate of a quantity in [0, top] and its CI, clipped to that range; an
+    infinite estimate (float overflow) says nothing: value ``top``, CI [0, top]."""
+    inf = np.isinf(m)
+    top = np.broadcast_to(top, np.shape(m))
+    m = np.where(inf, top, np.clip(m, 0.0, top))
+    lo = np.where(inf, 0.0, np.clip(lo, 0.0, top))
+    hi = np.where(inf, top, np.clip(hi, 0.0, top))
+    return m, lo, hi
 
 
 def _weights_ln(rem: np.ndarray, eps: float | None, delta: float | None) -> np.ndarray:
@@ -281,30 +328,65 @@ def check_tokens(
                 f"{p}: per-token dump without a {q} column (tried {tried}; pass --map "
                 f"{q}=COLUMN); columns present: {_list(names)}"
             )
-    for q, c in maps.items():
-        if q in TOKEN_COLUMNS and c not in names:
+    for q in ("logp_roll", "logp_theta"):
+        if q in maps and maps[q] not in names:
             raise InputFileError(
-                f"{p}: column {c!r} (--map {q}={c}) not found; columns present: {_list(names)}"
+                f"{p}: column {maps[q]!r} (--map {q}={maps[q]}) not found; columns present: "
+                f"{_list(names)}"
             )
-    list_cols = {
-        cols[q]
-        for q in ("logp_roll", "logp_theta", "loss_mask", "kl_token", "tv_token")
-        if q in cols
+    # Optional columns not in the first block may still appear later: ask for every
+    # candidate and resolve it where it first shows up (see _discover).
+    wanted = {
+        q: (cols[q],) if q in cols else ((maps[q],) if q in maps else TOKEN_COLUMNS[q])
+        for q in _OPTIONAL
     }
-    step_col = cols.get("step")
+    list_cols = {cols["logp_roll"], cols["logp_theta"]}
+    list_cols.update(c for q in _OPTIONAL if q != "step" for c in wanted[q])
     bad = BadRecords(skip=skip_bad)
     accs: dict[float, _Acc] = {}
     bins: dict[int, np.ndarray] = {}  # log2 bin -> [n, sum L, acc max, acc combined, viol tok, tok]
     done = 0
     invalid: dict[str, list] = {}
-    for chunk in iter_log(
-        p, format, columns=[step_col] if step_col else [], lists=list_cols, bad=bad
-    ):
+    seen: set[str] = set()
+    for chunk in iter_log(p, format, columns=wanted["step"], lists=list_cols, bad=bad, seen=seen):
+        _discover(p, chunk, cols, wanted, done)
         _token_block(p, chunk, cols, opts, accs, bins, bad, invalid)
         done += len(chunk)
         if progress is not None:
             progress(done)
-    return _finish(p, cols, opts, accs, bins, bad, invalid, length, step_col)
+    for q, c in maps.items():
+        if q in _OPTIONAL and c not in seen:
+            raise InputFileError(
+                f"{p}: column {c!r} (--map {q}={c}) not found; columns present: {_list(seen)}"
+            )
+    return _finish(p, cols, opts, accs, bins, bad, invalid, length, cols.get("step"))
+
+
+_OPTIONAL = ("loss_mask", "kl_token", "tv_token", "step")
+
+
+def _discover(p, chunk, cols, wanted, done) -> None:
+    """Resolve optional columns met for the first time in ``chunk``.
+
+    A ``loss_mask`` that appears late is fine (a record without one keeps all its
+    tokens). A ``step`` or exact ``kl_token``/``tv_token`` column that appears after
+    records without it were already used cannot be honoured: that is an error.
+    """
+    for q in _OPTIONAL:
+        if q in cols:
+            continue
+        have = chunk.columns if q == "step" else chunk.lists
+        found = [c for c in wanted[q] if c in have and chunk.present[c].any()]
+        if not found:
+            continue
+        c = found[0]
+        cols[q] = c
+        if done and q != "loss_mask":
+            i = int(np.argmax(chunk.present[c]))
+            raise InputFileError(
+                f"{p}: {chunk.unit} {chunk.lines[i]}: column {c!r} first appears here, but "
+                f"the {done:,} records before it lack it; give every record a {c!r} value"
+            )
 
 
 def _token_block(p, chunk, cols, o: _Options, accs, bins, bad: BadRecords, invalid) -> None:
@@ -324,11 +406,16 @@ def _token_block(p, chunk, cols, o: _Options, accs, bins, bad: BadRecords, inval
          f"values, {cols['logp_roll']} has {lens[i]}")  # fmt: skip
     extra = {}
     for q in ("loss_mask", "kl_token", "tv_token"):
-        if q in cols and cols[q] in chunk.lists:
-            v, o2 = chunk.lists[cols[q]]
-            flag(np.diff(o2) != lens, lambda i, q=q, o2=o2: f"{cols[q]} has {o2[i + 1] - o2[i]} "
-                 f"values, {cols['logp_roll']} has {lens[i]}")  # fmt: skip
-            extra[q] = (v, o2)
+        if q not in cols:
+            continue
+        c = cols[q]
+        v, o2 = chunk.lists.get(c, (np.zeros(0), np.zeros(n + 1, np.int64)))
+        has = chunk.present.get(c, np.zeros(n, bool))
+        if q != "loss_mask":  # exact statistics: every record needs them
+            flag(~has, lambda i, c=c: f"no {c!r} values (other records have them)")
+        flag(has & (np.diff(o2) != lens), lambda i, c=c, o2=o2: f"{c} has {o2[i + 1] - o2[i]} "
+             f"values, {cols['logp_roll']} has {lens[i]}")  # fmt: skip
+        extra[q] = (v, o2, has)
     if "step" in cols:
         sc = cols["step"]
         step = np.where(
@@ -348,8 +435,20 @@ def _token_block(p, chunk, cols, o: _Options, accs, bins, bad: BadRecords, inval
         for i in np.flatnonzero(ok):
             lt_t[off[i] : off[i + 1]] = lt[off_t[i] : off_t[i + 1]]
     if "loss_mask" in extra:
-        mv, mo = extra["loss_mask"]
-        keep_tok = tok_ok & (_aligned(mv, mo, off, ok) != 0)
+        mv, mo, has = extra["loss_mask"]
+        mask = _aligned(mv, mo, off, ok & has, fill=1.0)  # no mask: every token counts
+        with np.errstate(invalid="ignore"):
+            badm = tok_ok & (mask != 0) & (mask != 1)  # NaN too
+        if badm.any():
+            seq_of = np.repeat(np.arange(n), lens)
+            for j in np.flatnonzero(badm):
+                i = int(seq_of[j])
+                if ok[i]:
+                    bad.add(p, f"{chunk.unit} {chunk.lines[i]}", f"column {cols['loss_mask']!r}: "
+                            f"token {j - off[i]} is {float(mask[j])!r}, expected 0 or 1")  # fmt: skip
+                    ok[i] = False
+            tok_ok = np.repeat(ok, lens)
+        keep_tok = tok_ok & (mask == 1)
     else:
         keep_tok = tok_ok
     all_valid = len(lr_t) == 0 or all(
@@ -377,8 +476,8 @@ def _token_block(p, chunk, cols, o: _Options, accs, bins, bad: BadRecords, inval
                         f"is {float(val)!r}, not a log-probability")  # fmt: skip
                 ok[i] = False
         keep_tok &= np.repeat(ok, lens)
-    ex_kl = _aligned(*extra["kl_token"], off, ok) if "kl_token" in extra else None
-    ex_tv = _aligned(*extra["tv_token"], off, ok) if "tv_token" in extra else None
+    ex_kl = _aligned(*extra["kl_token"][:2], off, ok) if "kl_token" in extra else None
+    ex_tv = _aligned(*extra["tv_token"][:2], off, ok) if "tv_token" in extra else None
     for name, arr in (("kl_token", ex_kl), ("tv_token", ex_tv)):
         if arr is not None:
             with np.errstate(invalid="ignore"):
@@ -412,14 +511,28 @@ def _token_block(p, chunk, cols, o: _Options, accs, bins, bad: BadRecords, inval
         if n_empty:
             _acc(accs, 0.0).n_empty += n_empty
         return
+    with np.errstate(over="ignore", invalid="ignore"):
+        _token_stats(o, accs, bins, th, r, L, offs, step, keep_tok, ex_kl, ex_tv)
+    if n_empty:
+        _acc(accs, np.unique(step)[0] if len(step) else 0.0).n_empty += n_empty
+
+
+def _token_stats(o, accs, bins, th, r, L, offs, step, keep_tok, ex_kl, ex_tv) -> None:
+    """Per-sequence statistics of the kept tokens, accumulated per step group.
+
+    A log-ratio ``log rho`` above ~709.78 makes ``rho`` (and k3, |rho - 1|) overflow to
+    inf: the value really is beyond float64 and is reported as infinite. The certified
+    lower bound ``|p_theta(y) - p_roll(y)|`` is taken from the probabilities themselves
+    (both at most 1), so it never overflows.
+    """
     d = th - r
-    rm1 = np.exp(d)
-    rm1 -= 1.0  # rho - 1
+    rm1 = np.expm1(d)  # rho - 1
     k3 = rm1 - d
     am1 = np.abs(rm1)
     del rm1
-    pq = np.exp(r)
-    pq *= am1  # |p_theta(y) - p_roll(y)| = p_roll(y) |rho - 1|
+    pq = np.exp(th)
+    pq -= np.exp(r)
+    np.abs(pq, out=pq)  # |p_theta(y) - p_roll(y)|
     t0 = np.arange(len(d)) - np.repeat(offs[:-1], L)
     Lf = L.astype(np.float64)
     seq: dict[str, np.ndarray] = {
@@ -457,7 +570,7 @@ def _token_block(p, chunk, cols, o: _Options, accs, bins, bad: BadRecords, inval
     if o.ln_trm is not None:
         rem = (np.repeat(L, L) - 1 - t0).astype(np.float64)
         w = _weights_ln(rem, o.assumption.tv_max, o.assumption.kl_max)
-        W = segment_sum(am1 * w, offs)
+        W = segment_sum(np.where(w > 0, am1 * w, 0.0), offs)  # inf * 0 -> 0
         Z = segment_sum(w, offs)
         with np.errstate(invalid="ignore", divide="ignore"):
             crit["ln_trm"] = np.where(Z > 0, W / np.where(Z > 0, Z, 1.0) <= o.ln_trm, True)
@@ -486,15 +599,13 @@ def _token_block(p, chunk, cols, o: _Options, accs, bins, bad: BadRecords, inval
         for k, v in seq.items():
             A.sums[k] = A.sums.get(k, 0.0) + float(v[m].sum())
             A.sums[k + "^2"] = A.sums.get(k + "^2", 0.0) + float((v[m] ** 2).sum())
-        for k, v in mx.items():
-            A.maxs[k] = max(A.maxs.get(k, -np.inf), float(v[m].max()))
+        for k, v in mx.items():  # fmax: a NaN never hides the other values
+            A.maxs[k] = float(np.fmax(A.maxs.get(k, -np.inf), np.fmax.reduce(v[m])))
         for k, v in crit.items():
             A.accept[k] = A.accept.get(k, 0) + int(v[m].sum())
         A.grow(Lb)
         A.pos_s[:Lb] += ps[g]
         A.pos_ss[:Lb] += pss[g]
-    if n_empty:
-        _acc(accs, ustep[0]).n_empty += n_empty
 
 
 def _acc(accs, step) -> _Acc:
@@ -504,11 +615,11 @@ def _acc(accs, step) -> _Acc:
     return accs[key]
 
 
-def _aligned(v, o2, off, ok) -> np.ndarray:
-    """Values of a list column laid out like the log-prob column (NaN for bad records)."""
+def _aligned(v, o2, off, ok, fill=np.nan) -> np.ndarray:
+    """Values of a list column laid out like the log-prob column (``fill`` elsewhere)."""
     if np.array_equal(o2, off):
         return v
-    out = np.full(int(off[-1]), np.nan)
+    out = np.full(int(off[-1]), fill)
     for i in np.flatnonzero(ok):
         out[off[i] : off[i + 1]] = v[o2[i] : o2[i + 1]]
     return out
@@ -545,21 +656,19 @@ def _finish(p, cols, o: _Options, accs, bins, bad, invalid, length, step_col) ->
         "mean of sum_t " + ("exact KL" if exact_kl else "k3"),
         (kseq[1], kseq[2]),
     )
-    tseq = est("tvseq")
+    # D_TV^seq <= 1 (a TV distance): the estimate and its CI are clipped to [0, 1]
+    tseq = _unit(*est("tvseq"), 1.0)
     stats["tv_seq"] = Stat(tseq[0], "estimate", "mean of |prod_t rho_t - 1|/2", (tseq[1], tseq[2]))
-    psum = est("pos_sum_exact" if exact_tv else "pos_sum")
+    psum = _unit(*est("pos_sum_exact" if exact_tv else "pos_sum"), T_obs)  # D̄_t <= 1
     stats["per_position_sum"] = Stat(psum[0], "estimate", "sum_t D̄_t", (psum[1], psum[2]))
     pp, pp_lo, pp_hi = [], [], []
     for A, Ti, ni in zip(accs, T, n):
-        Ti = int(Ti)
-        s = np.zeros(Ti)
-        ss = np.zeros(Ti)
-        k = min(Ti, A.Lmax)
-        s[:k] = A.pos_s[:k]
-        ss[:k] = A.pos_ss[:k]
-        m, lo, hi = mean_ci(s, ss, ni)
+        # Positions after the longest sequence have D̄_t = 0 (both policies agree after
+        # the end): not materialised, so --length may be far beyond the data.
+        k = int(min(Ti, A.Lmax))
+        m, lo, hi = _unit(*mean_ci(A.pos_s[:k], A.pos_ss[:k], ni), 1.0)  # D̄_t: a mean TV
         pp.append(m)
-        pp_lo.append(np.maximum(lo, 0.0))
+        pp_lo.append(lo)
         pp_hi.append(hi)
     pp_arr = np.empty(G, dtype=object)
     pp_arr[:] = pp
@@ -573,7 +682,7 @@ def _finish(p, cols, o: _Options, accs, bins, bad, invalid, length, step_col) ->
         "mean of " + ("exact TV" if exact_tv else "|rho_t - 1|/2") + " at position t",
         (lo_arr, hi_arr),
     )
-    eps_lb = np.array([max(A.maxs["pq"], A.maxs.get("tv_exact", -np.inf)) for A in accs])
+    eps_lb = np.array([np.fmax(A.maxs["pq"], A.maxs.get("tv_exact", -np.inf)) for A in accs])
     stats["tv_lower_bound"] = Stat(
         eps_lb,
         "lower_bound",
@@ -591,10 +700,8 @@ def _finish(p, cols, o: _Options, accs, bins, bad, invalid, length, step_col) ->
     for c in _CRITERIA:
         if c in accs[0].accept:
             cnt = np.array([A.accept[c] for A in accs], dtype=np.float64)
-            m, lo, hi = mean_ci(cnt, cnt, n)  # 0/1 data: sum of squares = sum
-            stats["accept_" + c] = Stat(
-                m, "estimate", _CRIT_SRC[c](o, exact_kl), (np.clip(lo, 0, 1), np.clip(hi, 0, 1))
-            )
+            m, lo, hi = wilson(cnt, n)
+            stats["accept_" + c] = Stat(m, "estimate", _CRIT_SRC[c](o, exact_kl), (lo, hi))
     stats["acceptance"] = Stat(
         stats["accept_combined"].values,
         "estimate",
@@ -611,13 +718,21 @@ def _finish(p, cols, o: _Options, accs, bins, bad, invalid, length, step_col) ->
         )
     state = states(T, bound, a, eps_lb, kl_lb, np.full(G, np.nan))
     notes = [
-        "kl_seq, tv_seq and D̄_t are Monte Carlo estimates (± 95 % normal CI) under y ~ pi_roll",
+        "kl_seq, tv_seq and D̄_t are Monte Carlo estimates (± 95 % normal CI) under y ~ pi_roll; "
+        "acceptance rates have 95 % Wilson score intervals",
         "delta and eps cannot be estimated from sampled tokens: kl_max_proxy (max k2) is a "
         "detector, tv_lower_bound (max |p_theta - p_roll| over sampled tokens) a certified "
         "lower bound on eps",
         "D̄_t: a sequence shorter than t contributes 0 at t (both policies agree after the end)",
         "the guarantee needs delta/eps to hold over ALL reachable contexts (SPEC §5.1)",
     ]
+    huge = [k for k, st in stats.items() if st.values.dtype != object and np.isinf(st.values).any()]
+    if huge:
+        notes.append(
+            f"{', '.join(huge)} infinite at some step: a log-ratio log rho above 709.78 makes "
+            "rho overflow float64 (marked 'infinite', null in JSON); D̄_t and tv_seq are "
+            "clipped to 1 (TV distances)"
+        )
     if not step_col:
         notes.append("no step column: the whole dump is one group (step 0)")
     if fixed is not None and np.any(T_obs > T):
