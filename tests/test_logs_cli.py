@@ -142,3 +142,34 @@ def test_logs_package_does_not_import_pyarrow():
     )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_plot_extension_is_checked_first(tmp_path, verl):
+    out = run(verl, "--kl-max", "1e-4", "--plot", tmp_path / "out.xyz")
+    assert out.exit_code == 2
+    assert "Error: --plot" in out.stderr and "use a .png, .svg, .pdf file name" in out.stderr
+    assert "Traceback" not in out.output and not (tmp_path / "out.xyz").exists()
+
+
+def test_big_integers_and_huge_length_are_not_tracebacks(tmp_path):
+    p = tmp_path / "big.jsonl"
+    p.write_text(
+        '{"step": 1, "inference_logprobs": [-1, -2], "trainer_logprobs": [-1, -2], '
+        '"loss_mask": [1, 1152921504606846977]}\n'
+    )
+    out = run(p, "--kl-max", "0.01")
+    assert out.exit_code == 2 and "expected 0 or 1" in out.stderr
+    assert "Traceback" not in out.output
+    t = write_token_dump(tmp_path / "t.jsonl", [[-0.5, -0.6]], [[-0.4, -0.6]])
+    out = run(t, "--kl-max", "0.01", "--length", "1e20", "--json")
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.stdout)["steps"][0]["T"] == 10**20
+
+
+@pytest.mark.filterwarnings("error")
+def test_overflowing_estimate_renders_without_nan(tmp_path):
+    p = tmp_path / "ovf.jsonl"
+    p.write_text('{"step": 1, "inference_logprobs": [-800.0], "trainer_logprobs": [0.0]}\n')
+    out = run(p, "--kl-max", "0.01")
+    assert out.exit_code == 0 and "refuted" in out.stdout
+    assert "nan" not in out.stdout and "RuntimeWarning" not in out.stderr

@@ -65,6 +65,7 @@ _STYLE = {
     "unknown": "yellow",
 }
 _BIG = 32 << 20  # show a progress bar from this file size on
+_PLOT_EXT = (".png", ".svg", ".pdf")
 
 
 # Loaded lazily by trmbounds.cli.Group (lazy_commands["check"] = "cmd_check").
@@ -181,11 +182,13 @@ def check_cmd(
         if not (math.isfinite(lo) and math.isfinite(hi)) or hi < lo:
             raise TrmboundsError(f"--reward-range: need finite LO <= HI, got {lo:g} {hi:g}")
         a_range = hi - lo
+    if report is not None and report.suffix.lower() not in (".csv", ".json"):
+        raise TrmboundsError(f"--report {report}: use a .csv or .json file name")
+    if plot is not None and plot.suffix.lower() not in _PLOT_EXT:
+        raise TrmboundsError(f"--plot {plot}: use a {', '.join(_PLOT_EXT)} file name")
     for p in (report, plot):
         if p is not None:
             check_output(p, force)
-    if report is not None and report.suffix.lower() not in (".csv", ".json"):
-        raise TrmboundsError(f"--report {report}: use a .csv or .json file name")
     if not log.exists():
         raise TrmboundsError(f"log file not found: {log}")
     assumption = Assumption(
@@ -402,7 +405,7 @@ def _ci(s, i) -> str:
     v = float(s.values[i])
     if math.isnan(v):
         return "—"
-    if s.ci is None:
+    if s.ci is None or math.isinf(v):  # an infinite estimate (overflow) has no ± width
         return fmt(v)
     h = (float(s.ci[1][i]) - float(s.ci[0][i])) / 2
     return f"{fmt(v)} ± {fmt(h)}"
