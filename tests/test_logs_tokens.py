@@ -316,3 +316,21 @@ def test_huge_length_does_not_materialise_padding(tmp_path):
         r = check_log(p, assumption=Assumption(kl_max=0.1), length=length)
         assert r.T[0] == float(length) and len(r.stats["per_position"].values[0]) == 2
         assert np.isfinite(r.bound_est[0])
+
+
+def test_columns_first_met_after_the_first_block(tmp_path, monkeypatch):
+    from trmbounds.logs import readers as R
+    from trmbounds.logs import tokens as TK
+
+    monkeypatch.setattr(R, "_BLOCK", 80)  # one record per block
+    monkeypatch.setattr(TK, "_SNIFF", 80)
+    rec = {"inference_logprobs": [-0.5, -3.0], "trainer_logprobs": [-0.4, -0.01]}
+    # A late loss_mask applies from where it appears: record 1 keeps both tokens
+    # (|e^-0.01 - e^-3| = 0.940244), record 2 only its first (0.063789).
+    p = _lines(tmp_path / "m.jsonl", rec, {**rec, "loss_mask": [1, 0]})
+    r = check_log(p)
+    assert r.columns["loss_mask"] == "loss_mask" and r.extra["tokens"] == 3
+    # A late step column cannot be honoured: an error naming its line
+    p = _lines(tmp_path / "s.jsonl", rec, {**rec, "step": 3})
+    with pytest.raises(InputFileError, match=r"s\.jsonl: line 2: column 'step' first appears"):
+        check_log(p)
