@@ -216,6 +216,39 @@ def test_chunked_lm_head_gives_the_same_numbers(models):
         sample_and_score(m0, m1, PROMPTS, max_memory="1MB", **kw)
 
 
+def test_records_are_as_wide_as_the_longest_response_not_max_new_tokens(models):
+    m0, m1 = models
+    M = 400  # far above what these responses reach before EOS (seeded)
+    rec = sample_and_score(
+        m0, m1, PROMPTS, num_samples=2, max_new_tokens=M, batch_size=3, seed=2, eos_ids={EOS}
+    )
+    T = int(rec.mask.sum(1).max())
+    assert T < M
+    for name in ("kl", "tv", "missing_mass", "logp_roll", "logp_theta", "tokens", "mask"):
+        a = getattr(rec, name)
+        assert a.shape == (8, T), name
+        # no view into a max_new_tokens-wide buffer is kept alive
+        assert a.base is None or a.base.nbytes <= a.nbytes, name
+    for i, L in enumerate(rec.mask.sum(1)):
+        assert (rec.kl[i, L:] == 0).all() and (rec.tokens[i, L:] == -1).all()
+        assert rec.tokens[i, L - 1] == EOS
+    _check_against_reference(rec, m0, m1, PROMPTS, 2)
+
+
+def test_top_k_at_least_the_vocabulary_is_not_truncation(models):
+    m0, m1 = models
+    kw = dict(prompts=PROMPTS[:2], num_samples=2, max_new_tokens=4, seed=0, device="cpu")
+    full = measure(m0, m1, top_k=0, **kw)
+    for k in (V, V + 10):
+        m = measure(m0, m1, top_k=k, **kw)
+        assert m.stats.missing_mass is None and "missing_mass" not in m.stats.status
+        assert not any("full support" in w for w in m.warnings)
+        assert np.array_equal(m.records.tokens, full.records.tokens)
+        assert m.stats.kl_seq == full.stats.kl_seq
+    cut = measure(m0, m1, top_k=V - 1, **kw)  # drops one token: truncated
+    assert cut.stats.missing_mass is not None and any("full support" in w for w in cut.warnings)
+
+
 def test_progress_is_called_per_batch(models):
     m0, m1 = models
     calls = []
@@ -290,6 +323,31 @@ def test_aggregate_without_truncation_has_no_missing_mass_and_validates_threshol
             aggregate(_records(), trm_max=bad)
 
 
+def test_tv_seq_is_capped_at_one_when_a_path_ratio_overflows():
+    # 100 responses of one token; response 0 has log rho = s, the others 0. The
+    # estimate is (1/100) * 0.5 |e^s - 1|: for s = 5 that is 0.5 (e^5 - 1) / 100; from
+    # s = 710 on e^s is beyond float64, the estimator is infinite, and TV <= 1 caps it
+    def rec(s):
+        N = 100
+        lpt = np.zeros((N, 1))
+        lpt[0, 0] = s
+        z = np.zeros((N, 1))
+        return Records(
+            np.full((N, 1), 1e-3), np.full((N, 1), 1e-2), z, z, lpt, np.ones((N, 1), bool),
+            np.arange(N), np.zeros((N, 1), int),
+        )  # fmt: skip
+
+    assert aggregate(rec(5.0)).tv_seq == pytest.approx(0.5 * (math.exp(5) - 1) / 100, rel=1e-12)
+    assert "tv_seq_clipped" not in aggregate(rec(5.0)).meta
+    assert aggregate(rec(709.0)).tv_seq == 1.0  # 0.5 e^709 / 100 > 1: clipped
+    for s in (710.0, 1000.0, math.inf):
+        st = aggregate(rec(s))
+        assert st.tv_seq == 1.0, s
+        assert st.meta["ci95"]["tv_seq"] is None
+        clip = st.meta["tv_seq_clipped"]
+        assert clip["overflowed_paths"] == 1 and "beyond the float range" in clip["note"]
+
+
 def test_normal_ci_closed_form():
     x = np.array([1.0, 3.0])  # mean 2, sd sqrt(2)
     m, lo, hi = normal_ci(x)
@@ -299,7 +357,7 @@ def test_normal_ci_closed_form():
 # ------------------------------------------------------------------ inputs
 def test_parse_memory():
     assert parse_memory("1.5GB") == 1_500_000_000 and parse_memory("64 MiB") == 64 * 2**20
-    for bad in ("lots", "-1GB", "0", "12XB"):
+    for bad in ("lots", "-1GB", "0", "12XB", "1e400", "nan", float("inf"), float("nan")):
         with pytest.raises(TrmboundsError, match="memory"):
             parse_memory(bad)
 
@@ -454,6 +512,11 @@ def test_cli_prompt_file_and_two_models(model_dir, tmp_path, models):
         (["--roll", "{model}", "--top-p", "1.5"], "top_p"),
         (["--roll", "{model}", "--temperature", "0"], "temperature"),
         (["--roll", "{model}", "--max-memory", "lots"], "memory size"),
+        (["--roll", "{model}", "--max-memory", "1e400"], "memory size"),
+        (["--roll", "{model}", "--max-memory", "nan"], "memory size"),
+        (["--roll", "{model}", "--seed", str(10**23)], "seed"),
+        (["--roll", "{model}", "--seed", "-1"], "seed"),
+        (["--roll", "{model}", "--temperature", "1e-39"], "temperature"),
         (["--roll", "{model}", "--adv-range", "2", "--reward-range", "0", "1"], "not both"),
     ],
 )
@@ -466,6 +529,19 @@ def test_cli_bad_input_exit_2(model_dir, tmp_path, extra, message):
     assert r.exit_code == 2, r.output
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error: ") and message in lines[0]
+    assert not out.exists()
+
+
+def test_cli_unavailable_mps_device_exit_2(model_dir, tmp_path):
+    if torch.backends.mps.is_available():
+        pytest.skip("this torch has MPS")
+    out = tmp_path / "o.json"
+    r = CliRunner().invoke(
+        app, ["measure", "--roll", str(model_dir), "--device", "mps", "-o", str(out)]
+    )
+    assert r.exit_code == 2, r.output
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and "mps" in lines[0]
     assert not out.exists()
 
 

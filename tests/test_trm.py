@@ -455,3 +455,85 @@ def test_caller_masked_rollout_logits_count_as_missing_support():
         np.testing.assert_allclose(np.asarray(d.kl), kl, rtol=1e-10)
         np.testing.assert_allclose(np.asarray(d.tv), tv, rtol=1e-10)
         np.testing.assert_allclose(np.asarray(d.missing_mass), mm, rtol=1e-10, atol=1e-16)
+
+
+# ------------------------------------------------------------------ non-finite values
+def test_kl_is_finite_when_both_policies_exclude_a_token():
+    # p = (0.5, 0.5, 0), q = (0.25, 0.75, 0): the third token has -inf logits in both;
+    # by hand KL = 0.5 log(0.5/0.25) + 0.5 log(0.5/0.75) + 0 = 0.5 log 2 + 0.5 log(2/3),
+    # TV = 0.5 (0.25 + 0.25) = 0.25, missing mass (q outside supp p) = 0
+    want = 0.5 * math.log(2) + 0.5 * math.log(2 / 3)
+    with np.errstate(divide="ignore"):
+        x, y = np.log([[0.5, 0.5, 0.0]]), np.log([[0.25, 0.75, 0.0]])
+    for d in (
+        token_divergences(x, y),
+        token_divergences(torch.tensor(x), torch.tensor(y)),
+        token_divergences(torch.tensor(x).float(), torch.tensor(y).float()),
+        token_divergences(torch.tensor(x).float(), torch.tensor(y).float(), top_k=2),
+    ):
+        assert float(d.kl[0]) == pytest.approx(want, rel=1e-6)
+        assert float(d.tv[0]) == pytest.approx(0.25, rel=1e-6)
+        assert float(d.missing_mass[0]) == 0.0
+
+
+def test_kl_is_infinite_when_only_the_training_policy_excludes_a_token():
+    # q(2) = 0 < p(2): KL(p || q) = inf by definition
+    with np.errstate(divide="ignore"):
+        x, y = np.log([[0.5, 0.25, 0.25]]), np.log([[0.5, 0.5, 0.0]])
+    for d in (token_divergences(x, y), token_divergences(torch.tensor(x), torch.tensor(y))):
+        assert np.isposinf(float(d.kl[0]))
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf])
+def test_nan_or_plus_inf_rollout_logits_give_nan_in_numpy_and_torch(bad):
+    # only -inf means "outside the support"; NaN / +inf are invalid logits and must
+    # propagate (before, numpy treated them as excluded tokens and returned numbers)
+    x, y = np.array([[0.0, bad, 1.0]]), np.array([[0.0, 0.0, 1.0]])
+    for d in (token_divergences(x, y), token_divergences(torch.tensor(x), torch.tensor(y))):
+        assert math.isnan(float(d.kl[0])) and math.isnan(float(d.tv[0]))
+
+
+def test_non_finite_values_at_padding_never_change_a_mask():
+    m = np.array([[1, 0]], bool)
+    with np.errstate(over="ignore"):
+        lr_pad = np.array([[0.0, 800.0]])  # k3(800) overflows to inf at the padding
+    for lib in ("np", "torch"):
+        conv = (lambda a: a) if lib == "np" else torch.tensor
+        M = conv(m)
+        for pad in (math.nan, math.inf, -math.inf):
+            kl = conv(np.array([[0.0, pad]]))
+            lr = conv(np.array([[0.0, pad]]))
+            # the only real token has KL 0 and rho = 1: every criterion keeps it
+            assert list(np.asarray(trm_max_mask(kl, 1e-3, M).keep)) == [True]
+            assert list(np.asarray(trm_avg_mask(kl, 1e-3, M).keep)) == [True]
+            assert list(np.asarray(trm_combined_mask(kl, 0.05, 1e-3, M).keep)) == [True]
+            assert list(np.asarray(ser_mask(lr, 0.05, M).keep)) == [True]
+            assert list(np.asarray(ln_trm_mask(lr, 0.05, 0.1, 0.02, M).keep)) == [True]
+        lrp = conv(lr_pad)
+        assert list(np.asarray(trm_avg_mask(k3(lrp), 1e-3, M).keep)) == [True]
+        comb = trm_combined_mask(k2(lrp), 0.05, 1e-3, M, kl_avg=k3(lrp))
+        assert list(np.asarray(comb.keep)) == [True] and comb.acceptance == 1.0
+
+
+def test_masked_surrogate_ignores_non_finite_values_it_excludes():
+    # by hand: only sequence 0 is kept, A = 1: (e^0.1 + e^0.2) / N with N = 2
+    want = (math.exp(0.1) + math.exp(0.2)) / 2
+    # a rejected sequence whose ratio overflows float32 (e^100) or is NaN
+    lr = torch.tensor([[0.1, 0.2], [100.0, 0.0]], dtype=torch.float32, requires_grad=True)
+    loss = masked_surrogate(lr, torch.tensor([1.0, 1.0]), torch.tensor([True, False]))
+    assert loss.item() == pytest.approx(want, rel=1e-6)
+    loss.backward()
+    # d loss / d log rho = A rho / N on kept tokens, 0 elsewhere
+    want_grad = [[math.exp(0.1) / 2, math.exp(0.2) / 2], [0.0, 0.0]]
+    np.testing.assert_allclose(lr.grad.numpy(), want_grad, rtol=1e-6)
+    assert masked_surrogate(
+        np.array([[0.1, 0.2], [np.nan, 0.0]]), [1.0, 1.0], [True, False]
+    ) == pytest.approx(want, rel=1e-12)
+    # a non-finite per-token advantage or log-ratio at padding: 1 * e^0 / 1 = 1
+    m = [[1, 0]]
+    assert masked_surrogate(np.zeros((1, 2)), np.array([[1.0, np.inf]]), [True], m) == 1.0
+    assert masked_surrogate(np.array([[0.0, np.nan]]), [1.0], [True], m) == 1.0
+    lt = torch.tensor([[0.0, math.inf]], requires_grad=True)
+    out = masked_surrogate(lt, torch.tensor([[1.0, math.nan]]), [True], torch.tensor(m))
+    out.backward()
+    assert out.item() == 1.0 and lt.grad.tolist() == [[1.0, 0.0]]

@@ -90,6 +90,10 @@ BUILTIN_PROMPTS = (
 #: Accepted ``--*-dtype`` names.
 DTYPES = ("float32", "bfloat16", "float16", "float64")
 
+#: Lowest accepted sampling temperature: logits / T must stay finite in float32
+#: (a logit of 1e3 at T = 1e-4 is 1e7; at T = 1e-39 float32 overflows to inf).
+MIN_TEMPERATURE = 1e-4
+
 _Z95 = 1.959963984540054  # the 97.5 % quantile of the standard normal
 
 _MEM_UNITS = {
@@ -123,10 +127,10 @@ def parse_memory(text: str | int | float) -> int:
         if not m or m.group(2).lower() not in _MEM_UNITS:
             raise TrmboundsError(f"cannot read memory size {text!r}; use e.g. 512MB, 2GB or 1GiB")
         value, unit = float(m.group(1)), m.group(2).lower()
-    n = int(value * _MEM_UNITS[unit])
-    if not math.isfinite(value) or n <= 0:
-        raise TrmboundsError(f"memory size must be positive, got {text!r}")
-    return n
+    value *= _MEM_UNITS[unit]
+    if not math.isfinite(value) or value < 1:
+        raise TrmboundsError(f"memory size must be a positive, finite size, got {text!r}")
+    return int(value)
 
 
 def load_prompts(path: str | os.PathLike | None) -> list[Any]:
@@ -200,8 +204,12 @@ def resolve_device(name: str | None) -> str:
         return "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise TrmboundsError(f"device {name!r} requested but CUDA is not available")
+    if name == "mps":
+        backend = getattr(torch.backends, "mps", None)
+        if backend is None or not backend.is_available():
+            raise TrmboundsError("device 'mps' requested but MPS is not available in this torch")
     if not (name == "cpu" or name.startswith("cuda") or name == "mps"):
-        raise TrmboundsError(f"unknown device {name!r}; use cpu, cuda, cuda:N or auto")
+        raise TrmboundsError(f"unknown device {name!r}; use cpu, cuda, cuda:N, mps or auto")
     return name
 
 
@@ -301,6 +309,8 @@ class Records:
     prompt_index: np.ndarray
     tokens: np.ndarray
     support_fixups: int = 0
+    #: vocabulary size of the scored models (0 when unknown)
+    vocab_size: int = 0
 
     @property
     def log_ratio(self) -> np.ndarray:
@@ -369,7 +379,8 @@ def normal_ci(x: np.ndarray) -> tuple[float, float, float]:
     mean = float(x.mean())
     if n < 2:
         return mean, math.nan, math.nan
-    half = _Z95 * float(x.std(ddof=1)) / math.sqrt(n)
+    with np.errstate(over="ignore", invalid="ignore"):  # huge values: an infinite CI
+        half = _Z95 * float(x.std(ddof=1)) / math.sqrt(n)
     return mean, mean - half, mean + half
 
 
@@ -467,10 +478,15 @@ def aggregate(
     s = lr.sum(1)
     with np.errstate(over="ignore"):
         tv_path = 0.5 * np.abs(np.expm1(s))
-    overflow = int(np.sum(~np.isfinite(tv_path)))
-    tv_seq, tv_lo, tv_hi = normal_ci(np.where(np.isfinite(tv_path), tv_path, 2.0))
-    tv_seq_raw = tv_seq
-    tv_seq = min(1.0, tv_seq)
+    overflow = int(np.sum(np.isposinf(tv_path)))
+    if overflow:
+        # a path's ratio exceeds the float range: the estimator (a mean including that
+        # term) is infinite, so the estimate is the cap 1 and no normal CI exists
+        tv_seq_raw, tv_seq, tv_lo, tv_hi = math.inf, 1.0, math.nan, math.nan
+    else:
+        tv_seq, tv_lo, tv_hi = normal_ci(tv_path)
+        tv_seq_raw = tv_seq
+        tv_seq = min(1.0, tv_seq)
     dbar = tv.sum(0) / N
     dbar_half = _Z95 * tv.std(0, ddof=1) / math.sqrt(N) if N > 1 else np.full(T, math.nan)
     mm_mean, mm_lo, mm_hi = normal_ci(mm.sum(1))
@@ -479,9 +495,10 @@ def aggregate(
     k3tok = np.where(m, k3(lr), 0.0)
     k3s, k3lo, k3hi = normal_ci(k3tok.sum(1))
     k2tok = np.where(m, k2(lr), 0.0)
-    p_r, p_t = np.exp(records.logp_roll[:, :T]), np.exp(records.logp_theta[:, :T])
-    absdiff = np.where(m, np.abs(p_r - p_t), 0.0)
-    tv_proxy = np.where(m, 0.5 * np.abs(np.expm1(lr)), 0.0)
+    with np.errstate(over="ignore", invalid="ignore"):  # absurd log-probs: inf / NaN
+        p_r, p_t = np.exp(records.logp_roll[:, :T]), np.exp(records.logp_theta[:, :T])
+        absdiff = np.where(m, np.abs(p_r - p_t), 0.0)
+        tv_proxy = np.where(m, 0.5 * np.abs(np.expm1(lr)), 0.0)
     n_tok = int(m.sum())
 
     def rate(x):
@@ -569,6 +586,11 @@ def aggregate(
     )
     if tv_seq_raw > 1 or overflow:
         info["tv_seq_clipped"] = {"raw_mean": tv_seq_raw, "overflowed_paths": overflow}
+        if overflow:
+            info["tv_seq_clipped"]["note"] = (
+                f"{overflow} response(s) have a sequence ratio prod_t rho_t beyond the float "
+                "range: the estimate is infinite, reported as the cap 1 with no CI"
+            )
     status = {
         "kl_max": "empirical",
         "tv_max": "empirical",
@@ -772,12 +794,22 @@ def _check_sampling(num_samples, max_new_tokens, batch_size, temperature, top_k,
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
             raise TrmboundsError(f"{name} must be an integer >= 1, got {v!r}")
     t = float(temperature)
-    if not (t > 0 and math.isfinite(t)):
-        raise TrmboundsError(f"temperature must be > 0, got {temperature}")
+    if not (t >= MIN_TEMPERATURE and math.isfinite(t)):
+        raise TrmboundsError(
+            f"temperature must be a finite number >= {MIN_TEMPERATURE:g}, got {temperature}"
+        )
     if int(top_k) < 0:
         raise TrmboundsError(f"top_k must be >= 0, got {top_k}")
     if not 0 < float(top_p) <= 1:
         raise TrmboundsError(f"top_p must be in (0, 1], got {top_p}")
+
+
+def _check_seed(seed: Any) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise TrmboundsError(f"seed must be an integer, got {seed!r}")
+    if not 0 <= int(seed) < 2**64:
+        raise TrmboundsError(f"seed must be in [0, 2**64) (torch's generator), got {seed}")
+    return int(seed)
 
 
 def sample_and_score(
@@ -819,6 +851,7 @@ def sample_and_score(
     import torch
 
     _check_sampling(num_samples, max_new_tokens, batch_size, temperature, top_k, top_p)
+    seed = _check_seed(seed)
     if not prompt_ids or any(len(p) == 0 for p in prompt_ids):
         raise TrmboundsError("need at least one prompt, and no empty prompt")
     budget = parse_memory(max_memory)
@@ -829,6 +862,8 @@ def sample_and_score(
     if sr.vocab != st.vocab:
         raise TrmboundsError(f"vocabularies differ: roll {sr.vocab} vs train {st.vocab}")
     V = sr.vocab
+    if top_k >= V:
+        top_k = 0  # keeps the whole vocabulary: no truncation
     rows = _head_rows(V, budget, batch_size, top_p < 1)
     if not (sr.split and st.split):
         rows = 10**12  # full logits come from the forward; memory is the forward's
@@ -886,12 +921,14 @@ def sample_and_score(
                     out[k][s : s + rows] = v.double().cpu()
                 fixups += int(d.forced.sum())
                 del lr_, lt_, d
+            # arrays as wide as this batch's longest response (Lr), not max_new_tokens
+            bn, jn = bi.cpu().numpy(), ji.cpu().numpy()
             for k in ("kl", "tv", "mm", "lpr", "lpt"):
-                arr = np.zeros((B, max_new_tokens))
-                arr[bi.cpu().numpy(), ji.cpu().numpy()] = out[k].numpy()
+                arr = np.zeros((B, Lr))
+                arr[bn, jn] = out[k].numpy()
                 res[k].append(arr)
-            tarr = np.full((B, max_new_tokens), -1, dtype=np.int64)
-            tarr[bi.cpu().numpy(), ji.cpu().numpy()] = toks.cpu().numpy()
+            tarr = np.full((B, Lr), -1, dtype=np.int64)
+            tarr[bn, jn] = toks.cpu().numpy()
             res["tok"].append(tarr)
             res["len"].append(lengths.cpu().numpy())
             if progress is not None:
@@ -901,7 +938,13 @@ def sample_and_score(
     mask = np.arange(T)[None, :] < lengths[:, None]
 
     def cat(k):
-        return np.concatenate(res[k])[:, :T]
+        fill = -1 if k == "tok" else 0.0
+        out = np.full((N, T), fill, dtype=res[k][0].dtype)
+        r = 0
+        for a in res[k]:
+            out[r : r + a.shape[0], : a.shape[1]] = a[:, :T]
+            r += a.shape[0]
+        return out
 
     return Records(
         kl=cat("kl"),
@@ -913,6 +956,7 @@ def sample_and_score(
         prompt_index=np.array([i for i, _ in jobs]),
         tokens=cat("tok"),
         support_fixups=fixups,
+        vocab_size=V,
     )
 
 
@@ -962,6 +1006,7 @@ def measure(
             raise TrmboundsError(f"{name} threshold must be a finite number >= 0, got {v!r}")
     parse_memory(max_memory)
     _check_sampling(num_samples, max_new_tokens, batch_size, temperature, top_k, top_p)
+    _check_seed(seed)
     resolve_dtype(roll_dtype)
     resolve_dtype(train_dtype)
     dev = resolve_device(device)
@@ -1005,7 +1050,9 @@ def measure(
         device=dev,
         progress=progress,
     )
-    truncated = bool(top_k) or float(top_p) < 1
+    # top-k >= V keeps every token: only a smaller k (or top-p < 1) truncates pi_roll
+    V = records.vocab_size
+    truncated = (int(top_k) > 0 and (V == 0 or int(top_k) < V)) or float(top_p) < 1
     import torch
     import transformers
 
@@ -1067,5 +1114,11 @@ def measure(
                 f"{100 * (1 - ended):.0f}% of responses hit --max-new-tokens "
                 f"({max_new_tokens}) before EOS: T is the truncated horizon"
             )
+    over = stats.meta.get("tv_seq_clipped", {}).get("overflowed_paths", 0)
+    if over:
+        warnings.append(
+            f"{over} response(s) have a sequence ratio prod_t rho_t beyond the float range: "
+            "the tv_seq estimate is infinite and reported as its cap 1 (no CI)"
+        )
     warnings.extend(stats.warnings)
     return Measurement(stats, records, warnings)

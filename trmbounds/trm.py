@@ -135,7 +135,9 @@ def token_divergences(
     :data:`BLOCK_ELEMENTS` values per block) so that the float32 working copies never
     exceed one block: bfloat16 logits of a whole batch are never expanded to float32
     at once. Computation is in float32 (float64 for float64 input); KL is clipped at
-    0 (rounding can give -1e-12).
+    0 (rounding can give -1e-12). A token with a ``-inf`` logit in both arrays adds
+    :math:`0\log(0/0) = 0`; only ``-inf`` rollout logits are outside the support,
+    and NaN or ``+inf`` logits give NaN (numpy and torch alike).
 
     Parameters
     ----------
@@ -323,18 +325,23 @@ def _divergences_numpy(x, y, tokens, temperature, top_k, top_p, block_rows):
         if truncated:
             a0, a = a, truncate_logits(a, top_k, top_p)
             if tk is not None:
-                f = ~np.isfinite(np.take_along_axis(a, tk[:, None], -1)[:, 0])
+                f = np.isneginf(np.take_along_axis(a, tk[:, None], -1)[:, 0])
                 forced[s : s + rows] = f
                 if f.any():
                     np.put_along_axis(a, tk[:, None], np.take_along_axis(a0, tk[:, None], -1), -1)
-        out = ~np.isfinite(a)
+        # only -inf is outside the support: NaN / +inf logits give NaN, as in torch
+        out = np.isneginf(a)
         a = np.where(out, _NEG, a)
-        lp = a - a.max(-1, keepdims=True)
-        lp -= np.log(np.exp(lp).sum(-1, keepdims=True))
-        lq = b - b.max(-1, keepdims=True)
-        lq -= np.log(np.exp(lq).sum(-1, keepdims=True))
-        p, q = np.exp(lp), np.exp(lq)
-        kl[s : s + rows] = np.maximum((p * (lp - lq) - p + q).sum(-1), 0.0)
+        with np.errstate(invalid="ignore"):
+            lp = a - a.max(-1, keepdims=True)
+            lp -= np.log(np.exp(lp).sum(-1, keepdims=True))
+            lq = b - b.max(-1, keepdims=True)
+            lq -= np.log(np.exp(lq).sum(-1, keepdims=True))
+            p, q = np.exp(lp), np.exp(lq)
+            # 0 * log(0/0) = 0 where both policies exclude a token (0 * inf would be NaN);
+            # p == 0 (not p > 0) so that a NaN p still propagates
+            terms = np.where(p == 0, 0.0, p * (lp - lq))
+        kl[s : s + rows] = np.maximum((terms - p + q).sum(-1), 0.0)
         tv[s : s + rows] = 0.5 * np.abs(p - q).sum(-1)
         mm[s : s + rows] = np.where(out, q, 0.0).sum(-1)
         if tk is not None:
@@ -368,7 +375,16 @@ def _block_torch(a, b, tk, masked: bool):
         lpt = lq.gather(-1, tk[:, None])[:, 0]
     p = lp.exp()
     q = lq.exp()
-    pd = torch.linalg.vecdot(p, lp.sub_(lq))
+    d = lp.sub_(lq)
+    pd = torch.linalg.vecdot(p, d)
+    if masked:
+        # 0 * (log p - log q) = 0 where p = 0, also where q = 0 (a -inf training logit:
+        # 0 * inf is NaN). Only NaN rows are redone (fast-path NaN rows come here too);
+        # a NaN p (invalid logits) stays NaN.
+        nan = pd.isnan()
+        if bool(nan.any()):
+            dn = d[nan].masked_fill_(p[nan] == 0, 0.0)
+            pd[nan] = torch.linalg.vecdot(p[nan], dn)
     mm = (q * out).sum(-1) if masked else torch.zeros_like(pd)
     diff = p.sub_(q)
     # sum_v [p (log p - log q) - p + q]: each term >= 0, and an error in either
@@ -485,7 +501,8 @@ def k3(log_ratio: Any) -> Any:
 
         return torch.expm1(log_ratio) - log_ratio
     lr = np.asarray(log_ratio, dtype=np.float64)
-    return np.expm1(lr) - lr
+    with np.errstate(over="ignore", invalid="ignore"):  # ratio beyond float range: inf
+        return np.expm1(lr) - lr
 
 
 # ----------------------------------------------------------------- masks
@@ -533,11 +550,12 @@ def _seq_max(v, m, lib):
 
 
 def _seq_mean(v, m, lib):
-    s = (v * m).sum(1)
+    # where / masked_fill, not v * m: a NaN or inf at padding times 0 would be NaN
     n = m.sum(1)
     if lib is np:
+        s = np.where(m, v, 0.0).sum(1)
         return np.where(n > 0, s / np.maximum(n, 1), 0.0)
-    return s / n.clamp(min=1)
+    return v.masked_fill(~m, 0.0).sum(1) / n.clamp(min=1)
 
 
 def trm_max_mask(kl: Any, threshold: float, mask: Any = None) -> TRMMask:
@@ -672,7 +690,8 @@ def ln_trm_mask(
         t = np.arange(1, v.shape[1] + 1)[None, :]
         r = np.clip(L[:, None] - t, 0, None).astype(np.float64)
         w = np.minimum(np.minimum(1.0, r * eps), np.sqrt(r * delta / 2)) * m
-        dev = np.abs(np.expm1(np.where(m, v, 0.0)))
+        with np.errstate(over="ignore"):  # a ratio beyond float range: deviation inf
+            dev = np.abs(np.expm1(np.where(m, v, 0.0)))
         W, Z = (dev * w).sum(1), w.sum(1)
         keep = np.where(Z > 0, W <= thr * Z, True)
     else:
@@ -704,7 +723,8 @@ def ser_mask(log_ratio: Any, threshold: float, mask: Any = None) -> TRMMask:
     thr = _check_threshold("threshold", threshold)
     v, m, lib = _prep(log_ratio, mask, "log_ratio")
     if lib is np:
-        dev = np.abs(np.expm1(np.where(m, v, 0.0)))
+        with np.errstate(over="ignore"):  # a ratio beyond float range: deviation inf
+            dev = np.abs(np.expm1(np.where(m, v, 0.0)))
     else:
         dev = v.masked_fill(~m, 0.0).expm1().abs()
     return _result(_seq_mean(dev, m, lib) <= thr, lib)
@@ -726,7 +746,9 @@ def masked_surrogate(
     ``normalize="sequences"`` divides by the number of sequences :math:`N`
     (SPEC §4); ``"tokens"`` divides by the number of valid tokens of the whole batch,
     rejected sequences included. Dividing by the accepted count instead would
-    re-weight the kept sequences and bias the gradient. With torch tensors the
+    re-weight the kept sequences and bias the gradient. Padding and rejected
+    sequences are selected away, not multiplied by 0: a NaN or overflowing
+    log-ratio or advantage there changes neither the loss nor its gradient. With torch tensors the
     result is differentiable in ``log_ratio`` (:math:`\rho = e^{\log\rho}`).
 
     Parameters
@@ -755,12 +777,10 @@ def masked_surrogate(
     if lib is np:
         A = np.asarray(advantages, dtype=np.float64)
         k = np.asarray(keep, dtype=bool)
-        ratio = np.exp(np.where(m, v, 0.0)) * m
     else:
         A = lib.as_tensor(advantages, device=v.device).to(v.dtype)
         k = lib.as_tensor(keep, device=v.device).to(lib.bool)
-        ratio = v.masked_fill(~m, 0.0).exp() * m
-    if k.shape != (N,):
+    if tuple(k.shape) != (N,):
         raise TrmboundsError(f"keep must have shape ({N},), got {tuple(k.shape)}")
     if A.ndim == 1:
         if A.shape[0] != N:
@@ -768,7 +788,15 @@ def masked_surrogate(
         A = A[:, None]
     elif tuple(A.shape) != tuple(v.shape):
         raise TrmboundsError(f"advantages must have shape ({N},) or {tuple(v.shape)}")
-    total = (ratio * A).sum(1) * k
+    # Excluded terms (padding, rejected sequences) are selected away, never multiplied
+    # by 0: a NaN / overflowing log-ratio or advantage there (inf * 0 = NaN) must not
+    # reach the loss or its gradient (masked_fill passes no gradient to those entries).
+    used = m & k[:, None]
+    if lib is np:
+        total = (np.exp(np.where(used, v, 0.0)) * np.where(used, A, 0.0)).sum(1)
+    else:
+        zero = v.new_zeros(())
+        total = (v.masked_fill(~used, 0.0).exp() * lib.where(used, A, zero)).sum(1)
     denom = N if normalize == "sequences" else m.sum()
     if lib is np:
         return float(total.sum() / max(int(denom), 1))
