@@ -23,6 +23,7 @@ import numpy as np
 
 from . import bounds as B
 from .errors import TrmboundsError
+from .solve import _positive
 from .stats import BOUND_NAMES
 
 __all__ = [
@@ -85,16 +86,6 @@ _COLORS = {
     "adaptive": "#d62728",
     "unified": "black",
 }
-
-
-def _positive(name: str, x) -> float:
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        raise TrmboundsError(f"{name} must be a number, got {x!r}") from None
-    if not math.isfinite(v) or v <= 0:
-        raise TrmboundsError(f"{name} must be a positive finite number, got {v:g}")
-    return v
 
 
 def default_bounds(tv_max=None) -> tuple[str, ...]:
