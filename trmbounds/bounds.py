@@ -50,6 +50,7 @@ __all__ = [
     "capped_sqrt_sum",
     "capped_linear_sum",
     "capped_hybrid_sum",
+    "position_weights",
 ]
 
 #: The two sets of constants: the paper's, and the halved ones of ``docs/theory.md``.
@@ -343,15 +344,37 @@ def coupling(T, tv_max, *, adv_range=1.0, constants="paper"):
     return _out(adv_range * _lead(constants) * e * capped_linear_sum(T, _f(tv_max)))
 
 
-def _weights(T: int, eps, c) -> np.ndarray:
-    """w_t = min(1, (T-t) eps, c sqrt(T-t)) for t = 1..T (eps or c may be inf = route off)."""
-    j = np.arange(T - 1, -1, -1, dtype=np.float64)
+def _weights(T, eps, c, n: int | None = None) -> np.ndarray:
+    """w_t = min(1, (T-t) eps, c sqrt(T-t)) for t = 1..n (default T); eps or c = inf: route off."""
+    n = int(T) if n is None else int(n)
+    j = (float(T) - 1.0) - np.arange(n, dtype=np.float64)  # T - t
     eps = _f(eps)[..., None]
     c = _f(c)[..., None]
     with np.errstate(invalid="ignore"):
         lin = np.where(np.isinf(eps), np.inf, j * eps)
         sq = np.where(np.isinf(c), np.inf, c * np.sqrt(j))
     return np.minimum(1.0, np.minimum(lin, sq))
+
+
+def position_weights(T, kl_max=None, tv_max=None, n=None) -> np.ndarray:
+    r"""Position weights of the Adaptive bound and of LN-TRM, for :math:`t = 1..n`.
+
+    .. math:: w_t = \min\!\left(1, (T-t)\varepsilon, \sqrt{(T-t)\delta/2}\right)
+
+    A route whose statistic is ``None`` is dropped from the minimum. ``n`` (default
+    ``T``) limits the positions computed, so a long ``T`` with divergence only in the
+    first ``n`` positions needs no array of length ``T``.
+
+    Examples
+    --------
+    >>> position_weights(4, kl_max=0.02, tv_max=0.1)   # T - t = 3, 2, 1, 0
+    array([0.17320508, 0.14142136, 0.1       , 0.        ])
+    """
+    if kl_max is None and tv_max is None:
+        raise TrmboundsError("position weights need kl_max or tv_max")
+    c = np.inf if kl_max is None else np.sqrt(_f(kl_max) / 2.0)
+    eps = np.inf if tv_max is None else _f(tv_max)
+    return _weights(T, eps, c, n)
 
 
 def _adaptive(T, eps, c, per_position, adv_range, constants):

@@ -651,10 +651,11 @@ def ln_trm_weights(T: int, eps: float, delta: float) -> np.ndarray:
     >>> ln_trm_weights(4, 0.1, 0.02)
     array([0.17320508, 0.14142136, 0.1       , 0.        ])
     """
+    from .bounds import position_weights
+
     eps = _check_threshold("eps", eps)
     delta = _check_threshold("delta", delta)
-    r = np.arange(int(T) - 1, -1, -1, dtype=np.float64)  # T - t for t = 1..T
-    return np.minimum(np.minimum(1.0, r * eps), np.sqrt(r * delta / 2))
+    return position_weights(int(T), kl_max=delta, tv_max=eps)
 
 
 def ln_trm_mask(

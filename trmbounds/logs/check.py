@@ -239,12 +239,9 @@ def _adaptive_prefix(T, kl, eps, pp, kw) -> np.ndarray:
     if Tu.size != 1:
         raise TrmboundsError(f"per-position array has length {np.shape(pp)[-1]}, T varies")
     d = np.asarray(pp, dtype=np.float64)
-    rem = Tu[0] - np.arange(1, d.shape[-1] + 1, dtype=np.float64)  # T - t
     e = np.asarray(eps, dtype=np.float64).reshape(-1)[0]
-    w = np.minimum(1.0, rem * e)
-    if kl is not None:
-        c = math.sqrt(float(np.asarray(kl, dtype=np.float64).reshape(-1)[0]) / 2.0)
-        w = np.minimum(w, c * np.sqrt(rem))
+    k = None if kl is None else float(np.asarray(kl, dtype=np.float64).reshape(-1)[0])
+    w = B.position_weights(Tu[0], kl_max=k, tv_max=e, n=d.shape[-1])
     res = kw["adv_range"] * B._lead(kw["constants"]) * np.sum(d * w, axis=-1)
     return np.broadcast_to(res, np.shape(T)).astype(np.float64)
 
