@@ -16,6 +16,19 @@ from trmbounds import Stats, evaluate
 CERT = {k: "certified" for k in ("kl_max", "tv_max", "kl_seq", "tv_seq", "per_position")}
 
 
+def _exact_stats(T, ex):
+    """Every statistic exactly, from the enumeration: all certified."""
+    return Stats(
+        T=T,
+        kl_max=ex.kl_max,
+        tv_max=ex.tv_max,
+        kl_seq=ex.kl_seq,
+        tv_seq=ex.tv_seq,
+        per_position=ex.per_position,
+        status=CERT,
+    )
+
+
 def _instances(n, seed):
     rng = np.random.default_rng(seed)
     for i in range(n):
@@ -39,15 +52,7 @@ def cases():
 def test_every_bound_is_at_least_the_worst_case_error(cases, constants):
     checked = 0
     for T, ex, info in cases:
-        s = Stats(
-            T=T,
-            kl_max=ex.kl_max,
-            tv_max=ex.tv_max,
-            kl_seq=ex.kl_seq,
-            tv_seq=ex.tv_seq,
-            per_position=ex.per_position,
-            status=CERT,
-        )
+        s = _exact_stats(T, ex)
         r = evaluate(s, constants=constants)
         for name, value in r.bounds.items():
             assert value is not None
@@ -98,14 +103,7 @@ def test_sharp_bounds_are_nearly_tight(cases):
     # with a constant 40 % smaller would already be violated: the test has power.
     ratios = []
     for T, ex, _ in cases:
-        s = Stats(
-            T=T,
-            kl_max=ex.kl_max,
-            tv_max=ex.tv_max,
-            kl_seq=ex.kl_seq,
-            tv_seq=ex.tv_seq,
-            per_position=ex.per_position,
-        )
+        s = _exact_stats(T, ex)
         ratios.append(ex.worst_error / evaluate(s, constants="sharp").unified if T > 1 else 0.0)
     assert max(ratios) > 0.6
     assert max(ratios) <= 1.0 + 1e-9
@@ -134,14 +132,7 @@ def test_sharp_constant_is_attained():
         pair = TabularPair(roll, th)
         ex = pair.exact()
         assert ex.worst_error == pytest.approx(2 * e * e, rel=1e-12)
-        s = Stats(
-            T=2,
-            kl_max=ex.kl_max,
-            tv_max=ex.tv_max,
-            kl_seq=ex.kl_seq,
-            tv_seq=ex.tv_seq,
-            per_position=ex.per_position,
-        )
+        s = _exact_stats(2, ex)
         r = evaluate(s, constants="sharp")
         assert r.bounds["coupling"] == pytest.approx(2 * e * e, rel=1e-12)
         assert r.bounds["classical_tv"] == pytest.approx(2 * e * e, rel=1e-12)
