@@ -14,7 +14,6 @@ from trmbounds.logs import presets as P
 from trmbounds.logs.check import (
     STATES,
     Assumption,
-    LengthTable,
     check_log,
     states,
     unified_columns,
@@ -69,15 +68,16 @@ def test_unified_columns_matches_term_by_term_sums(T, d, e, ks):
 
 @pytest.mark.parametrize("d,e", [(1e-4, None), (None, 2e-3), (3e-3, 1e-2)])
 def test_fast_paths_equal_the_row_by_row_bound(d, e):
-    # many rows (the distinct-T path), and the LengthTable look-up, against one row at a time
+    # many rows against one row at a time
     rng = np.random.default_rng(7)
     T = rng.integers(1, 3000, 300).astype(float)
     T[5] = np.nan
     ks = rng.uniform(0, 0.05, 300)
     one = [float(unified_columns(t, d, e, k)) for t, k in zip(T, ks)]
     np.testing.assert_allclose(unified_columns(T, d, e, ks), one, rtol=1e-12)
-    table = LengthTable(d, e)
-    np.testing.assert_allclose(unified_columns(T, d, e, ks, table=table), one, rtol=1e-12)
+    # no sequence statistic: the distinct-T path, against one row at a time
+    one_T = [float(unified_columns(t, d, e)) for t in T]
+    np.testing.assert_allclose(unified_columns(T, d, e), one_T, rtol=1e-12)
     for i in (0, 1, 2):  # and the term-by-term sums
         assert one[i] == pytest.approx(bstar_direct(int(T[i]), d, e, ks[i]), rel=1e-9)
 
@@ -88,11 +88,17 @@ def test_states_precedence_by_hand():
     b = unified_columns(T, None, 0.1)  # 0.04 at T = 2, 37.8 at T = 100 (see above)
     s = states(T, b, a, np.array([np.nan, 0.11, 0.05, np.nan, np.nan]), np.full(5, np.nan),
                np.array([0.05, 0.05, 0.03, 1.0, np.nan]))  # fmt: skip
-    # L = 0.05 > 0.04 guaranteed; lower bound 0.11 > eps = 0.1 refuted (wins over
-    # guaranteed); L = 0.03 < 0.04 non-vacuous; 37.8 >= a = 1 vacuous (L = 1 < 37.8).
+    # L = 0.05 > 0.04 but a point estimate without a lower confidence bound: only
+    # estimated-gain; lower bound 0.11 > eps = 0.1 refuted (wins); L = 0.03 < 0.04
+    # non-vacuous; 37.8 >= a = 1 vacuous (L = 1 < 37.8).
     assert [STATES[i] for i in s] == [
-        "guaranteed", "refuted", "non-vacuous", "vacuous", "non-vacuous",
+        "estimated-gain", "refuted", "non-vacuous", "vacuous", "non-vacuous",
     ]  # fmt: skip
+    lcb = np.array([0.041, np.nan, np.nan, np.nan, np.nan])  # one-sided 95 % bound on L
+    s = states(T, b, a, *(np.full(5, np.nan),) * 2, np.array([0.05] * 5), lcb, sound=True)
+    assert STATES[s[0]] == "guaranteed"  # 0.041 > B* = 0.04
+    s = states(T, b, a, *(np.full(5, np.nan),) * 2, np.array([0.05] * 5), lcb, sound=False)
+    assert STATES[s[0]] == "estimated-gain"  # B* on an empirical horizon: no guarantee
     assert (states(T, b, Assumption(), *(np.full(5, np.nan),) * 3) == STATES.index("unknown")).all()
 
 
@@ -167,7 +173,7 @@ def test_trl_logp_diff_max_gives_the_k2_max(tmp_path):
 def test_presets_without_a_length_name_ask_for_it(tmp_path, preset, lencol):
     p = write_jsonl(tmp_path / "m.jsonl", metric_rows(preset))
     with pytest.raises(
-        InputFileError, match=r"--map T_max=COLUMN or --length VALUE.*columns present"
+        InputFileError, match=r"--length MAX_NEW_TOKENS.*--map T_max=COLUMN.*columns present"
     ):
         check_log(p, preset=preset)
     r = check_log(p, preset=preset, maps=[f"T_max={lencol}"], assumption=Assumption(kl_max=0.05))
@@ -190,20 +196,47 @@ def test_slime_acceptance_and_prime_rl_proxy_status(tmp_path):
 
 def test_length_mean_and_value(tmp_path):
     p = write_jsonl(tmp_path / "m.jsonl", metric_rows("verl"))
-    assert check_log(p, length="mean").T.tolist() == [50, 80, 120, 300]
-    assert check_log(p, length="999.5").T.tolist() == [1000] * 4  # ceil
-    with pytest.raises(TrmboundsError, match="--length must be max, mean or a number"):
+    with pytest.raises(TrmboundsError, match="mean response length has no theorem"):
+        check_log(p, length="mean")  # no bound at the mean length (docs/theory.md)
+    r = check_log(p, length="999.5")
+    assert r.T.tolist() == [1000] * 4  # ceil
+    assert list(r.T_source) == ["assumed"] * 4
+    r = check_log(p, length="250")  # shorter than the longest response at steps 3 and 4
+    assert r.T.tolist() == [250, 250, 400, 800]
+    assert list(r.T_source) == ["assumed", "assumed", "empirical", "empirical"]
+    with pytest.raises(TrmboundsError, match="--length must be max or a number"):
         check_log(p, length="longest")
 
 
-def test_surrogate_column_gives_guaranteed(tmp_path):
+def test_surrogate_point_estimate_is_never_guaranteed(tmp_path):
     rows = [{"step": 1, "T": 2, "gain": 0.05}, {"step": 2, "T": 2, "gain": 0.03},
             {"step": 3, "T": 100, "gain": 5.0}]  # fmt: skip
     p = write_jsonl(tmp_path / "g.jsonl", rows, nested=False)
     r = check_log(p, preset="generic", maps=["surrogate=gain"], assumption=Assumption(tv_max=0.1))
     # B* = 0.04 at T = 2 and 37.8 at T = 100 (hand sums in test_unified_columns_...)
     np.testing.assert_allclose(r.bound, [0.04, 0.04, 37.8])
-    assert [STATES[i] for i in r.state] == ["guaranteed", "non-vacuous", "vacuous"]
+    # a logged batch mean is an estimate, T the longest response seen: no guarantee
+    assert [STATES[i] for i in r.state] == ["estimated-gain", "non-vacuous", "vacuous"]
+    assert any("surrogate_se" in n for n in r.notes)
+
+
+def test_surrogate_with_standard_error_and_cap_is_guaranteed(tmp_path):
+    # L = 0.05, se = 0.005: one-sided 95 % bound 0.05 - 1.645 * 0.005 = 0.0418 > B* = 0.04;
+    # se = 0.01: 0.0336 < 0.04, only estimated-gain.
+    rows = [{"step": 1, "T": 2, "gain": 0.05, "se": 0.005},
+            {"step": 2, "T": 2, "gain": 0.05, "se": 0.01}]  # fmt: skip
+    p = write_jsonl(tmp_path / "g.jsonl", rows, nested=False)
+    kw = dict(preset="generic", maps=["surrogate=gain", "surrogate_se=se"])
+    r = check_log(p, length="2", assumption=Assumption(tv_max=0.1), **kw)
+    assert [STATES[i] for i in r.state] == ["guaranteed", "estimated-gain"]
+    np.testing.assert_allclose(
+        r.stats["surrogate_lcb"].values, [0.05 - 1.6448536 * 0.005, 0.05 - 1.6448536 * 0.01]
+    )
+    # the same log without --length: T is the longest response seen, not the cap
+    r = check_log(p, assumption=Assumption(tv_max=0.1), **kw)
+    assert [STATES[i] for i in r.state] == ["estimated-gain", "estimated-gain"]
+    assert r.basis == "empirical-horizon"
+    assert any("--length MAX_NEW_TOKENS" in n for n in r.notes)
 
 
 def test_nan_values_are_reported_not_used(tmp_path):
@@ -217,12 +250,16 @@ def test_nan_values_are_reported_not_used(tmp_path):
         '"response_length/mean": 50}}\n'
     )
     r = check_log(p, assumption=Assumption(kl_max=1e-4))
-    assert r.invalid["rollout_corr/k3_kl"] == [2, 1]  # NaN at step 1, negative at step 3
+    assert r.invalid["rollout_corr/k3_kl"] == [1, 1]  # NaN at step 1
     assert r.invalid["response_length/max"] == [1, 2]
-    assert np.isnan(r.stats["kl_seq"].values[[0, 2]]).all()
+    assert np.isnan(r.stats["kl_seq"].values[0])
     assert r.stats["kl_seq"].values[1] == pytest.approx(5e-4)
+    # a negative token-mean KL estimate is kept as logged (k1 can be negative; float
+    # round-off makes k3 means slightly negative near zero mismatch), and noted
+    assert r.stats["kl_seq"].values[2] == pytest.approx(-5e-4)
+    assert any("negative token-mean KL" in n for n in r.notes)
     assert STATES[r.state[1]] == "unknown" and np.isnan(r.T[1])
-    assert r.summary()["invalid_values"]["rollout_corr/k3_kl"] == {"count": 2, "first_step": 1}
+    assert r.summary()["invalid_values"]["rollout_corr/k3_kl"] == {"count": 1, "first_step": 1}
 
 
 def test_rows_without_step_are_bad_records(tmp_path):

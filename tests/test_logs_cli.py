@@ -48,7 +48,9 @@ def test_json_object(verl):
     assert set(data) == {"steps", "summary"}
     s0 = data["steps"][0]
     assert {"step", "T", "unified", "status"} <= set(s0)
-    assert s0["step"] == 1 and s0["T"] == 100 and s0["basis"] == "assumed"
+    # T is the longest response of the step: an empirical horizon, not the cap
+    assert s0["step"] == 1 and s0["T"] == 100 and s0["basis"] == "empirical-horizon"
+    assert s0["T_source"] == "empirical"
     assert s0["stats"]["kl_max"] == {"value": 1e-4, "status": "assumed"}
     assert [s["status"] for s in data["steps"]][-1] == "refuted"
     # 2e-2 > sqrt(1e-4 / 2) = 7.071e-3
@@ -100,7 +102,7 @@ def test_usage_errors_exit_2(tmp_path, verl):
         ((verl, "--map", "T_max=nope"), "column 'nope' (--map T_max=nope) not found"),
         ((verl, "--map", "bogus"), "expected QUANTITY=COLUMN"),
         ((verl, "--trm-max", "0.1"), "apply to per-token dumps only"),
-        ((verl, "--preset", "slime"), "--map T_max=COLUMN or --length VALUE"),
+        ((verl, "--preset", "slime"), "--length MAX_NEW_TOKENS (the generation cap"),
         ((verl, "--adv-range", "1", "--reward-range", "0", "1"), "not both"),
     ]:
         out = run(*args)

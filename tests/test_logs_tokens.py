@@ -28,11 +28,12 @@ def test_hand_computed_dump(tmp_path, ext):
     s = rec["stats"]
     assert rec["T"] == 2 and r.kind == "tokens"
     assert s["kl_seq"]["value"] == pytest.approx(K3_A / 2)  # (K3_A + 0) / 2 sequences
-    # D_TV^seq: A: |0.8 * 2 - 1| / 2 = 0.3, B: 0 -> 0.15
-    assert s["tv_seq"]["value"] == pytest.approx(0.15)
-    # D̄_1 = (|0.8 - 1|/2 + 0) / 2 = 0.05; D̄_2 = (|2 - 1|/2 + 0 [B ended]) / 2 = 0.25
-    assert s["per_position"]["value"] == pytest.approx([0.05, 0.25])
-    assert s["per_position_sum"]["value"] == pytest.approx(0.3)
+    # D_TV^seq = E[(1 - prod rho)^+]: A: (1 - 0.8 * 2)^+ = 0, B: (1 - 1)^+ = 0 -> 0
+    assert s["tv_seq"]["value"] == pytest.approx(0.0)
+    # D̄_t = E[(1 - rho_t)^+]: D̄_1 = ((1 - 0.8) + 0) / 2 = 0.1; D̄_2 = ((1 - 2)^+ + 0 [B
+    # ended]) / 2 = 0
+    assert s["per_position"]["value"] == pytest.approx([0.1, 0.0])
+    assert s["per_position_sum"]["value"] == pytest.approx(0.1)
     # max |p_theta - p_roll| = max(|0.4 - 0.5|, |0.5 - 0.25|, 0) = 0.25: a lower bound on eps
     assert s["tv_lower_bound"] == {
         "value": pytest.approx(0.25),
@@ -216,8 +217,9 @@ def test_extreme_log_ratio_does_not_hide_a_refutation(tmp_path):
     assert rec["stats"]["kl_max_proxy_k3"]["infinite"] is True
     # max k2 = 800^2 / 2 stays finite
     assert rec["stats"]["kl_max_proxy"]["value"] == pytest.approx(320000.0)
-    # D_TV^seq and D̄_t are TV distances (<= 1): an overflowing estimate says "1, CI [0, 1]"
-    assert rec["stats"]["tv_seq"]["value"] == 1.0 and rec["stats"]["tv_seq"]["ci95"] == [0, 1]
+    # (1 - rho)^+ cannot overflow: record 1 (1 - e^1.9)^+ = 0, record 2 (1 - e^800)^+ = 0
+    assert rec["stats"]["tv_seq"]["value"] == 0.0
+    assert rec["stats"]["per_position"]["value"] == [0.0]
     assert any("overflow" in n for n in r.notes)
     # The first record alone: 0.769502 > 0.0707 -> refuted too
     q = _lines(tmp_path / "one.jsonl", {"inference_logprobs": [-2.0], "trainer_logprobs": [-0.1]})

@@ -30,6 +30,7 @@ __all__ = [
     "Stats",
     "Result",
     "evaluate",
+    "bound_columns",
     "load_stats",
     "load_per_position",
     "STATUSES",
@@ -553,6 +554,139 @@ class Result:
         }
 
 
+def _nan(x) -> np.ndarray:
+    return np.asarray(np.nan if x is None else x, dtype=np.float64)
+
+
+#: The PDI-family bounds: with missing mass m they hold with + max|R|·m added.
+_PDI = ("classical_tv", "classical_kl", "linear", "pm_kl", "pm_tv", "mix_kl", "mix_tv", "coupling")
+_ADAPTIVE = ("adaptive_kl", "adaptive_tv", "adaptive")
+
+
+def bound_columns(
+    T,
+    kl_max=None,
+    tv_max=None,
+    kl_seq=None,
+    tv_seq=None,
+    per_position=None,
+    *,
+    adv_range: float = 1.0,
+    reward_range: tuple[float, float] | None = None,
+    missing_mass=None,
+    constants: str = "paper",
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    r"""Every bound, broadcasting over steps, where NaN (or ``None``) means "not known".
+
+    The one evaluation path of trmbounds: :func:`evaluate` (``trmbounds eval``) and
+    ``trmbounds check`` both call it. Missing statistics are filled only with valid upper
+    bounds (:math:`\varepsilon \le \min(1,\sqrt{\delta/2})`,
+    :math:`D_{KL}^{seq} \le T\delta`,
+    :math:`D_{TV}^{seq} \le \min(1, \sqrt{D_{KL}^{seq}/2}, \sum_t \bar D_t, T\varepsilon)`,
+    :math:`\bar D_t \le \min(1, \varepsilon, \sqrt{\delta/2})`); bounds that need an
+    unknown :math:`\delta` are NaN. With ``missing_mass`` :math:`m > 0` (not full support,
+    ``docs/theory.md`` §6) the PDI-family bounds get :math:`+\max(|r_{min}|, |r_{max}|)\,m`
+    (:math:`a\,m` when only ``adv_range`` is given: rewards in :math:`[0, a]`) and the
+    Adaptive bounds are NaN.
+
+    ``per_position`` is one array of length :math:`L \le T` (:math:`\bar D_t = 0` beyond
+    :math:`L`: no response is that long), for a ``T`` that holds one value.
+
+    Returns
+    -------
+    bounds : dict
+        :data:`BOUND_NAMES` to arrays (``unified``: the NaN-ignoring minimum of
+        :data:`UNIFIED_MEMBERS`; NaN where neither :math:`\delta` nor :math:`\varepsilon`
+        is known).
+    filled : dict
+        ``tv_max``, ``kl_seq``, ``tv_seq``, ``per_position`` (uniform fill; the array's sum
+        when one was given) as used, after filling.
+
+    Examples
+    --------
+    >>> b, _ = bound_columns([4096, 4096], [1e-4, np.nan], 5e-3, [0.01, np.nan], 0.05)
+    >>> [round(float(x), 3) for x in b["unified"]]     # column B of the paper: 4.1
+    [4.096, 4.096]
+    >>> bool(np.isnan(b["pm_kl"][1]))                  # needs delta
+    True
+    """
+    lead = B._lead(constants)
+    T0 = _nan(T)
+    kl = _nan(kl_max)
+    e_in = _nan(tv_max)
+    pp = None
+    if per_position is not None and np.ndim(per_position) > 0:
+        pp = np.asarray(per_position, dtype=np.float64)
+    kw = dict(adv_range=adv_range, constants=constants)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        T0, kl, e_in = np.broadcast_arrays(T0, kl, e_in)
+        eps = np.where(np.isnan(e_in), np.minimum(1.0, np.sqrt(kl / 2.0)), e_in)
+        kseq = _nan(kl_seq) * np.ones_like(T0)
+        kseq = np.where(np.isnan(kseq), T0 * kl, kseq)
+        Ts = np.where(np.isnan(T0), 1.0, T0)  # keeps the closed forms quiet; masked below
+        fill = np.fmin(np.fmin(1.0, np.sqrt(kseq / 2.0)), Ts * eps)
+        if pp is not None:
+            fill = np.fmin(fill, np.sum(pp, axis=-1))
+        tseq = _nan(tv_seq) * np.ones_like(T0)
+        tseq = np.where(np.isnan(tseq), fill, tseq)
+        c = np.where(np.isnan(kl), np.inf, np.sqrt(kl / 2.0))  # KL route off without delta
+        dbar = np.minimum(1.0, np.minimum(eps, c))  # uniform fill of D̄_t
+        v: dict[str, np.ndarray] = {
+            "classical_tv": B.classical_tv(Ts, eps, **kw),
+            "classical_kl": B.classical_kl(Ts, kl, **kw),
+            "linear": B.linear(Ts, eps, **kw),
+            "pm_kl": B.pm_kl(Ts, kl, **kw),
+            "pm_tv": B.pm_tv(Ts, kl, eps, **kw),
+            "mix_kl": B.mix_kl(Ts, kl, kseq, **kw),
+            "mix_tv": B.mix_tv(Ts, eps, tseq, **kw),
+            "coupling": B.coupling(Ts, eps, **kw),
+        }
+        ad = {
+            "adaptive_kl": (np.inf, c),
+            "adaptive_tv": (eps, np.inf),
+            "adaptive": (eps, c),
+        }
+        for name, (e_r, c_r) in ad.items():
+            if pp is None:
+                v[name] = dbar * B._adaptive(Ts, e_r, c_r, 1.0, adv_range, constants)
+            else:
+                Tu = np.unique(Ts)
+                if Tu.size != 1 or pp.shape[-1] > Tu[0]:
+                    raise StatsError(
+                        f"per-position array of length {pp.shape[-1]} needs one T of at least "
+                        f"that length, got T = {Tu.tolist()[:5]}"
+                    )
+                e1 = np.unique(np.broadcast_to(e_r, Ts.shape))
+                c1 = np.unique(np.broadcast_to(c_r, Ts.shape))
+                if e1.size != 1 or c1.size != 1:
+                    raise StatsError("a per-position array needs one kl_max and one tv_max")
+                w = B._weights(Tu[0], e1[0], c1[0], n=pp.shape[-1])
+                v[name] = np.broadcast_to(adv_range * lead * np.sum(pp * w), Ts.shape)
+            v[name] = np.where(np.isnan(eps), np.nan, v[name])
+        v["adaptive_kl"] = np.where(np.isnan(kl), np.nan, v["adaptive_kl"])
+        m = _nan(missing_mass) * np.ones_like(T0)
+        lost = ~np.isnan(m) & (m > 0)
+        if lost.any():
+            if reward_range is not None:
+                r_abs = max(abs(reward_range[0]), abs(reward_range[1]))
+            else:
+                r_abs = adv_range
+            for name in _PDI:
+                v[name] = np.where(lost, v[name] + r_abs * m, v[name])
+            for name in _ADAPTIVE:
+                v[name] = np.where(lost, np.nan, v[name])
+        u = np.fmin.reduce(np.broadcast_arrays(*[np.asarray(v[k], float) for k in UNIFIED_MEMBERS]))
+        v["unified"] = np.where(np.isnan(eps) | np.isnan(T0), np.nan, u)
+    out = {k: np.asarray(v[k], dtype=np.float64) for k in BOUND_NAMES}
+    filled = {
+        "tv_max": eps,
+        "kl_seq": kseq,
+        "tv_seq": tseq,
+        "per_position": dbar if pp is None else np.sum(pp, axis=-1) * np.ones_like(T0),
+    }
+    return out, filled
+
+
 def evaluate(stats: Stats, constants: str = "paper") -> Result:
     r"""Evaluate every bound of the paper for ``stats``.
 
@@ -563,7 +697,7 @@ def evaluate(stats: Stats, constants: str = "paper") -> Result:
     :math:`D_{TV}^{seq} \le \min(1, \sqrt{D_{KL}^{seq}/2}, \sum_t \bar D_t, T\varepsilon)`,
     :math:`\bar D_t \le \min(1, \varepsilon, \sqrt{\delta/2})` (uniform).
     Without ``kl_max`` the KL-based bounds (and PM-TV, which needs :math:`\delta`)
-    are ``None``.
+    are ``None``. The numbers come from :func:`bound_columns`, as in ``trmbounds check``.
 
     Parameters
     ----------
@@ -589,74 +723,46 @@ def evaluate(stats: Stats, constants: str = "paper") -> Result:
     B._lead(constants)
     s = stats
     T, d = s.T, s.kl_max
+    cols, filled = bound_columns(
+        T,
+        d,
+        s.tv_max,
+        s.kl_seq,
+        s.tv_seq,
+        s.per_position,
+        adv_range=s.adv_range,
+        reward_range=s.reward_range,
+        missing_mass=s.missing_mass,
+        constants=constants,
+    )
     derived: dict[str, Derived] = {}
-    e = s.tv_max
-    if e is None:
-        e = min(1.0, math.sqrt(d / 2))  # type: ignore[operator]
-        derived["tv_max"] = Derived(e, "min(1, sqrt(kl_max/2)) (Pinsker)")
-    kseq = s.kl_seq
-    if kseq is None and d is not None:
-        kseq = T * d
-        derived["kl_seq"] = Derived(kseq, "T * kl_max (chain rule of KL)")
-    pp = s.per_position
-    tseq = s.tv_seq
-    if tseq is None:
-        cands = [(1.0, "1")]
-        if kseq is not None:
-            cands.append((math.sqrt(kseq / 2), "sqrt(kl_seq/2)"))
-        if pp is not None:
-            cands.append((float(pp.sum()), "sum_t per_position"))
-        cands.append((T * e, "T * tv_max"))
-        val = min(c[0] for c in cands)
-        derived["tv_seq"] = Derived(val, "min(" + ", ".join(c[1] for c in cands) + ")")
-        tseq = val
-    if pp is None:
-        fill = min(1.0, e, math.sqrt(d / 2) if d is not None else 1.0)
+    if s.tv_max is None:
+        derived["tv_max"] = Derived(float(filled["tv_max"]), "min(1, sqrt(kl_max/2)) (Pinsker)")
+    if s.kl_seq is None and d is not None:
+        derived["kl_seq"] = Derived(float(filled["kl_seq"]), "T * kl_max (chain rule of KL)")
+    if s.tv_seq is None:
+        parts = ["1"]
+        if s.kl_seq is not None or d is not None:
+            parts.append("sqrt(kl_seq/2)")
+        if s.per_position is not None:
+            parts.append("sum_t per_position")
+        parts.append("T * tv_max")
+        derived["tv_seq"] = Derived(float(filled["tv_seq"]), "min(" + ", ".join(parts) + ")")
+    if s.per_position is None:
         rule = "min(1, tv_max, sqrt(kl_max/2))" if d is not None else "min(1, tv_max)"
-        derived["per_position"] = Derived(fill, rule + ", uniform over t")
-        dbar: Any = fill
-    else:
-        dbar = pp
+        derived["per_position"] = Derived(float(filled["per_position"]), rule + ", uniform over t")
 
-    kw = dict(adv_range=s.adv_range, constants=constants)
-    vals: dict[str, float | None] = dict.fromkeys(BOUND_NAMES)
-    vals["classical_tv"] = B.classical_tv(T, e, **kw)
-    vals["linear"] = B.linear(T, e, **kw)
-    vals["mix_tv"] = B.mix_tv(T, e, tseq, **kw)
-    vals["coupling"] = B.coupling(T, e, **kw)
-    vals["adaptive_tv"] = B.adaptive_tv(T, e, dbar, **kw)
-    vals["adaptive"] = B.adaptive(T, d, e, dbar, **kw)
-    if d is not None:
-        vals["classical_kl"] = B.classical_kl(T, d, **kw)
-        vals["pm_kl"] = B.pm_kl(T, d, **kw)
-        vals["pm_tv"] = B.pm_tv(T, d, e, **kw)
-        vals["mix_kl"] = B.mix_kl(T, d, kseq, **kw)
-        vals["adaptive_kl"] = B.adaptive_kl(T, d, dbar, **kw)
-
+    vals: dict[str, float | None] = {
+        k: (None if np.isnan(x) else float(x)) for k, x in cols.items()
+    }
     notes: list[str] = []
     m = s.missing_mass
     if m is not None and m > 0:
-        # The surrogate misses sum_t E[sum_{v outside supp} pi_theta(v) Q_t(v)], which lies
-        # in [lo*m, hi*m] for rewards in [lo, hi] (docs/theory.md §6): add max(|lo|, |hi|) m.
         if s.reward_range is not None:
             lo, hi = s.reward_range
             r_abs, where = max(abs(lo), abs(hi)), f"rewards in [{lo:g}, {hi:g}]"
         else:
             r_abs, where = s.adv_range, f"rewards assumed in [0, a = {s.adv_range:g}]"
-        for k in (
-            "classical_tv",
-            "classical_kl",
-            "linear",
-            "pm_kl",
-            "pm_tv",
-            "mix_kl",
-            "mix_tv",
-            "coupling",
-        ):
-            if vals[k] is not None:
-                vals[k] = vals[k] + r_abs * m  # type: ignore[operator]
-        for k in ("adaptive_kl", "adaptive_tv", "adaptive"):
-            vals[k] = None
         notes.append(
             f"support: π_θ puts mass m = {m:g} outside π_roll's support; the PDI-family "
             f"bounds include + max|R|·m = {r_abs * m:g} ({where}); the Adaptive bounds "
@@ -664,12 +770,12 @@ def evaluate(stats: Stats, constants: str = "paper") -> Result:
         )
     members = {k: vals[k] for k in UNIFIED_MEMBERS if vals[k] is not None}
     tightest = min(members, key=lambda k: members[k])  # type: ignore[arg-type, return-value]
-    vals["unified"] = members[tightest]
 
     closed: dict[str, float] = {}
+    kw = dict(adv_range=s.adv_range, constants=constants)
     if d is not None:
         closed["pm_kl"] = B.pm_kl_closed_form(T, d, **kw)
-        closed["pm_tv"] = B.pm_tv_closed_form(T, d, e, **kw)
+        closed["pm_tv"] = B.pm_tv_closed_form(T, d, float(filled["tv_max"]), **kw)
 
     notes.extend(f"inconsistent: {w}" for w in s.warnings)
     notes.extend(_validity_notes(s, m))

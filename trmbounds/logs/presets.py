@@ -25,6 +25,10 @@ QUANTITIES: dict[str, tuple[str, str]] = {
     "T": ("logged", "response length T to use directly"),
     "T_max": ("logged", "maximum response length in the batch"),
     "T_mean": ("logged", "mean response length in the batch"),
+    "T_cap": (
+        "logged",
+        "generation cap (max_new_tokens / max response length): the horizon T of the bounds",
+    ),
     "kl_tok_mean": (
         "estimate",
         "token mean of k3 = rho-1-log(rho) (or of k1 = -log rho) over the batch; "
@@ -58,6 +62,7 @@ QUANTITIES: dict[str, tuple[str, str]] = {
     "reject_frac": ("logged", "fraction masked by the trust region; acceptance = 1 - it"),
     "accept": ("logged", "acceptance rate of the trust-region mask"),
     "surrogate": ("estimate", "surrogate improvement L (same reward units as the bound)"),
+    "surrogate_se": ("estimate", "standard error of the logged surrogate L"),
     # per-token dumps (list columns, one record per sequence)
     "logp_roll": ("logged", "per-token log pi_roll(y_t|c_t) of the sampled tokens"),
     "logp_theta": ("logged", "per-token log pi_theta(y_t|c_t) of the sampled tokens"),

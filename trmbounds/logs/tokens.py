@@ -5,12 +5,22 @@ With responses :math:`y \sim \pi_{roll}` and :math:`\rho_t = \pi_\theta(y_t|c_t)
 statistics (each reported with a normal-approximation 95 % confidence interval;
 acceptance rates, proportions, with the Wilson score interval):
 
-* :math:`\bar D_t = E[\tfrac12|\rho_t - 1|]` (because
-  :math:`E_{y\sim q}[\tfrac12|p(y)/q(y) - 1|] = TV(q, p)` at every context), averaged
-  over sequences at position ``t``; a sequence that ended before ``t`` contributes 0
-  (after the end both policies agree);
+* :math:`\bar D_t = E[(1 - \rho_t)^+]` (because
+  :math:`E_{y\sim q}[(1 - p(y)/q(y))^+] = \sum_y (q(y) - p(y))^+ = TV(q, p)` at every
+  context), averaged over sequences at position ``t``; a sequence that ended before
+  ``t`` contributes 0 (after the end both policies agree);
 * :math:`D_{KL}^{seq} = E[\sum_t k3_t]`, :math:`k3 = \rho - 1 - \log\rho`;
-* :math:`D_{TV}^{seq} = E[\tfrac12|\prod_t \rho_t - 1|]`, computed in log space.
+* :math:`D_{TV}^{seq} = E[(1 - \prod_t \rho_t)^+]`, computed in log space.
+
+Both TV identities hold **without** full support (mass :math:`\pi_\theta` puts where
+:math:`\pi_{roll}` is 0 adds nothing to :math:`(q - p)^+`), so under top-k/top-p
+rollouts they estimate the full TV; and every term lies in [0, 1], so the normal
+interval behaves (``½|ρ - 1|`` has the same mean only under full support, and
+:math:`\prod_t\rho_t` is heavy-tailed at long ``T``).
+
+With a per-sequence ``reward`` column the surrogate
+:math:`L = E_{roll}[R \sum_t (\rho_t - 1)]` is estimated with its CI and one-sided
+95 % lower confidence bound, which the ``guaranteed`` state needs.
 
 The *maxima* :math:`\delta` and :math:`\varepsilon` cannot be estimated from sampled
 tokens. What a dump does give: :math:`\max |p_\theta(y) - p_{roll}(y)|` over sampled
@@ -37,8 +47,20 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputFileError, TrmboundsError
-from .check import Assumption, CheckResult, Stat, _list, states, unified_columns
 from .readers import _BLOCK, BadRecords, iter_log
+from .result import (
+    Z_ONE_SIDED,
+    Assumption,
+    CheckResult,
+    Stat,
+    _list,
+    detector_flags,
+    horizon_note,
+    length_value,
+    states,
+    support_note,
+    unified_columns,
+)
 
 __all__ = [
     "TOKEN_COLUMNS",
@@ -70,8 +92,10 @@ TOKEN_COLUMNS: dict[str, tuple[str, ...]] = {
     "kl_token": ("kl_token", "token_kl", "exact_kl"),
     "tv_token": ("tv_token", "token_tv", "exact_tv"),
     "step": ("step", "_step", "global_step"),
+    "reward": ("reward", "rewards", "score", "scores"),
 }
 _Z95 = 1.959963984540054
+_N_RELIABLE = 100  # below this many sequences a normal CI is flagged as unreliable
 _SNIFF = _BLOCK  # bytes of a JSONL dump searched for its columns (the reader's block)
 _LOGP_SLACK = 1e-6  # a log-probability above this is not a log-probability
 
@@ -341,14 +365,15 @@ def check_tokens(
         for q in _OPTIONAL
     }
     list_cols = {cols["logp_roll"], cols["logp_theta"]}
-    list_cols.update(c for q in _OPTIONAL if q != "step" for c in wanted[q])
+    list_cols.update(c for q in _OPTIONAL if q not in _SCALAR for c in wanted[q])
     bad = BadRecords(skip=skip_bad)
     accs: dict[float, _Acc] = {}
     bins: dict[int, np.ndarray] = {}  # log2 bin -> [n, sum L, acc max, acc combined, viol tok, tok]
     done = 0
     invalid: dict[str, list] = {}
     seen: set[str] = set()
-    for chunk in iter_log(p, format, columns=wanted["step"], lists=list_cols, bad=bad, seen=seen):
+    scalars = (*wanted["step"], *wanted["reward"])
+    for chunk in iter_log(p, format, columns=scalars, lists=list_cols, bad=bad, seen=seen):
         _discover(p, chunk, cols, wanted, done)
         _token_block(p, chunk, cols, opts, accs, bins, bad, invalid)
         done += len(chunk)
@@ -362,7 +387,8 @@ def check_tokens(
     return _finish(p, cols, opts, accs, bins, bad, invalid, length, cols.get("step"))
 
 
-_OPTIONAL = ("loss_mask", "kl_token", "tv_token", "step")
+_OPTIONAL = ("loss_mask", "kl_token", "tv_token", "step", "reward")
+_SCALAR = ("step", "reward")  # one number per record; the others are per-token lists
 
 
 def _discover(p, chunk, cols, wanted, done) -> None:
@@ -375,7 +401,7 @@ def _discover(p, chunk, cols, wanted, done) -> None:
     for q in _OPTIONAL:
         if q in cols:
             continue
-        have = chunk.columns if q == "step" else chunk.lists
+        have = chunk.columns if q in _SCALAR else chunk.lists
         found = [c for c in wanted[q] if c in have and chunk.present[c].any()]
         if not found:
             continue
@@ -426,6 +452,15 @@ def _token_block(p, chunk, cols, o: _Options, accs, bins, bad: BadRecords, inval
         flag(~np.isfinite(step), lambda i: f"no valid {sc} value")
     else:
         step = np.zeros(n)
+    reward = None
+    if "reward" in cols:
+        rc = cols["reward"]
+        reward = np.where(
+            chunk.present.get(rc, np.zeros(n, bool)),
+            chunk.columns.get(rc, np.full(n, np.nan)),
+            np.nan,
+        )
+        flag(~np.isfinite(reward), lambda i: f"no valid {rc} value (other records have one)")
     # per-token validity, on records whose arrays line up
     tok_ok = np.repeat(ok, lens)
     lr_t = lr[: off[-1]] if len(lr) >= off[-1] else lr
@@ -507,17 +542,19 @@ def _token_block(p, chunk, cols, o: _Options, accs, bins, bad: BadRecords, inval
         offs = np.zeros(len(L) + 1, np.int64)
         np.cumsum(L, out=offs[1:])
         step = step[seq_good]
+        if reward is not None:
+            reward = reward[seq_good]
     if not len(L):
         if n_empty:
             _acc(accs, 0.0).n_empty += n_empty
         return
     with np.errstate(over="ignore", invalid="ignore"):
-        _token_stats(o, accs, bins, th, r, L, offs, step, keep_tok, ex_kl, ex_tv)
+        _token_stats(o, accs, bins, th, r, L, offs, step, keep_tok, ex_kl, ex_tv, reward)
     if n_empty:
         _acc(accs, np.unique(step)[0] if len(step) else 0.0).n_empty += n_empty
 
 
-def _token_stats(o, accs, bins, th, r, L, offs, step, keep_tok, ex_kl, ex_tv) -> None:
+def _token_stats(o, accs, bins, th, r, L, offs, step, keep_tok, ex_kl, ex_tv, reward) -> None:
     """Per-sequence statistics of the kept tokens, accumulated per step group.
 
     A log-ratio ``log rho`` above ~709.78 makes ``rho`` (and k3, |rho - 1|) overflow to
@@ -529,6 +566,8 @@ def _token_stats(o, accs, bins, th, r, L, offs, step, keep_tok, ex_kl, ex_tv) ->
     rm1 = np.expm1(d)  # rho - 1
     k3 = rm1 - d
     am1 = np.abs(rm1)
+    tv_tok = np.maximum(-rm1, 0.0)  # (1 - rho)^+ in [0, 1]: its mean under pi_roll is TV(c)
+    sum_rm1 = segment_sum(rm1, offs) if reward is not None else None
     del rm1
     pq = np.exp(th)
     pq -= np.exp(r)
@@ -537,16 +576,22 @@ def _token_stats(o, accs, bins, th, r, L, offs, step, keep_tok, ex_kl, ex_tv) ->
     Lf = L.astype(np.float64)
     seq: dict[str, np.ndarray] = {
         "klseq": segment_sum(k3, offs),
-        "tvseq": 0.5 * np.abs(np.expm1(segment_sum(d, offs))),
-        "pos_sum": 0.5 * segment_sum(am1, offs),
+        # (1 - prod_t rho_t)^+ in [0, 1]: its mean under pi_roll is D_TV^seq (full support
+        # or not); 1 - exp(x) for x = sum_t log rho_t, 0 when the product exceeds 1
+        "tvseq": np.maximum(-np.expm1(segment_sum(d, offs)), 0.0),
+        "pos_sum": segment_sum(tv_tok, offs),
+        "ser_sum": segment_sum(am1, offs),
     }
+    if reward is not None:
+        # R * sum_t (rho_t - 1): its mean under pi_roll is the surrogate L (docs/theory.md)
+        seq["sur"] = reward * sum_rm1
     mx: dict[str, np.ndarray] = {
         "pq": segment_max(pq, offs),
         # max k2 = max (log rho)^2 / 2 from the extremes of log rho
         "k2": 0.5 * np.maximum(segment_max(d, offs), -_segment(np.minimum, d, offs, np.inf)) ** 2,
         "k3": segment_max(k3, offs),
     }
-    pos_val = 0.5 * am1
+    pos_val = tv_tok
     kl_max_seq = mx["k2"]
     kl_mean_seq = seq["klseq"] / Lf
     viol_tok = np.abs(d) > math.sqrt(2.0 * o.trm_max)  # k2 > trm_max
@@ -566,7 +611,7 @@ def _token_stats(o, accs, bins, th, r, L, offs, step, keep_tok, ex_kl, ex_tv) ->
     acc_avg = kl_mean_seq <= o.trm_avg
     crit = {"trm_max": acc_max, "trm_avg": acc_avg, "combined": acc_max & acc_avg}
     if o.ser is not None:
-        crit["ser"] = 2.0 * seq["pos_sum"] / Lf <= o.ser  # mean |rho - 1|
+        crit["ser"] = seq["ser_sum"] / Lf <= o.ser  # mean |rho - 1|
     if o.ln_trm is not None:
         rem = (np.repeat(L, L) - 1 - t0).astype(np.float64)
         w = _weights_ln(rem, o.assumption.tv_max, o.assumption.kl_max)
@@ -636,10 +681,12 @@ def _finish(p, cols, o: _Options, accs, bins, bad, invalid, length, step_col) ->
     G = len(accs)
     n = np.array([A.n for A in accs], dtype=np.float64)
     T_obs = np.array([A.Lmax for A in accs], dtype=np.float64)
-    fixed = None
-    if length not in ("max", "mean"):
-        fixed = float(math.ceil(float(length)))
-    T = np.full(G, fixed) if fixed is not None else T_obs
+    fixed = length_value(length)
+    if fixed is not None:
+        T = np.fmax(fixed, T_obs)  # a longer response than the cap: the cap is wrong
+        T_src = np.where(T_obs > fixed, "empirical", "assumed").astype(object)
+    else:
+        T, T_src = T_obs, np.full(G, "empirical", dtype=object)
     exact_kl = "klseq_exact" in accs[0].sums if accs else False
     exact_tv = "pos_sum_exact" in accs[0].sums if accs else False
 
@@ -658,7 +705,7 @@ def _finish(p, cols, o: _Options, accs, bins, bad, invalid, length, step_col) ->
     )
     # D_TV^seq <= 1 (a TV distance): the estimate and its CI are clipped to [0, 1]
     tseq = _unit(*est("tvseq"), 1.0)
-    stats["tv_seq"] = Stat(tseq[0], "estimate", "mean of |prod_t rho_t - 1|/2", (tseq[1], tseq[2]))
+    stats["tv_seq"] = Stat(tseq[0], "estimate", "mean of (1 - prod_t rho_t)^+", (tseq[1], tseq[2]))
     psum = _unit(*est("pos_sum_exact" if exact_tv else "pos_sum"), T_obs)  # D̄_t <= 1
     stats["per_position_sum"] = Stat(psum[0], "estimate", "sum_t D̄_t", (psum[1], psum[2]))
     pp, pp_lo, pp_hi = [], [], []
@@ -679,7 +726,7 @@ def _finish(p, cols, o: _Options, accs, bins, bad, invalid, length, step_col) ->
     stats["per_position"] = Stat(
         pp_arr,
         "estimate",
-        "mean of " + ("exact TV" if exact_tv else "|rho_t - 1|/2") + " at position t",
+        "mean of " + ("exact TV" if exact_tv else "(1 - rho_t)^+") + " at position t",
         (lo_arr, hi_arr),
     )
     eps_lb = np.array([np.fmax(A.maxs["pq"], A.maxs.get("tv_exact", -np.inf)) for A in accs])
@@ -708,24 +755,57 @@ def _finish(p, cols, o: _Options, accs, bins, bad, invalid, length, step_col) ->
         "TRM-Max and TRM-Avg combined",
         stats["accept_combined"].ci,
     )
-    kw = dict(adv_range=a.adv_range, constants=a.constants)
-    bound = unified_columns(T, a.kl_max, a.tv_max, **kw) if a.given else np.full(G, np.nan)
+    sur = lcb = np.full(G, np.nan)
+    if "sur" in accs[0].sums:
+        m_, lo_, hi_ = est("sur")
+        stats["surrogate"] = Stat(m_, "estimate", f"mean of {cols['reward']} x sum_t (rho_t - 1)",
+                                  (lo_, hi_))  # fmt: skip
+        sur = m_
+        lcb = m_ - (hi_ - m_) * (Z_ONE_SIDED / _Z95)  # one-sided 95 %: L - 1.645 se
+        stats["surrogate_lcb"] = Stat(lcb, "estimate", "L - 1.645 se (one-sided 95 %)")
+    bound = unified_columns(T, a.kl_max, a.tv_max, assumption=a) if a.given else np.full(G, np.nan)
     bound_est = np.empty(G)
+    with np.errstate(invalid="ignore"):
+        kseq_b = np.where(kseq[0] < 0, 0.0, kseq[0])
     for g in range(G):
         d = a.kl_max if a.kl_max is not None else (None if a.tv_max is not None else k2[g])
         bound_est[g] = float(
-            unified_columns(T[g], d, a.tv_max, kseq[0][g], tseq[0][g], pp[g], **kw)
+            unified_columns(T[g], d, a.tv_max, kseq_b[g], tseq[0][g], pp[g], assumption=a)
         )
-    state = states(T, bound, a, eps_lb, kl_lb, np.full(G, np.nan))
+    sound = T_src != "empirical"
+    state = states(T, bound, a, eps_lb, kl_lb, sur, lcb, sound)
     notes = [
         "kl_seq, tv_seq and D̄_t are Monte Carlo estimates (± 95 % normal CI) under y ~ pi_roll; "
         "acceptance rates have 95 % Wilson score intervals",
         "delta and eps cannot be estimated from sampled tokens: kl_max_proxy (max k2) is a "
-        "detector, tv_lower_bound (max |p_theta - p_roll| over sampled tokens) a certified "
-        "lower bound on eps",
-        "D̄_t: a sequence shorter than t contributes 0 at t (both policies agree after the end)",
-        "the guarantee needs delta/eps to hold over ALL reachable contexts (SPEC §5.1)",
+        "detector (a step where it exceeds the assumed delta is flagged), tv_lower_bound "
+        "(max |p_theta - p_roll| over sampled tokens) a certified lower bound on eps",
+        "D̄_t and tv_seq use E[(1 - rho)^+] = TV, exact with or without full support; "
+        "a sequence shorter than t contributes 0 at t (both policies agree after the end)",
     ]
+    few = int(np.sum(n < _N_RELIABLE))
+    if few:
+        notes.append(
+            f"{few:,} step group(s) have fewer than {_N_RELIABLE} sequences: their normal "
+            "confidence intervals are unreliable (coverage below 95 % is likely)"
+        )
+    if "surrogate" not in stats:
+        notes.append(
+            "no per-sequence reward column: the surrogate L is unknown, so 'guaranteed' cannot "
+            "be given (pass --map reward=COLUMN)"
+        )
+    else:
+        notes.append(
+            "surrogate L = mean of R x sum_t (rho_t - 1) with R the reward in the bound's "
+            "reward units; 'guaranteed' needs its one-sided 95 % lower bound above B*"
+        )
+    h = horizon_note(T_src)
+    if h:
+        notes.append(h)
+    notes.append(support_note(a))
+    notes.append(
+        "the guarantee needs delta/eps to hold over ALL reachable contexts (docs/theory.md)"
+    )
     huge = [k for k, st in stats.items() if st.values.dtype != object and np.isinf(st.values).any()]
     if huge:
         notes.append(
@@ -735,8 +815,12 @@ def _finish(p, cols, o: _Options, accs, bins, bad, invalid, length, step_col) ->
         )
     if not step_col:
         notes.append("no step column: the whole dump is one group (step 0)")
-    if fixed is not None and np.any(T_obs > T):
-        notes.append(f"--length {length} is shorter than the longest sequence; D̄_t is truncated")
+    if fixed is not None and np.any(T_obs > fixed):
+        notes.append(
+            f"--length {length} is shorter than the longest sequence at "
+            f"{int(np.sum(T_obs > fixed)):,} step group(s): a response longer than the "
+            "cap was sampled, so T = that length there (empirical)"
+        )
     if not a.given:
         notes.append(
             "no --kl-max/--tv-max: nothing is guaranteed; 'unified' is an ESTIMATE with the k2 "
@@ -788,6 +872,10 @@ def _finish(p, cols, o: _Options, accs, bins, bad, invalid, length, step_col) ->
         invalid=invalid,
         notes=notes,
         extra=extra,
+        T_source=T_src,
+        sound=sound,
+        flag=detector_flags(k2, a),
+        detector="max k2",
     )
 
 
