@@ -61,6 +61,7 @@ _STYLE = {
     "refuted": "bold red",
     "vacuous": "red",
     "guaranteed": "bold green",
+    "estimated-gain": "cyan",
     "non-vacuous": "green",
     "unknown": "yellow",
 }
@@ -103,13 +104,28 @@ def check_cmd(
         ),
     ] = None,
     length: Annotated[
-        str, typer.Option("--length", help="Response length T: max, mean or a number.")
+        str,
+        typer.Option(
+            "--length",
+            help="Horizon T of the bounds: the generation cap (max_new_tokens). max: the "
+            "cap the framework logs, else the longest response seen (an empirical horizon: "
+            "no guarantee).",
+        ),
     ] = "max",
     kl_max: KL_MAX_OPT = None,
     tv_max: TV_MAX_OPT = None,
     adv_range: ADV_RANGE_OPT = None,
     reward_range: REWARD_RANGE_OPT = None,
     constants: CONSTANTS_OPT = Constants.paper,
+    missing_mass: Annotated[
+        float | None,
+        typer.Option(
+            "--missing-mass",
+            help="Assumed mass m that pi_theta puts outside the rollout support, summed over "
+            "positions (top-k/top-p rollouts); adds max|R|*m to B* [default: full support].",
+            show_default=False,
+        ),
+    ] = None,
     trm_max: Annotated[
         float | None,
         typer.Option(
@@ -168,20 +184,15 @@ def check_cmd(
     log-probabilities) into the paper's statistics, each labelled certified, estimate
     (± 95 % CI), proxy, lower bound or assumed, and evaluates the unified bound B* under
     your trust-region assumption (--kl-max/--tv-max, e.g. the TRM threshold) and under
-    the estimates.
+    the estimates, at the horizon T = the generation cap (--length). 'guaranteed' needs a
+    one-sided 95 % lower confidence bound on the surrogate above B*; the rule of every
+    state is in docs/logs.md.
     """
     from ..logs.check import Assumption, check_log
 
     if adv_range is not None and reward_range is not None:
         raise TrmboundsError("give --adv-range or --reward-range, not both")
-    a_range = 1.0
-    if adv_range is not None:
-        a_range = adv_range
-    elif reward_range is not None:
-        lo, hi = reward_range
-        if not (math.isfinite(lo) and math.isfinite(hi)) or hi < lo:
-            raise TrmboundsError(f"--reward-range: need finite LO <= HI, got {lo:g} {hi:g}")
-        a_range = hi - lo
+    a_range = 1.0 if adv_range is None else adv_range
     if report is not None and report.suffix.lower() not in (".csv", ".json"):
         raise TrmboundsError(f"--report {report}: use a .csv or .json file name")
     if plot is not None and plot.suffix.lower() not in _PLOT_EXT:
@@ -192,7 +203,12 @@ def check_cmd(
     if not log.exists():
         raise TrmboundsError(f"log file not found: {log}")
     assumption = Assumption(
-        kl_max=kl_max, tv_max=tv_max, adv_range=a_range, constants=constants.value
+        kl_max=kl_max,
+        tv_max=tv_max,
+        adv_range=a_range,
+        constants=constants.value,
+        reward_range=tuple(reward_range) if reward_range is not None else None,
+        missing_mass=missing_mass,
     )
     tok = {
         k: v
@@ -240,7 +256,8 @@ def _write_report(result, path: Path) -> None:
         path.write_text(dumps(result.to_dict()) + "\n", encoding="utf-8")
         return
     scalar = [k for k, s in result.stats.items() if s.values.dtype.kind != "O"]
-    head = ["step", "T", "status", "unified", "basis", "unified_estimate", "vacuous"]
+    head = ["step", "T", "T_source", "status", "flagged", "unified", "basis", "unified_estimate",
+            "vacuous"]  # fmt: skip
     for k in scalar:
         head.append(f"{k} [{result.stats[k].status}]")
         if result.stats[k].ci is not None:
@@ -255,9 +272,11 @@ def _write_report(result, path: Path) -> None:
             row = [
                 _num(result.step[i]),
                 _num(result.T[i]),
+                result.T_source[i],
                 STATES[int(result.state[i])],
+                result.flagged_by(i),
                 _num(u[i]),
-                result.basis,
+                result.basis_of(i),
                 _num(result.bound_est[i]),
                 "" if math.isnan(u[i]) else str(bool(u[i] >= result.assumption.adv_range)).lower(),
             ]
@@ -289,9 +308,13 @@ def _render(result, report, plot) -> None:
         )
         or "none (nothing can be guaranteed)"
     )
+    rr = a.reward_range
+    rr = "" if rr is None else f" (rewards in [{rr[0]:g}, {rr[1]:g}])"
+    mm = "" if a.missing_mass is None else f";  missing mass m = {a.missing_mass:g} (assumed)"
     con.print(
         f"[bold]trmbounds check[/bold]  {result.path}  ({result.kind}, preset {result.preset})\n"
-        f"assumption: {assume};  a = {a.adv_range:g};  constants = {a.constants}"
+        f"assumption: {assume};  a = {a.adv_range:g}{rr}{mm};  constants = {a.constants}\n"
+        f"horizon T: {result.summary()['horizon']};  B* rests on: {result.basis}"
     )
     t = Table(title="statistics", title_justify="left", header_style="bold")
     t.add_column("statistic")
@@ -325,12 +348,13 @@ def _render(result, report, plot) -> None:
             "—" if acc is None else _acc(acc[i]),
             _f(u[i]),
             _f(result.bound_est[i]),
-            f"[{_STYLE[state]}]{state}[/{_STYLE[state]}]",
+            f"[{_STYLE[state]}]{state}[/{_STYLE[state]}]"
+            + ("" if math.isnan(result.flag[i]) else " [bold magenta]⚑[/bold magenta]"),
         )
     con.print(st)
     con.print(
         "[dim]ε ≥: certified lower bound on ε; δ proxy: max k2 (a detector); B*: under "
-        + ("the assumption" if result.basis == "assumed" else "the estimates (no assumption)")
+        + ("the assumption" if a.given else "the estimates (no assumption)")
         + "; B* est.: with the estimated D_KL^seq / D_TV^seq / D̄_t plugged in[/dim]"
     )
     ref = [i for i in range(n) if result.state[i] == STATES.index("refuted")]
@@ -340,6 +364,14 @@ def _render(result, report, plot) -> None:
         )
     if len(ref) > 5:
         con.print(f"… and {len(ref) - 5:,} more refuted step(s)")
+    flg = [i for i in result.worst(len(result)) if not math.isnan(result.flag[i])]
+    for i in flg[:5]:
+        con.print(
+            f"[bold magenta]⚑ flagged[/bold magenta] at step {_show(result.step[i])}: "
+            f"{result.flagged_by(i)} (a detector, not a bound: the assumption is doubtful)"
+        )
+    if len(flg) > 5:
+        con.print(f"… and {len(flg) - 5:,} more flagged step(s)")
     lines = result.summary()
     counts = lines["states"]
     con.print(
