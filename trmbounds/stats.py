@@ -38,7 +38,7 @@ __all__ = [
     "UNIFIED_MEMBERS",
 ]
 
-#: What a statistic's value rests on (SPEC §5). ``assumed``: supplied by the user as
+#: What a statistic's value rests on (docs/theory.md §6). ``assumed``: supplied by the user as
 #: a hypothesis (e.g. a TRM threshold); ``certified``: proven for all reachable
 #: contexts; ``empirical``: a maximum over measured contexts (a lower estimate of the
 #: true maximum); ``estimate``: a Monte Carlo estimate; ``proxy``: a sample-based
@@ -98,7 +98,7 @@ def _exceeds(x: float, limit: float) -> bool:
 
 @dataclass(frozen=True)
 class Stats:
-    r"""Divergence statistics of one rollout/training policy pair (SPEC §2).
+    r"""Divergence statistics of one rollout/training policy pair.
 
     Parameters
     ----------
@@ -120,7 +120,7 @@ class Stats:
         ``(lo, hi)``; sets ``adv_range = hi - lo``.
     missing_mass : float, optional
         :math:`m`, the expected mass :math:`\pi_\theta` puts outside the support of
-        :math:`\pi_{roll}`, summed over positions (SPEC §5.3). ``None`` assumes full
+        :math:`\pi_{roll}`, summed over positions (docs/theory.md §6). ``None`` assumes full
         support; a positive value adds :math:`\max(|r_{min}|, |r_{max}|)\,m` to the
         PDI-family bounds (:math:`a\,m` when only ``adv_range`` is given: rewards are
         then taken to lie in :math:`[0, a]`) and drops the Adaptive bounds, which need
@@ -507,7 +507,7 @@ class Result:
     tightest : str
         The member of the unified bound that attains it.
     notes : list of str
-        Validity conditions that apply to these numbers (SPEC §5).
+        Validity conditions that apply to these numbers (docs/theory.md §6).
     """
 
     stats: Stats
@@ -690,7 +690,7 @@ def bound_columns(
 def evaluate(stats: Stats, constants: str = "paper") -> Result:
     r"""Evaluate every bound of the paper for ``stats``.
 
-    Missing statistics are filled only with valid upper bounds (SPEC §2), each
+    Missing statistics are filled only with valid upper bounds, each
     recorded in :attr:`Result.derived`:
     :math:`\varepsilon \le \min(1, \sqrt{\delta/2})`,
     :math:`D_{KL}^{seq} \le T\delta`,

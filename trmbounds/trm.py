@@ -10,9 +10,9 @@ token); masks return one boolean per sequence and the acceptance rate.
   and TV per token from two logit arrays, chunked, through a stable log-softmax;
   the missing mass of a truncated (top-k / top-p) rollout distribution.
 - :func:`k1`, :func:`k2`, :func:`k3`: sample-based proxies from the sampled token's
-  log-ratio :math:`\log\rho_t` (detectors, not bounds; SPEC §4).
+  log-ratio :math:`\log\rho_t` (detectors, not bounds; the paper).
 - :func:`trm_max_mask`, :func:`trm_avg_mask`, :func:`trm_combined_mask`,
-  :func:`ln_trm_mask`, :func:`ser_mask`: the masking criteria of the paper (SPEC §4).
+  :func:`ln_trm_mask`, :func:`ser_mask`: the masking criteria of the paper (the paper).
 - :func:`masked_surrogate`: :math:`E_{roll}[M\,A\sum_t\rho_t]` normalised by the
   **total** batch size, as the paper prescribes.
 
@@ -455,7 +455,7 @@ def _divergences_torch(x, y, tokens, temperature, top_k, top_p, block_rows):
 
 # ----------------------------------------------------------------- proxies
 def k1(log_ratio: Any) -> Any:
-    r"""The k1 proxy :math:`-\log\rho_t` of the sampled token (SPEC §4).
+    r"""The k1 proxy :math:`-\log\rho_t` of the sampled token (the paper).
 
     .. math:: k_1 = -\log\rho_t = \log\pi_{roll}(y_t|c_t) - \log\pi_\theta(y_t|c_t)
 
@@ -563,7 +563,7 @@ def trm_max_mask(kl: Any, threshold: float, mask: Any = None) -> TRMMask:
 
     .. math:: M = \mathbb 1\big[\max_t KL(c_t) \le \delta\big]
 
-    The threshold is length-invariant (SPEC §4). Pass the exact per-token KL from
+    The threshold is length-invariant (the paper). Pass the exact per-token KL from
     :func:`token_divergences`, or a proxy (:func:`k2` is the paper's choice when full
     logits are unavailable). A sequence with no valid token is kept.
 
@@ -671,7 +671,7 @@ def ln_trm_mask(
 
     :math:`T_i` is the sequence's own length (valid tokens, which must come first in
     each row). With :math:`\delta` holding globally, :math:`|Error| \le 2E_{roll}[W]`
-    (SPEC §4). A sequence with :math:`Z = 0` (one token) has :math:`W = 0` and is kept.
+    (the paper). A sequence with :math:`Z = 0` (one token) has :math:`W = 0` and is kept.
 
     Examples
     --------
@@ -713,7 +713,7 @@ def ser_mask(log_ratio: Any, threshold: float, mask: Any = None) -> TRMMask:
 
     .. math:: M = \mathbb 1\Big[\tfrac1{T_i}\sum_{t\le T_i} |\rho_t - 1| \le \delta_{SER}\Big]
 
-    The suggested range is :math:`\delta_{SER} \in [0.03, 0.10]` (SPEC §4).
+    The suggested range is :math:`\delta_{SER} \in [0.03, 0.10]` (the paper).
 
     Examples
     --------
@@ -745,7 +745,7 @@ def masked_surrogate(
         L_{masked} = \frac1N \sum_{i=1}^N M_i \sum_{t} A_{i,t}\,\rho_{i,t}
 
     ``normalize="sequences"`` divides by the number of sequences :math:`N`
-    (SPEC §4); ``"tokens"`` divides by the number of valid tokens of the whole batch,
+    (the paper); ``"tokens"`` divides by the number of valid tokens of the whole batch,
     rejected sequences included. Dividing by the accepted count instead would
     re-weight the kept sequences and bias the gradient. Padding and rejected
     sequences are selected away, not multiplied by 0: a NaN or overflowing
@@ -826,7 +826,7 @@ def acceptance_probability(p: Any, T: Any) -> Any:
     r"""Length bias of a per-token criterion: :math:`P(\text{accept}) = (1-p)^T`.
 
     With an i.i.d. per-token violation probability :math:`p`, long sequences are
-    rejected more often (SPEC §4); broadcasts like a ufunc.
+    rejected more often (the paper); broadcasts like a ufunc.
 
     Examples
     --------

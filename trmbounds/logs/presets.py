@@ -19,7 +19,7 @@ from ..errors import TrmboundsError
 __all__ = ["QUANTITIES", "PRESETS", "Preset", "parse_maps", "resolve", "guess_preset"]
 
 #: Quantity name -> (status, meaning). The status is what a value of that column *is*
-#: with respect to the paper's statistics (SPEC §5).
+#: with respect to the paper's statistics (docs/theory.md §6).
 QUANTITIES: dict[str, tuple[str, str]] = {
     "step": ("logged", "training step"),
     "T": ("logged", "response length T to use directly"),

@@ -29,7 +29,7 @@ tokens, a certified **lower bound** on :math:`\varepsilon` (because
 :math:`\delta`. When the dump carries the exact per-token KL/TV of each context, their
 means give lower-variance estimates and their maxima certified lower bounds.
 
-Acceptance of the Trust Region Masking criteria (SPEC §4) is computed per sequence:
+Acceptance of the Trust Region Masking criteria (the paper) is computed per sequence:
 TRM-Max (``max_t k2 <= thr``, or the exact KL), TRM-Avg (``mean_t k3 <= thr``, or the
 exact KL), both combined, LN-TRM and SER, and by length bin against the length bias
 :math:`(1-p)^T` of i.i.d. per-token violations.
