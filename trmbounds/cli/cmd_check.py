@@ -314,7 +314,7 @@ def _render(result, report, plot) -> None:
     con.print(
         f"[bold]trmbounds check[/bold]  {result.path}  ({result.kind}, preset {result.preset})\n"
         f"assumption: {assume};  a = {a.adv_range:g}{rr}{mm};  constants = {a.constants}\n"
-        f"horizon T: {result.summary()['horizon']};  B* rests on: {result.basis}"
+        f"horizon T: {_horizon(result)};  B* rests on: {result.basis}"
     )
     t = Table(title="statistics", title_justify="left", header_style="bold")
     t.add_column("statistic")
@@ -414,6 +414,17 @@ def _render(result, report, plot) -> None:
     for what, p in (("report", report), ("plot", plot)):
         if p is not None:
             con.print(f"{what} written to {p}")
+
+
+_HORIZON = {
+    "assumed": "--length (the generation cap)",
+    "logged cap": "the generation cap the log records",
+    "empirical": "the longest response seen (empirical)",
+}
+
+
+def _horizon(result) -> str:
+    return "; ".join(_HORIZON.get(k, k) for k in sorted(set(result.T_source)))
 
 
 def _show(x) -> str:
