@@ -563,6 +563,57 @@ _PDI = ("classical_tv", "classical_kl", "linear", "pm_kl", "pm_tv", "mix_kl", "m
 _ADAPTIVE = ("adaptive_kl", "adaptive_tv", "adaptive")
 
 
+def _same(x: np.ndarray) -> bool:
+    """Every entry equal (all NaN counts as equal)."""
+    x = np.asarray(x)
+    return x.ndim == 0 or bool(np.all(x == x.flat[0])) or bool(np.all(np.isnan(x)))
+
+
+def _grid(T: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Values of T to evaluate, and each row's index into them: 1..max T when every T is
+    a whole number not far beyond the number of rows (no sort), else the distinct T."""
+    top = float(T.max(initial=0.0))
+    if 1 <= T.min(initial=1.0) and top <= max(4 * T.size, 1 << 16) and np.all(T == np.floor(T)):
+        return np.arange(1.0, top + 1.0), T.astype(np.int64) - 1
+    uT, inv = np.unique(T, return_inverse=True)
+    return uT, inv.reshape(-1)
+
+
+def _length_bounds(T, kl, eps, c, dbar, pp, need, adv_range, constants):
+    """The bounds that depend on T, delta and eps only (and D̄_t for the Adaptive ones)."""
+    kw = dict(adv_range=adv_range, constants=constants)
+    lead = B._lead(constants)
+    fns = {
+        "classical_tv": lambda: B.classical_tv(T, eps, **kw),
+        "classical_kl": lambda: B.classical_kl(T, kl, **kw),
+        "linear": lambda: B.linear(T, eps, **kw),
+        "pm_kl": lambda: B.pm_kl(T, kl, **kw),
+        "pm_tv": lambda: B.pm_tv(T, kl, eps, **kw),
+        "coupling": lambda: B.coupling(T, eps, **kw),
+    }
+    out = {k: np.asarray(f(), dtype=np.float64) for k, f in fns.items() if k in need}
+    routes = {"adaptive_kl": (np.inf, c), "adaptive_tv": (eps, np.inf), "adaptive": (eps, c)}
+    for name, (e_r, c_r) in routes.items():
+        if name not in need:
+            continue
+        if pp is None:
+            out[name] = dbar * B._adaptive(T, e_r, c_r, 1.0, adv_range, constants)
+            continue
+        Tu = np.unique(T)
+        if Tu.size != 1 or pp.shape[-1] > Tu[0]:
+            raise StatsError(
+                f"per-position array of length {pp.shape[-1]} needs one T of at least "
+                f"that length, got T = {Tu.tolist()[:5]}"
+            )
+        e1 = np.unique(np.broadcast_to(e_r, np.shape(T)))
+        c1 = np.unique(np.broadcast_to(c_r, np.shape(T)))
+        if e1.size != 1 or c1.size != 1:
+            raise StatsError("a per-position array needs one kl_max and one tv_max")
+        w = B._weights(Tu[0], e1[0], c1[0], n=pp.shape[-1])
+        out[name] = np.broadcast_to(adv_range * lead * np.sum(pp * w), np.shape(T))
+    return out
+
+
 def bound_columns(
     T,
     kl_max=None,
@@ -575,6 +626,7 @@ def bound_columns(
     reward_range: tuple[float, float] | None = None,
     missing_mass=None,
     constants: str = "paper",
+    full: bool = True,
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     r"""Every bound, broadcasting over steps, where NaN (or ``None``) means "not known".
 
@@ -610,7 +662,7 @@ def bound_columns(
     >>> bool(np.isnan(b["pm_kl"][1]))                  # needs delta
     True
     """
-    lead = B._lead(constants)
+    B._lead(constants)
     T0 = _nan(T)
     kl = _nan(kl_max)
     e_in = _nan(tv_max)
@@ -619,70 +671,94 @@ def bound_columns(
         pp = np.asarray(per_position, dtype=np.float64)
     kw = dict(adv_range=adv_range, constants=constants)
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        T0, kl, e_in = np.broadcast_arrays(T0, kl, e_in)
+        shape = np.broadcast_shapes(T0.shape, kl.shape, e_in.shape)
+        T0 = np.broadcast_to(T0, shape)
+        # delta and eps stay scalars when they are (one assumption for a whole log)
         eps = np.where(np.isnan(e_in), np.minimum(1.0, np.sqrt(kl / 2.0)), e_in)
-        kseq = _nan(kl_seq) * np.ones_like(T0)
-        kseq = np.where(np.isnan(kseq), T0 * kl, kseq)
+        ks_in = _nan(kl_seq)
+        kseq = np.where(np.isnan(ks_in), T0 * kl, ks_in)
         Ts = np.where(np.isnan(T0), 1.0, T0)  # keeps the closed forms quiet; masked below
-        fill = np.fmin(np.fmin(1.0, np.sqrt(kseq / 2.0)), Ts * eps)
-        if pp is not None:
-            fill = np.fmin(fill, np.sum(pp, axis=-1))
-        tseq = _nan(tv_seq) * np.ones_like(T0)
-        tseq = np.where(np.isnan(tseq), fill, tseq)
+        ts_in = _nan(tv_seq)
+        if np.ndim(ts_in) == 0 and not np.isnan(ts_in):
+            tseq = np.broadcast_to(ts_in, shape)
+        else:
+            fill = np.fmin(np.fmin(1.0, np.sqrt(kseq / 2.0)), Ts * eps)
+            if pp is not None:
+                fill = np.fmin(fill, np.sum(pp, axis=-1))
+            tseq = np.where(np.isnan(ts_in), fill, ts_in)
         c = np.where(np.isnan(kl), np.inf, np.sqrt(kl / 2.0))  # KL route off without delta
         dbar = np.minimum(1.0, np.minimum(eps, c))  # uniform fill of D̄_t
-        v: dict[str, np.ndarray] = {
-            "classical_tv": B.classical_tv(Ts, eps, **kw),
-            "classical_kl": B.classical_kl(Ts, kl, **kw),
-            "linear": B.linear(Ts, eps, **kw),
-            "pm_kl": B.pm_kl(Ts, kl, **kw),
-            "pm_tv": B.pm_tv(Ts, kl, eps, **kw),
-            "mix_kl": B.mix_kl(Ts, kl, kseq, **kw),
-            "mix_tv": B.mix_tv(Ts, eps, tseq, **kw),
-            "coupling": B.coupling(Ts, eps, **kw),
-        }
-        ad = {
-            "adaptive_kl": (np.inf, c),
-            "adaptive_tv": (eps, np.inf),
-            "adaptive": (eps, c),
-        }
-        for name, (e_r, c_r) in ad.items():
-            if pp is None:
-                v[name] = dbar * B._adaptive(Ts, e_r, c_r, 1.0, adv_range, constants)
-            else:
-                Tu = np.unique(Ts)
-                if Tu.size != 1 or pp.shape[-1] > Tu[0]:
-                    raise StatsError(
-                        f"per-position array of length {pp.shape[-1]} needs one T of at least "
-                        f"that length, got T = {Tu.tolist()[:5]}"
-                    )
-                e1 = np.unique(np.broadcast_to(e_r, Ts.shape))
-                c1 = np.unique(np.broadcast_to(c_r, Ts.shape))
-                if e1.size != 1 or c1.size != 1:
-                    raise StatsError("a per-position array needs one kl_max and one tv_max")
-                w = B._weights(Tu[0], e1[0], c1[0], n=pp.shape[-1])
-                v[name] = np.broadcast_to(adv_range * lead * np.sum(pp * w), Ts.shape)
-            v[name] = np.where(np.isnan(eps), np.nan, v[name])
-        v["adaptive_kl"] = np.where(np.isnan(kl), np.nan, v["adaptive_kl"])
-        m = _nan(missing_mass) * np.ones_like(T0)
-        lost = ~np.isnan(m) & (m > 0)
-        if lost.any():
-            if reward_range is not None:
-                r_abs = max(abs(reward_range[0]), abs(reward_range[1]))
-            else:
-                r_abs = adv_range
+        need = BOUND_NAMES if full else UNIFIED_MEMBERS
+        v: dict[str, np.ndarray] = {}
+        if "mix_kl" in need:
+            v["mix_kl"] = B.mix_kl(Ts, kl, kseq, **kw)
+        v["mix_tv"] = B.mix_tv(Ts, eps, tseq, **kw)
+        # The other bounds depend on T, delta and eps alone: with one delta and one eps
+        # (a log checked under one assumption) they are computed once per distinct T
+        # (on a grid 1..max T when the lengths are whole numbers), then looked up.
+        one = Ts.ndim == 1 and Ts.size > 64 and _same(kl) and _same(eps)
+        idx = None
+        if one:
+            grid, idx = _grid(Ts)
+            k1, e1, c1, d1 = (np.asarray(x).reshape(-1)[:1] for x in (kl, eps, c, dbar))
+            rest = _length_bounds(grid, k1, e1, c1, d1, pp, need, adv_range, constants)
+        else:
+            rest = _length_bounds(Ts, kl, eps, c, dbar, pp, need, adv_range, constants)
+        for k in _ADAPTIVE:
+            if k in rest:
+                rest[k] = np.where(np.isnan(e1 if one else eps), np.nan, rest[k])
+        if "adaptive_kl" in rest:
+            rest["adaptive_kl"] = np.where(np.isnan(k1 if one else kl), np.nan,
+                                           rest["adaptive_kl"])  # fmt: skip
+        m = _nan(missing_mass)
+        r_abs = adv_range
+        if reward_range is not None:
+            r_abs = max(abs(reward_range[0]), abs(reward_range[1]))
+        if m.ndim == 0 or one is False:
+            # a missing mass the same for every row (or rows evaluated one by one)
+            mm = m if m.ndim == 0 else m * np.ones_like(T0)
+            lost = ~np.isnan(mm) & (mm > 0)
+            if np.any(lost):
+                for name in _PDI:
+                    if name in rest:
+                        rest[name] = np.where(lost, rest[name] + r_abs * mm, rest[name])
+                    if name in v:
+                        v[name] = np.where(lost, v[name] + r_abs * mm, v[name])
+                for name in _ADAPTIVE:
+                    if name in rest:
+                        rest[name] = np.where(lost, np.nan, rest[name])
+            low = np.fmin.reduce(
+                np.broadcast_arrays(*[rest[k] for k in UNIFIED_MEMBERS if k in rest])
+            )
+            low = low[idx] if one else low
+            u = np.fmin(np.fmin(v.get("mix_kl", np.nan), v["mix_tv"]), low)
+            if full:
+                for k, x in rest.items():
+                    v[k] = np.broadcast_to(x[idx] if one else x, shape)
+        else:  # a per-row missing mass with the T-only bounds on a grid: expand, then correct
+            for k, x in rest.items():
+                v[k] = x[idx]
+            mm = m * np.ones_like(T0)
+            lost = ~np.isnan(mm) & (mm > 0)
             for name in _PDI:
-                v[name] = np.where(lost, v[name] + r_abs * m, v[name])
+                if name in v:
+                    v[name] = np.where(lost, v[name] + r_abs * mm, v[name])
             for name in _ADAPTIVE:
-                v[name] = np.where(lost, np.nan, v[name])
-        u = np.fmin.reduce(np.broadcast_arrays(*[np.asarray(v[k], float) for k in UNIFIED_MEMBERS]))
+                if name in v:
+                    v[name] = np.where(lost, np.nan, v[name])
+            u = np.fmin.reduce(np.broadcast_arrays(*[v[k] for k in UNIFIED_MEMBERS]))
         v["unified"] = np.where(np.isnan(eps) | np.isnan(T0), np.nan, u)
-    out = {k: np.asarray(v[k], dtype=np.float64) for k in BOUND_NAMES}
+    out = {
+        k: np.asarray(np.broadcast_to(v[k], shape), dtype=np.float64) for k in BOUND_NAMES if k in v
+    }
     filled = {
-        "tv_max": eps,
-        "kl_seq": kseq,
-        "tv_seq": tseq,
-        "per_position": dbar if pp is None else np.sum(pp, axis=-1) * np.ones_like(T0),
+        k: np.broadcast_to(x, shape)
+        for k, x in (
+            ("tv_max", eps),
+            ("kl_seq", kseq),
+            ("tv_seq", tseq),
+            ("per_position", dbar if pp is None else np.sum(pp, axis=-1)),
+        )
     }
     return out, filled
 

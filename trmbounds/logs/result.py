@@ -158,9 +158,7 @@ def unified_columns(
 
     :func:`trmbounds.stats.bound_columns` (the function ``trmbounds eval`` uses) with the
     reward range, missing mass and constants of ``assumption``; a ``missing_mass``
-    argument (e.g. from a statistics file) overrides the assumption's. When only ``T``
-    varies (scalar maxima, no sequence statistics) the bound is evaluated once per
-    distinct ``T``.
+    argument (e.g. from a statistics file) overrides the assumption's.
 
     Examples
     --------
@@ -173,21 +171,9 @@ def unified_columns(
     kw = a.bound_kw()
     if missing_mass is not None:
         kw["missing_mass"] = missing_mass
-    T = np.asarray(T, dtype=np.float64)
-    only_T = (
-        T.ndim == 1
-        and len(T) > 64
-        and kl_seq is None
-        and tv_seq is None
-        and np.ndim(kl_max) == 0
-        and np.ndim(tv_max) == 0
-        and np.ndim(kw["missing_mass"]) == 0
-    )
-    if only_T:
-        uT, inv = np.unique(T, return_inverse=True)
-        u = bound_columns(uT, kl_max, tv_max, None, None, per_position, **kw)[0]["unified"]
-        return u[inv.reshape(-1)]
-    return bound_columns(T, kl_max, tv_max, kl_seq, tv_seq, per_position, **kw)[0]["unified"]
+    return bound_columns(T, kl_max, tv_max, kl_seq, tv_seq, per_position, full=False, **kw)[0][
+        "unified"
+    ]
 
 
 def states(
