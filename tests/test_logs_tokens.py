@@ -336,3 +336,20 @@ def test_columns_first_met_after_the_first_block(tmp_path, monkeypatch):
     p = _lines(tmp_path / "s.jsonl", rec, {**rec, "step": 3})
     with pytest.raises(InputFileError, match=r"s\.jsonl: line 2: column 'step' first appears"):
         check_log(p)
+
+
+@pytest.mark.parametrize("col", ["reward", "advantage"])
+def test_surrogate_from_a_per_sequence_reward_by_hand(tmp_path, col):
+    # A: sum_t (rho_t - 1) = (0.8 - 1) + (2 - 1) = 0.8; B: 0. Rewards 1 and 0.5:
+    # R * sum = (0.8, 0): mean 0.4, sd = 0.8 / sqrt(2) = 0.565685, se = sd / sqrt(2) = 0.4
+    p = _lines(
+        tmp_path / "r.jsonl",
+        {"inference_logprobs": ROLL[0], "trainer_logprobs": THETA[0], col: 1.0},
+        {"inference_logprobs": ROLL[1], "trainer_logprobs": THETA[1], col: 0.5},
+    )
+    r = check_log(p, assumption=Assumption(kl_max=0.2), length="2")
+    s = r.stats["surrogate"]
+    assert s.values[0] == pytest.approx(0.4)
+    assert (s.ci[0][0], s.ci[1][0]) == pytest.approx((0.4 - 1.959964 * 0.4, 0.4 + 1.959964 * 0.4))
+    assert r.stats["surrogate_lcb"].values[0] == pytest.approx(0.4 - 1.644854 * 0.4)
+    assert any("advantage R - b" in n for n in r.notes) == (col == "advantage")

@@ -92,7 +92,8 @@ TOKEN_COLUMNS: dict[str, tuple[str, ...]] = {
     "kl_token": ("kl_token", "token_kl", "exact_kl"),
     "tv_token": ("tv_token", "token_tv", "exact_tv"),
     "step": ("step", "_step", "global_step"),
-    "reward": ("reward", "rewards", "score", "scores"),
+    # per-sequence R (or an advantage R - b, b independent of the response's tokens)
+    "reward": ("reward", "rewards", "score", "scores", "advantage", "advantages"),
 }
 _Z95 = 1.959963984540054
 _N_RELIABLE = 100  # below this many sequences a normal CI is flagged as unreliable
@@ -799,6 +800,12 @@ def _finish(p, cols, o: _Options, accs, bins, bad, invalid, length, step_col) ->
             "surrogate L = mean of R x sum_t (rho_t - 1) with R the reward in the bound's "
             "reward units; 'guaranteed' needs its one-sided 95 % lower bound above B*"
         )
+        if "adv" in cols["reward"].lower():
+            notes.append(
+                f"{cols['reward']!r} is used as R: an advantage R - b estimates the same L only "
+                "if b does not depend on the response (a per-prompt baseline), and only in "
+                "reward units (not divided by a standard deviation, as GRPO does)"
+            )
     h = horizon_note(T_src)
     if h:
         notes.append(h)
