@@ -347,7 +347,8 @@ def test_surrogate_from_a_per_sequence_reward_by_hand(tmp_path, col):
         {"inference_logprobs": ROLL[0], "trainer_logprobs": THETA[0], col: 1.0},
         {"inference_logprobs": ROLL[1], "trainer_logprobs": THETA[1], col: 0.5},
     )
-    r = check_log(p, assumption=Assumption(kl_max=0.2), length="2")
+    maps = {"reward": col} if col == "advantage" else {}  # an advantage only when named
+    r = check_log(p, assumption=Assumption(kl_max=0.2), length="2", maps=maps)
     s = r.stats["surrogate"]
     assert s.values[0] == pytest.approx(0.4)
     assert (s.ci[0][0], s.ci[1][0]) == pytest.approx((0.4 - 1.959964 * 0.4, 0.4 + 1.959964 * 0.4))

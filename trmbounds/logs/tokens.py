@@ -92,8 +92,9 @@ TOKEN_COLUMNS: dict[str, tuple[str, ...]] = {
     "kl_token": ("kl_token", "token_kl", "exact_kl"),
     "tv_token": ("tv_token", "token_tv", "exact_tv"),
     "step": ("step", "_step", "global_step"),
-    # per-sequence R (or an advantage R - b, b independent of the response's tokens)
-    "reward": ("reward", "rewards", "score", "scores", "advantage", "advantages"),
+    # one number per sequence: R (an advantage R - b only through --map reward=COLUMN:
+    # frameworks' per-token "advantages" are lists, and packed records mix samples)
+    "reward": ("reward", "rewards", "score", "scores"),
 }
 _Z95 = 1.959963984540054
 _N_RELIABLE = 100  # below this many sequences a normal CI is flagged as unreliable
