@@ -217,3 +217,16 @@ def test_cli_reads_a_dump_and_refuses_a_pickle():
     assert out.exit_code == 2
     err = out.stderr.strip()
     assert err.startswith("Error: ") and "never unpickles" in err and "\n" not in err
+
+
+def test_nemo_rl_placeholder_prev_logprobs(tmp_path):
+    # force_on_policy_ratio=True: NeMo-RL logs zeros instead of the trainer's log-probs
+    # (nemo_rl/algorithms/grpo.py: prev_logprobs = torch.zeros_like(generation_logprobs))
+    p = tmp_path / "train_data_step3.jsonl"
+    with open(p, "w") as fh:
+        for line in (NEMO / "train_data_step3.jsonl").read_text().splitlines():
+            rec = json.loads(line)
+            rec["prev_logprobs"] = [[0.0] * len(rec["prev_logprobs"][0])]
+            fh.write(json.dumps(rec) + "\n")
+    with pytest.raises(InputFileError, match="prev_logprobs is 0 on all 3 trained tokens"):
+        check_log(p)

@@ -267,6 +267,7 @@ def _read_nemo(src: DumpSource, columns, lists, bad, seen) -> Iterator[Chunk]:
         step = float(m.group(1)) if m else math.nan
         unit = src.where(f) + "line"
         rows: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = []
+        trained = real_prev = 0  # trained tokens, those with prev_logprobs != 0
         try:
             fh = open(f, "rb")
         except OSError as exc:
@@ -310,11 +311,20 @@ def _read_nemo(src: DumpSource, columns, lists, bad, seen) -> Iterator[Chunk]:
                 # NeMo-RL's loss (ClippedPGLossFn, compute_and_apply_seq_logprob_error_masking)
                 # uses [:, 1:] of the log-probs and token mask, times the sample mask.
                 rows.append((lineno, roll[1:], theta[1:], tmask[1:] * smask))
+                kept = rows[-1][3] != 0
+                trained += int(kept.sum())
+                real_prev += int(np.count_nonzero(rows[-1][2][kept]))
                 if len(rows) >= _RECORDS:
                     yield _chunk(rows, unit, roll_c, theta_c, mask_c, step_c, step)
                     rows = []
         if rows:
             yield _chunk(rows, unit, roll_c, theta_c, mask_c, step_c, step)
+        if trained and not real_prev:
+            raise InputFileError(
+                f"{f}: prev_logprobs is 0 on all {trained:,} trained tokens: NeMo-RL skipped "
+                "the trainer's log-probs (loss_fn.force_on_policy_ratio=True), so this dump "
+                "has nothing to compare the rollout log-probs with"
+            )
 
 
 def _chunk(rows, unit, roll_c, theta_c, mask_c, step_c, step) -> Chunk:
