@@ -230,3 +230,10 @@ def test_nemo_rl_placeholder_prev_logprobs(tmp_path):
             fh.write(json.dumps(rec) + "\n")
     with pytest.raises(InputFileError, match="prev_logprobs is 0 on all 3 trained tokens"):
         check_log(p)
+
+
+def test_other_files_in_a_directory_are_not_dumps(tmp_path):
+    # a run directory with a checkpoint and a pickle of its own is not a slime/SkyRL dump
+    (tmp_path / "optimizer.pt").write_bytes(b"not read")
+    (tmp_path / "cache.pkl").write_bytes(b"not read")
+    assert open_dump(tmp_path) is None

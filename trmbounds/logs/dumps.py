@@ -60,6 +60,8 @@ FRAMEWORK_DUMPS = {
 _NEMO_RE = re.compile(r"^train_data_step(\d+)\.jsonl$")
 _PRIME_STEP_RE = re.compile(r"^step_(\d+)$")
 _PRIME_RANK_RE = re.compile(r"^rank_(\d+)\.jsonl$")
+_SLIME_RE = re.compile(r"^\d+\.pt$")  # {rollout_id}.pt
+_SKYRL_RE = re.compile(r"^global_step_\d+_training_input\.pkl$")
 _PICKLE_EXT = (".pkl", ".pickle")
 _RECORDS = 256  # records (sequences) per chunk
 
@@ -170,10 +172,10 @@ def _open_dir(p: Path) -> DumpSource | None:
     nemo = [k for k in files if _NEMO_RE.match(k.name)]
     if nemo:
         return _nemo(p, sorted(nemo, key=lambda k: int(_NEMO_RE.match(k.name).group(1))))
-    pts = [k for k in files if k.suffix.lower() == ".pt"]
+    pts = [k for k in files if _SLIME_RE.match(k.name)]
     if pts:
-        return _slime(p, sorted(pts, key=_natural))
-    pkl = [k for k in files if k.suffix.lower() in _PICKLE_EXT]
+        return _slime(p, sorted(pts, key=lambda k: int(k.stem)))
+    pkl = [k for k in files if _SKYRL_RE.match(k.name)]
     if pkl:
         raise InputFileError(_pickle_message(pkl[0], directory=p))
     ranks = [k for k in files if _PRIME_RANK_RE.match(k.name)]
@@ -183,11 +185,6 @@ def _open_dir(p: Path) -> DumpSource | None:
     if steps and any(_PRIME_RANK_RE.match(f.name) for s in steps for f in s.iterdir()):
         return _prime(p, sorted(steps, key=lambda k: int(_PRIME_STEP_RE.match(k.name).group(1))))
     return None
-
-
-def _natural(k: Path):
-    m = re.search(r"(\d+)", k.stem)
-    return (int(m.group(1)) if m else math.inf, k.name)
 
 
 def _pickle_message(f: Path, directory: Path | None = None) -> str:
