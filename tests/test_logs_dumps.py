@@ -237,3 +237,22 @@ def test_other_files_in_a_directory_are_not_dumps(tmp_path):
     (tmp_path / "optimizer.pt").write_bytes(b"not read")
     (tmp_path / "cache.pkl").write_bytes(b"not read")
     assert open_dump(tmp_path) is None
+
+
+def test_nemo_rl_fast_and_slow_paths_agree(monkeypatch):
+    import trmbounds.logs.dumps as D
+
+    calls = []
+    fast = D._nemo_fast
+
+    def spy(*a, **k):
+        ch = fast(*a, **k)
+        calls.append(ch is not None)
+        return ch
+
+    monkeypatch.setattr(D, "_nemo_fast", spy)
+    a = check_log(NEMO).to_dict()
+    assert calls and all(calls)  # pyarrow read every block of the fixtures
+    monkeypatch.setattr(D, "_nemo_fast", lambda *a, **k: None)  # json module, line by line
+    b = check_log(NEMO).to_dict()
+    assert a["steps"] == b["steps"]

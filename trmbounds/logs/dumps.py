@@ -34,6 +34,7 @@ content is refused with a one-line message.
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -45,7 +46,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputFileError
-from .readers import BadRecords, Chunk, iter_log
+from .readers import _BLOCK, BadRecords, Chunk, iter_log
 
 __all__ = ["DumpSource", "open_dump", "FRAMEWORK_DUMPS"]
 
@@ -63,7 +64,7 @@ _PRIME_RANK_RE = re.compile(r"^rank_(\d+)\.jsonl$")
 _SLIME_RE = re.compile(r"^\d+\.pt$")  # {rollout_id}.pt
 _SKYRL_RE = re.compile(r"^global_step_\d+_training_input\.pkl$")
 _PICKLE_EXT = (".pkl", ".pickle")
-_RECORDS = 256  # records (sequences) per chunk
+_RECORDS = 256  # records (sequences) per chunk (slime)
 
 # Column names as the sources show them (the "from" of the check's output).
 _NEMO_COLS = {
@@ -256,72 +257,161 @@ def _floats(v, key: str) -> np.ndarray:
 
 
 def _read_nemo(src: DumpSource, columns, lists, bad, seen) -> Iterator[Chunk]:
-    roll_c, theta_c, mask_c = (_NEMO_COLS[q] for q in ("logp_roll", "logp_theta", "loss_mask"))
-    step_c = src.maps.get("step")
     seen.update(src.names)
     for f in src.files:
         m = _NEMO_RE.match(f.name)
         step = float(m.group(1)) if m else math.nan
         unit = src.where(f) + "line"
-        rows: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = []
-        trained = real_prev = 0  # trained tokens, those with prev_logprobs != 0
-        try:
-            fh = open(f, "rb")
-        except OSError as exc:
-            raise InputFileError(f"cannot read {f}: {exc.strerror or exc}") from None
-        with fh:
-            for lineno, raw in enumerate(fh, start=1):
-                if not raw.strip():
-                    continue
-                try:
-                    obj = json.loads(raw)
-                    if not isinstance(obj, dict):
-                        raise ValueError(f"expected a JSON object, got {type(obj).__name__}")
-                    roll = _floats(_unwrap(obj, "generation_logprobs", "log-probs"), roll_c)
-                    theta = _floats(_unwrap(obj, "prev_logprobs", "log-probs"), theta_c)
-                    tmask = _floats(_unwrap(obj, "token_loss_mask", "mask"), "token_loss_mask")
-                    smask = _unwrap(obj, "sample_loss_mask", "sample mask")
-                    if not isinstance(smask, (int, float)):  # bool is an int
-                        raise ValueError("field 'sample_loss_mask': expected a number")
-                    smask = float(smask)
-                except (ValueError, UnicodeDecodeError) as exc:
-                    msg = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
-                    if isinstance(exc, json.JSONDecodeError):
-                        msg = f"invalid JSON ({msg})"
-                    bad.add(src.path, f"{unit} {lineno}", msg)
-                    continue
-                if not (len(roll) == len(theta) == len(tmask)):
-                    bad.add(
-                        src.path,
-                        f"{unit} {lineno}",
-                        f"generation_logprobs has {len(roll)} values, prev_logprobs "
-                        f"{len(theta)}, token_loss_mask {len(tmask)}",
-                    )
-                    continue
-                if smask not in (0.0, 1.0):
-                    bad.add(
-                        src.path,
-                        f"{unit} {lineno}",
-                        f"sample_loss_mask is {smask!r}, expected 0 or 1",
-                    )
-                    continue
-                # NeMo-RL's loss (ClippedPGLossFn, compute_and_apply_seq_logprob_error_masking)
-                # uses [:, 1:] of the log-probs and token mask, times the sample mask.
-                rows.append((lineno, roll[1:], theta[1:], tmask[1:] * smask))
-                kept = rows[-1][3] != 0
-                trained += int(kept.sum())
-                real_prev += int(np.count_nonzero(rows[-1][2][kept]))
-                if len(rows) >= _RECORDS:
-                    yield _chunk(rows, unit, roll_c, theta_c, mask_c, step_c, step)
-                    rows = []
-        if rows:
-            yield _chunk(rows, unit, roll_c, theta_c, mask_c, step_c, step)
+        counts = [0, 0]  # trained tokens, those with prev_logprobs != 0
+        for line0, body in _line_blocks(f):
+            ch = _nemo_fast(body, line0, unit, src.maps.get("step"), step, counts)
+            if ch is None:  # the slow path finds and reports the bad line
+                ch = _nemo_slow(src, body, line0, unit, step, bad, counts)
+            if len(ch):
+                yield ch
+        trained, real_prev = counts
         if trained and not real_prev:
             raise InputFileError(
                 f"{f}: prev_logprobs is 0 on all {trained:,} trained tokens: NeMo-RL skipped "
                 "the trainer's log-probs (loss_fn.force_on_policy_ratio=True), so this dump "
                 "has nothing to compare the rollout log-probs with"
             )
+
+
+def _line_blocks(f: Path) -> Iterator[tuple[int, bytes]]:
+    """Blocks of whole lines (about ``_BLOCK`` bytes) and the number of their first line."""
+    try:
+        fh = open(f, "rb")
+    except OSError as exc:
+        raise InputFileError(f"cannot read {f}: {exc.strerror or exc}") from None
+    line0 = 1
+    with fh:
+        tail = b""
+        while True:
+            data = fh.read(_BLOCK)
+            block = tail + data
+            if not data:
+                if block.strip():
+                    yield line0, block if block.endswith(b"\n") else block + b"\n"
+                return
+            cut = block.rfind(b"\n") + 1
+            if cut == 0:  # a line longer than the block: read on
+                tail = block
+                continue
+            body, tail = block[:cut], block[cut:]
+            yield line0, body
+            line0 += body.count(b"\n")
+
+
+_NEMO_LISTS = ("generation_logprobs", "prev_logprobs", "token_loss_mask")
+
+
+def _nemo_fast(body: bytes, line0: int, unit, step_c, step, counts) -> Chunk | None:
+    """A block parsed by pyarrow, all in columns; None when the slow path is needed
+    (no pyarrow, a blank or bad line, booleans, an unexpected shape or value)."""
+    try:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+        import pyarrow.json as pj
+    except ImportError:  # pragma: no cover - the [logs] extra is missing
+        return None
+    if body.startswith(b"\n") or b"\n\n" in body or b"\r" in body:
+        return None  # blank lines would shift the line numbers
+    wrapped = pa.list_(pa.list_(pa.float64()))
+    schema = pa.schema([(k, wrapped) for k in _NEMO_LISTS] + [("sample_loss_mask",
+                       pa.list_(pa.float64()))])  # fmt: skip
+    opts = pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")
+    try:
+        t = pj.read_json(io.BytesIO(body), parse_options=opts,
+                         read_options=pj.ReadOptions(block_size=1 << 24))  # fmt: skip
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+        return None
+    n = t.num_rows
+    if n != body.count(b"\n"):
+        return None
+    flat, lens = {}, None
+    for k in (*_NEMO_LISTS, "sample_loss_mask"):
+        col = t.column(k).combine_chunks()
+        if col.null_count or pc.any(pc.not_equal(pc.list_value_length(col), 1)).as_py():
+            return None  # a missing field, or not a one-element list
+        inner = pc.list_flatten(col)
+        if k == "sample_loss_mask":
+            if inner.null_count:
+                return None
+            smask = inner.to_numpy(zero_copy_only=False)
+            continue
+        if inner.null_count or inner.values.null_count:
+            return None
+        ln = pc.list_value_length(inner).to_numpy(zero_copy_only=False).astype(np.int64)
+        if lens is None:
+            lens = ln
+        elif not np.array_equal(lens, ln):
+            return None
+        flat[k] = pc.list_flatten(inner).to_numpy(zero_copy_only=False)
+    if not np.isin(smask, (0.0, 1.0)).all() or (lens < 1).any():
+        return None
+    # NeMo-RL's loss uses [:, 1:] of the log-probs and token mask, times the sample mask.
+    off = np.zeros(n + 1, np.int64)
+    np.cumsum(lens, out=off[1:])
+    keep = np.ones(int(off[-1]), bool)
+    keep[off[:-1]] = False
+    out = np.zeros(n + 1, np.int64)
+    np.cumsum(lens - 1, out=out[1:])
+    mask = flat["token_loss_mask"][keep] * np.repeat(smask, lens - 1)
+    theta = flat["prev_logprobs"][keep]
+    kept = mask != 0
+    counts[0] += int(kept.sum())
+    counts[1] += int(np.count_nonzero(theta[kept]))
+    ch = Chunk(lines=np.arange(line0, line0 + n, dtype=np.int64), unit=unit)
+    cols = (_NEMO_COLS["logp_roll"], _NEMO_COLS["logp_theta"], _NEMO_COLS["loss_mask"])
+    for c, v in zip(cols, (flat["generation_logprobs"][keep], theta, mask)):
+        ch.lists[c] = (np.ascontiguousarray(v, dtype=np.float64), out)
+        ch.present[c] = np.ones(n, bool)
+    if step_c is not None:
+        ch.columns[step_c] = np.full(n, step)
+        ch.present[step_c] = np.full(n, np.isfinite(step))
+    return ch
+
+
+def _nemo_slow(src: DumpSource, body: bytes, line0: int, unit, step, bad, counts) -> Chunk:
+    """A block line by line with the json module, reporting bad lines."""
+    roll_c, theta_c, mask_c = (_NEMO_COLS[q] for q in ("logp_roll", "logp_theta", "loss_mask"))
+    rows: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = []
+    for i, raw in enumerate(body.split(b"\n")[:-1]):
+        lineno = line0 + i
+        if not raw.strip():
+            continue
+        try:
+            obj = json.loads(raw)
+            if not isinstance(obj, dict):
+                raise ValueError(f"expected a JSON object, got {type(obj).__name__}")
+            roll = _floats(_unwrap(obj, "generation_logprobs", "log-probs"), roll_c)
+            theta = _floats(_unwrap(obj, "prev_logprobs", "log-probs"), theta_c)
+            tmask = _floats(_unwrap(obj, "token_loss_mask", "mask"), "token_loss_mask")
+            smask = _unwrap(obj, "sample_loss_mask", "sample mask")
+            if not isinstance(smask, (int, float)):  # bool is an int
+                raise ValueError("field 'sample_loss_mask': expected a number")
+            smask = float(smask)
+        except (ValueError, UnicodeDecodeError) as exc:
+            msg = str(exc)
+            if isinstance(exc, json.JSONDecodeError):
+                msg = f"invalid JSON ({exc.msg})"
+            bad.add(src.path, f"{unit} {lineno}", msg)
+            continue
+        if not (len(roll) == len(theta) == len(tmask)):
+            bad.add(src.path, f"{unit} {lineno}", f"generation_logprobs has {len(roll)} values, "
+                    f"prev_logprobs {len(theta)}, token_loss_mask {len(tmask)}")  # fmt: skip
+            continue
+        if smask not in (0.0, 1.0):
+            bad.add(src.path, f"{unit} {lineno}", f"sample_loss_mask is {smask!r}, expected 0 or 1")
+            continue
+        # NeMo-RL's loss (ClippedPGLossFn, compute_and_apply_seq_logprob_error_masking)
+        # uses [:, 1:] of the log-probs and token mask, times the sample mask.
+        rows.append((lineno, roll[1:], theta[1:], tmask[1:] * smask))
+        kept = rows[-1][3] != 0
+        counts[0] += int(kept.sum())
+        counts[1] += int(np.count_nonzero(rows[-1][2][kept]))
+    return _chunk(rows, unit, roll_c, theta_c, mask_c, src.maps.get("step"), step)
 
 
 def _chunk(rows, unit, roll_c, theta_c, mask_c, step_c, step) -> Chunk:
