@@ -129,11 +129,19 @@ def test_prime_rl_one_step_directory():
 
 
 def test_prime_rl_one_rank_file_is_that_rank_only():
-    # a single rank file is an ordinary per-token JSONL: A alone at step 3
+    # a single rank file: A alone at step 3, and a note saying the other ranks are not read
     r = check_log(PRIME / "step_3" / "rank_0.jsonl")
     d = r.to_dict()["steps"]
     assert [s["step"] for s in d] == [3] and r.extra["sequences"] == 1
     assert d[0]["stats"]["kl_seq"]["value"] == pytest.approx(K3_A, rel=REL)
+    assert any("rank_0.jsonl of step_3 only" in n for n in r.notes)
+
+
+def test_prime_rl_per_token_advantages_are_not_a_reward():
+    # prime-rl's advantages are a per-token list, not a per-sequence reward: no surrogate
+    r = check_log(PRIME)
+    assert "reward" not in r.columns and "surrogate" not in r.stats
+    assert any("per-token advantages are not read" in n for n in r.notes)
 
 
 def test_prime_rl_bad_record_names_its_file(tmp_path):

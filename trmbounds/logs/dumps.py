@@ -109,6 +109,7 @@ class DumpSource:
     names: list[str]
     maps: dict[str, str]
     notes: list[str] = field(default_factory=list)
+    skip: set[str] = field(default_factory=set)  # columns left unread
     _reader: Callable[..., Iterator[Chunk]] | None = None
 
     def chunks(
@@ -158,6 +159,8 @@ def open_dump(path: str | os.PathLike) -> DumpSource | None:
     if p.suffix.lower() == ".pt":
         return _slime(p, [p])
     if p.suffix.lower() in (".jsonl", ".ndjson") and p.is_file():
+        if _PRIME_RANK_RE.match(name) and _PRIME_STEP_RE.match(p.parent.name):
+            return _prime(p, [p.parent], only=p)
         m = _NEMO_RE.match(name)
         if m or _looks_nemo(p):
             return _nemo(p, [p])
@@ -432,7 +435,7 @@ def _chunk(rows, unit, roll_c, theta_c, mask_c, step_c, step) -> Chunk:
 
 
 # ------------------------------------------------------------------------ prime-rl
-def _prime(p: Path, step_dirs: list[Path]) -> DumpSource:
+def _prime(p: Path, step_dirs: list[Path], only: Path | None = None) -> DumpSource:
     files: list[Path] = []
     unstable = []
     for d in step_dirs:
@@ -440,6 +443,8 @@ def _prime(p: Path, step_dirs: list[Path]) -> DumpSource:
             (f for f in d.iterdir() if _PRIME_RANK_RE.match(f.name)),
             key=lambda f: int(_PRIME_RANK_RE.match(f.name).group(1)),
         )
+        if only is not None:
+            ranks = [only]
         files.extend(ranks)
         if ranks and not (d / "STABLE").exists():
             unstable.append(d.name)
@@ -447,29 +452,51 @@ def _prime(p: Path, step_dirs: list[Path]) -> DumpSource:
         raise InputFileError(f"{p}: no token_exports/step_N/rank_R.jsonl files")
     from .tokens import _columns_of  # the per-token reader's column sniffing
 
-    names: dict[str, None] = {}
-    for f in files[:1]:
-        names.update((c, None) for c in _columns_of(f, "jsonl"))
-    src = DumpSource(p, "prime-rl", files, list(names), {}, _reader=_read_prime)
-    src.notes.append(
-        f"prime-rl token export: {len(step_dirs)} step(s), {len(files)} rank file(s); all "
-        "ranks of a step are checked together"
+    names = list(dict.fromkeys(_columns_of(files[0], "jsonl")))
+    # prime-rl's advantages are per token (a list): not the per-sequence reward column.
+    skip = {c for c in ("advantages",) if c in names}
+    src = DumpSource(
+        p,
+        "prime-rl",
+        files,
+        [c for c in names if c not in skip],
+        {},
+        skip=skip,
+        _reader=_read_prime,
     )
+    if only is not None:
+        src.notes.append(
+            f"prime-rl token export: {only.name} of {only.parent.name} only; give the "
+            "step_N or token_exports directory to check all ranks together"
+        )
+    else:
+        src.notes.append(
+            f"prime-rl token export: {len(step_dirs)} step(s), {len(files)} rank file(s); all "
+            "ranks of a step are checked together"
+        )
     if unstable:
         src.notes.append(
             f"{len(unstable)} step(s) without prime-rl's STABLE marker (still being written, "
             f"or the run stopped): {', '.join(unstable[:5])}"
             + (" ..." if len(unstable) > 5 else "")
         )
+    if skip:
+        src.notes.append(
+            "prime-rl's per-token advantages are not read as a per-sequence reward: "
+            "no surrogate L (pass a dump with a per-sequence reward column for one)"
+        )
     return src
 
 
 def _read_prime(src: DumpSource, columns, lists, bad, seen) -> Iterator[Chunk]:
+    if columns is not None:
+        columns = [c for c in columns if c not in src.skip]
     for f in src.files:
         prefix = src.where(f)
         for ch in iter_log(f, "jsonl", columns=columns, lists=lists, bad=bad, seen=seen):
             ch.unit = prefix + ch.unit
             yield ch
+        seen.difference_update(src.skip)
 
 
 # --------------------------------------------------------------------------- slime
