@@ -25,7 +25,12 @@ VERL = FIX / "verl"
 
 def test_fixtures_are_there():
     # verl 0.9.1 (4 experiments), verl 0.6.0 (2), TRL (1 run + 2 runs of a re-run)
-    assert len(EVENT_FILES) == 4 + 2 + 3
+    def count(d):
+        return sum(1 for f in EVENT_FILES if d in f.parents)
+
+    assert count(VERL / "tensorboard_log" / "verl_0.9.1") == 4
+    assert count(VERL / "tensorboard_log" / "verl_0.6.0") == 2
+    assert count(FIX / "trl" / "grpo") == 1 and count(FIX / "trl" / "grpo_rerun") == 2
 
 
 @pytest.mark.parametrize("f", EVENT_FILES, ids=lambda f: str(f.relative_to(FIX)))
