@@ -523,11 +523,19 @@ def _torch_load(f: Path):
     except FileNotFoundError:
         raise InputFileError(f"log file not found: {f}") from None
     except Exception as exc:  # noqa: BLE001 - anything torch cannot load safely
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InputFileError(
-            f"{f}: not readable with torch.load(weights_only=True) ({first[:160]}); "
+            f"{f}: not readable with torch.load(weights_only=True) ({_reason(exc)}); "
             "trmbounds never unpickles other objects"
         ) from None
+
+
+def _reason(exc: Exception) -> str:
+    """The gist of torch's (long, multi-line) refusal, e.g. "Unsupported global: GLOBAL
+    argparse.Namespace was not an allowed global by default"."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
+    m = re.search(r"WeightsUnpickler error:\s*(.+?)(?:\. |\n|$)", text)
+    gist = m.group(1) if m else (text.strip().splitlines() or [type(exc).__name__])[0]
+    return gist.strip()[:200]
 
 
 def _as_array(v, key: str) -> np.ndarray:
