@@ -114,6 +114,23 @@ def check_log(
         maps = P.parse_maps(maps)
     Tvalue = length_value(length)
     p = Path(path)
+    from .dumps import open_dump  # frameworks' own per-token dump layouts
+
+    dump = open_dump(p) if format in (None, "jsonl") else None
+    if dump is not None:
+        res = TK.check_tokens(
+            p,
+            maps={**dump.maps, **maps},
+            length=length,
+            assumption=assumption,
+            skip_bad=skip_bad,
+            progress=progress,
+            source=dump,
+            **token_options,
+        )
+        res.preset = f"{dump.framework} (per-token dump)"
+        res.notes.extend(dump.notes)
+        return res
     fmt = sniff_format(p, format)
     if preset != "auto" and preset not in P.PRESETS:
         raise TrmboundsError(f"unknown preset {preset!r}; choose auto, {', '.join(P.PRESETS)}")

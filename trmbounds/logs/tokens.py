@@ -309,6 +309,7 @@ def check_tokens(
     trm_avg: float = 0.001,
     ser: float | None = 0.05,
     ln_trm: float | None = None,
+    source=None,
 ) -> CheckResult:
     """Check the TRM guarantee on a per-token dump, one result per step group.
 
@@ -331,6 +332,9 @@ def check_tokens(
     ln_trm : float or None
         LN-TRM threshold :math:`\\delta_W`; needs ``--kl-max`` or ``--tv-max`` for the
         weights.
+    source : .dumps.DumpSource, optional
+        A framework's own dump layout (:func:`.dumps.open_dump`): its columns and
+        records replace those read from ``path``.
     """
     a = assumption or Assumption()
     p = Path(path)
@@ -345,7 +349,7 @@ def check_tokens(
     if ln_trm is not None and not a.given:
         raise TrmboundsError("--ln-trm needs --kl-max or --tv-max (the LN-TRM weights use them)")
     opts = _Options(trm_max, trm_avg, ser, ln_trm, a)
-    names = _columns_of(p, format or "")
+    names = source.names if source is not None else _columns_of(p, format or "")
     cols = _resolve(names, maps)
     for q in ("logp_roll", "logp_theta"):
         if q not in cols:
@@ -375,7 +379,8 @@ def check_tokens(
     invalid: dict[str, list] = {}
     seen: set[str] = set()
     scalars = (*wanted["step"], *wanted["reward"])
-    for chunk in iter_log(p, format, columns=scalars, lists=list_cols, bad=bad, seen=seen):
+    read = source.chunks if source is not None else lambda **kw: iter_log(p, format, **kw)
+    for chunk in read(columns=scalars, lists=list_cols, bad=bad, seen=seen):
         _discover(p, chunk, cols, wanted, done)
         _token_block(p, chunk, cols, opts, accs, bins, bad, invalid)
         done += len(chunk)
