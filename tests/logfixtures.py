@@ -38,11 +38,11 @@ NAMES = {
         "k2_max": "rollout_corr/rollout_rs_seq_max_k2_max",
         "reject_frac": "rollout_corr/rollout_rs_seq_masked_fraction",
     },
-    "verl-legacy": {
+    "verl-legacy": {  # verl 0.6.0, verl/trainer/ppo/mismatch_helper.py @ 4424616d7
         "T_max": "response_length/max",
         "T_mean": "response_length/mean",
-        "kl_tok_mean": "mismatch/k3_kl",
-        "k2_max": "mismatch/rollout_rs_seq_max_k2_max",
+        "kl_tok_mean": "mismatch/mismatch_k3_kl",
+        "reject_frac": "mismatch/rollout_is_seq_masked_fraction",
     },
     "slime": {
         "T_max": "rollout/response_len/max",  # not in the preset: needs --map

@@ -141,8 +141,11 @@ def test_verl_log_every_format(tmp_path, writer):
 def test_verl_legacy_prefix(tmp_path):
     p = write_jsonl(tmp_path / "m.jsonl", metric_rows("verl-legacy"))
     r = check_log(p)
-    assert r.preset == "verl" and r.columns["kl_tok_mean"] == "mismatch/k3_kl"
-    np.testing.assert_allclose(r.stats["kl_max_proxy"].values, BASE["k2_max"])
+    assert r.preset == "verl" and r.columns["kl_tok_mean"] == "mismatch/mismatch_k3_kl"
+    T, kseq, acc = _verl_expected()  # the same token-mean k3 and masked fractions
+    np.testing.assert_allclose(r.stats["kl_seq"].values, kseq, rtol=1e-12)
+    np.testing.assert_allclose(r.acceptance, acc, rtol=1e-12)
+    assert r.stats["acceptance"].source == "1 − mismatch/rollout_is_seq_masked_fraction"
 
 
 def test_no_assumption_is_unknown_and_uses_the_proxy(tmp_path):
@@ -167,8 +170,7 @@ def test_trl_logp_diff_max_gives_the_k2_max(tmp_path):
     assert r.T.tolist() == [100, 200, 400, 800]
 
 
-@pytest.mark.parametrize("preset,lencol", [("slime", "rollout/response_len/max"),
-                                            ("skyrl", "generate/max_response_length"),
+@pytest.mark.parametrize("preset,lencol", [("skyrl", "generate/max_response_length"),
                                             ("prime-rl", "seq_len/max")])  # fmt: skip
 def test_presets_without_a_length_name_ask_for_it(tmp_path, preset, lencol):
     p = write_jsonl(tmp_path / "m.jsonl", metric_rows(preset))
@@ -186,11 +188,13 @@ def test_slime_acceptance_and_prime_rl_proxy_status(tmp_path):
     r = check_log(write_jsonl(tmp_path / "s.jsonl", rows), preset="slime",
                   maps=["T_max=rollout/response_len/max", "T_mean=len/mean"])  # fmt: skip
     np.testing.assert_allclose(r.acceptance, [0.95, 0.9, 0.75, 0.5])
-    assert r.stats["kl_seq"].status == "estimate"
+    # slime's train/mis_k3_kl is a mean of per-sequence means (sum_of_sample_mean): a proxy
+    assert r.stats["kl_seq"].status == "proxy"
     rows = metric_rows("prime-rl", extra={"len/mean": BASE["T_mean"]})
     r = check_log(write_jsonl(tmp_path / "p.jsonl", rows), preset="prime-rl",
                   maps=["T_max=seq_len/max", "T_mean=len/mean"])  # fmt: skip
-    assert r.stats["kl_seq"].status == "proxy"  # prime-rl's KL is not known to be k3
+    # prime-rl's mismatch_kl/all/mean is the token mean of k3 (src/prime_rl/trainer/rl/loss.py)
+    assert r.stats["kl_seq"].status == "estimate"
     assert r.stats["kl_max_proxy_k3"].status == "proxy"
 
 
@@ -286,7 +290,7 @@ def test_missing_columns_name_what_was_tried(tmp_path):
     with pytest.raises(InputFileError, match=r"no mismatch metric found \(tried preset generic"):
         check_log(p, maps=["T_max=foo"])
     with pytest.raises(TrmboundsError, match="unknown preset"):
-        check_log(p, preset="openrlhf")
+        check_log(p, preset="nonesuch")
 
 
 def test_statistics_file_from_measure(tmp_path):

@@ -32,7 +32,9 @@ Examples:
 
   trmbounds check metrics.jsonl --preset verl --kl-max 0.05
 
-  trmbounds check wandb_export.csv --preset slime --map T_max=rollout/response_len/max --tv-max 0.01
+  trmbounds check wandb_export.csv --preset slime --steps-per-rollout 2 --tv-max 0.01
+
+  trmbounds check runs/ --kl-max 0.05   (a TRL/HF TensorBoard directory: train/ prefixes)
 
   trmbounds check tokens.parquet --kl-max 1e-3 --trm-max 0.05 --trm-avg 0.001 --json
 
@@ -40,14 +42,15 @@ Examples:
 """
 
 
-class Preset(str, Enum):
-    auto = "auto"
-    verl = "verl"
-    slime = "slime"
-    trl = "trl"
-    prime_rl = "prime-rl"
-    skyrl = "skyrl"
-    generic = "generic"
+def _preset_enum() -> type[Enum]:
+    from ..logs.frameworks import PRESETS
+
+    names = ["auto", *PRESETS]
+    return Enum("Preset", {n.replace("-", "_"): n for n in names}, type=str)
+
+
+#: auto, then one value per framework module of trmbounds.logs.frameworks.
+Preset = _preset_enum()
 
 
 class Format(str, Enum):
@@ -80,14 +83,14 @@ def check_cmd(
         typer.Argument(
             help="Per-step metric log (.jsonl, .csv, .parquet, TensorBoard event file or "
             "directory), per-token dump (.jsonl, .parquet with log-prob list columns) or "
-            "statistics file (.json, from trmbounds measure).",
+            "statistics file (.json, from trmbounds measure) or HF trainer_state.json.",
             show_default=False,
         ),
     ],
     preset: Annotated[
         Preset,
         typer.Option("--preset", help="Framework whose metric names to use (auto: best match)."),
-    ] = Preset.auto,
+    ] = Preset.auto,  # type: ignore[attr-defined]
     maps: Annotated[
         list[str] | None,
         typer.Option(
@@ -112,6 +115,15 @@ def check_cmd(
             "no guarantee).",
         ),
     ] = "max",
+    steps_per_rollout: Annotated[
+        int,
+        typer.Option(
+            "--steps-per-rollout",
+            min=1,
+            help="slime/miles: train steps per rollout (num_steps_per_rollout), to align "
+            "rollout/step rows with train/step.",
+        ),
+    ] = 1,
     kl_max: KL_MAX_OPT = None,
     tv_max: TV_MAX_OPT = None,
     adv_range: ADV_RANGE_OPT = None,
@@ -224,6 +236,8 @@ def check_cmd(
         skip_bad=skip_bad,
         **tok,
     )
+    if steps_per_rollout != 1:
+        kw["steps_per_rollout"] = steps_per_rollout
     if log.stat().st_size >= _BIG:
         from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
@@ -410,7 +424,8 @@ def _render(result, report, plot) -> None:
     if result.rows_without_metrics:
         con.print(f"{result.rows_without_metrics:,} row(s) without any mismatch metric (not steps)")
     for note in result.notes:
-        con.print(f"note: {note}", markup=False, style="dim")
+        warn = note.startswith("WARNING")
+        con.print(f"note: {note}", markup=False, style="yellow" if warn else "dim")
     for what, p in (("report", report), ("plot", plot)):
         if p is not None:
             con.print(f"{what} written to {p}")

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputFileError, TrmboundsError
-from . import presets as P
+from . import frameworks as P
 from . import tokens as TK
 from .readers import BadRecords, iter_log, sniff_format
 from .result import (
@@ -76,6 +76,7 @@ def check_log(
     assumption: Assumption | None = None,
     skip_bad: bool = False,
     progress: Callable[[int], None] | None = None,
+    steps_per_rollout: int = 1,
     **token_options: Any,
 ) -> CheckResult:
     """Check the TRM guarantee at every step of a training log.
@@ -88,7 +89,8 @@ def check_log(
     format : str, optional
         ``jsonl``, ``csv`` or ``parquet``; default from the extension.
     preset : str
-        ``auto`` (the preset matching most columns), or one of :data:`.presets.PRESETS`.
+        ``auto`` (the preset that would read the most columns), or one of
+        :data:`.frameworks.PRESETS`.
     maps : mapping or iterable of "QUANTITY=COLUMN"
         Column overrides.
     length : str
@@ -102,6 +104,9 @@ def check_log(
         Skip (and count) malformed records instead of stopping at the first.
     progress : callable, optional
         Called with the number of records processed so far.
+    steps_per_rollout : int
+        slime/miles: train steps per rollout (``num_steps_per_rollout``), to align rows
+        logged at ``rollout/step`` with ``train/step`` (:mod:`.merge`).
     **token_options
         Acceptance thresholds for per-token dumps (:func:`.tokens.check_tokens`).
 
@@ -150,28 +155,88 @@ def check_log(
             f"{p}: {', '.join(sorted(token_options))} apply to per-token dumps only; "
             "this is a per-step metric log"
         )
-    if fmt == "json":
+    from . import sources as SRC
+    from .merge import merge_rows
+
+    trainer_state = fmt == "json" and SRC.is_trainer_state(p)
+    if fmt == "json" and not trainer_state:
         return _check_stats_file(p, assumption, Tvalue)
+    if isinstance(steps_per_rollout, bool) or not (
+        isinstance(steps_per_rollout, int) and steps_per_rollout >= 1
+    ):
+        raise TrmboundsError(
+            f"--steps-per-rollout must be an integer >= 1, got {steps_per_rollout}"
+        )
     bad = BadRecords(skip=skip_bad)
     seen: set[str] = set()
-    all_cands = set()
-    for pr in P.PRESETS.values():
+    chosen: P.Preset | None = None if preset == "auto" else P.PRESETS[preset]
+    pool = list(P.PRESETS.values()) if chosen is None else [chosen]
+    all_cands = {SRC.ROLLOUT_FLAG}
+    for pr in pool:
         for c in P.candidates(pr, maps).values():
             all_cands.update(c)
-    chosen: P.Preset | None = None if preset == "auto" else P.PRESETS[preset]
-    cols: dict[str, str] = {}
+        if pr.rollout_step:
+            all_cands.add(pr.rollout_step)
+    src_notes: list[str] = []
+    src_extra: dict[str, Any] = {}
+    if fmt == "tensorboard":
+        from . import tensorboard as TB
+
+        files = TB.event_files(p)
+        run = TB.run_dir(p)
+        src_extra["tensorboard_run"] = str(run)
+        if p.is_dir() and run != p:
+            src_notes.append(f"TensorBoard run read: {run}")
+        if len(files) > 1:
+            src_notes.append(
+                f"{len(files)} event files in the run read in order, oldest first "
+                "(restarts); steps logged again are counted below"
+            )
+        others = TB.other_runs(run) if p.is_dir() else []
+        if others:
+            src_notes.append(
+                f"{len(others)} other TensorBoard runs in sub-directories NOT read: "
+                + _list([str(o.relative_to(run)) for o in others], 8)
+            )
+        groups = sorted({g for pr in pool for g in pr.rollout_groups})
+        rows = SRC.tensorboard_rows(p, all_cands, bad, seen, groups)
+    elif trainer_state:
+        rows = SRC.trainer_state_rows(p, all_cands, bad, seen)
+    else:
+        rows = iter_log(p, fmt, columns=all_cands, bad=bad, seen=seen)
+    chunks = []
+    n_done = 0
+    for chunk in rows:
+        chunks.append(chunk)
+        n_done += len(chunk)
+        if progress is not None:
+            progress(n_done)
+    seen.discard(SRC.ROLLOUT_FLAG)
+    if not chunks:
+        raise InputFileError(
+            f"{p}: no records with any known column"
+            + (f"; columns present: {_list(seen)}" if seen else " (empty file)")
+        )
+    if chosen is None:
+        chosen = P.guess_preset(seen)
+    cols = _check_columns(p, chosen, maps, seen, Tvalue, assumption.given)
+    aligned = "step" not in maps and chosen.rollout_step is not None
+    merged, merge_report = merge_rows(
+        p,
+        chunks,
+        step=cols["step"],
+        columns=set(cols.values()) - {cols["step"]},
+        rollout_step=chosen.rollout_step if aligned else None,
+        rollout_flag=SRC.ROLLOUT_FLAG if aligned else None,
+        steps_per_rollout=steps_per_rollout,
+        bad=bad,
+    )
+    del chunks
     parts: dict[str, dict[int, np.ndarray]] = {}
     sizes: list[int] = []
     invalid: dict[str, list] = {}
-    n_done = 0
     no_metrics = 0
-    first = True
-    for chunk in iter_log(p, fmt, columns=all_cands, bad=bad, seen=seen):
-        if first:
-            first = False
-            if chosen is None:
-                chosen = P.guess_preset(seen)
-            cols = _check_columns(p, chosen, maps, seen, Tvalue)
+    for chunk in _blocks(merged):
         res = _metric_block(p, chunk, chosen, maps, Tvalue, assumption, bad, invalid)
         if res is not None:
             block, nm = res
@@ -181,14 +246,6 @@ def check_log(
             for k, v in block.items():
                 if k in _ALWAYS or not np.isnan(v).all():  # keep memory to what was logged
                     parts.setdefault(k, {})[b] = v
-        n_done += len(chunk)
-        if progress is not None:
-            progress(n_done)
-    if first:
-        raise InputFileError(
-            f"{p}: no records with any known column"
-            + (f"; columns present: {_list(seen)}" if seen else " (empty file)")
-        )
     assert chosen is not None
     cat = {
         k: np.concatenate([v.get(b, np.full(n_b, np.nan)) for b, n_b in enumerate(sizes)])
@@ -202,26 +259,21 @@ def check_log(
     def add(name: str, q: str, src: str | None = None, status_: str | None = None, ci=None):
         v = get(name)
         if len(v) and np.any(~np.isnan(v)):
-            stats[name] = Stat(v, status_ or P.status_of(chosen, q), src or cols.get(q, q), ci)
+            st = status_ or P.status_of(chosen, q, cols.get(q))
+            stats[name] = Stat(v, st, src or cols.get(q, q), ci)
 
-    kseq_status = P.status_of(chosen, "kl_seq" if "kl_seq" in cols else "kl_tok_mean")
-    kseq_src = cols.get("kl_seq") or (
-        f"{cols['kl_tok_mean']} x {cols['T_mean']}"
-        if "kl_tok_mean" in cols and "T_mean" in cols
-        else ""
-    )
+    kq = "kl_seq" if "kl_seq" in cols else "kl_tok_mean"
+    kseq_status = P.status_of(chosen, kq, cols.get(kq))
+    kseq_src = P.source_label(cols, "kl_seq")
     add("kl_seq", "kl_seq", kseq_src, kseq_status)
     add("tv_seq", "tv_seq")
     add("tv_lower_bound", "tv_lb", _src(cols, "tv_lb", "tv_max_seen"), "lower_bound")
     add("kl_lower_bound", "kl_max_seen", None, "lower_bound")
-    k2src = _src(cols, "k2_max") or (
-        f"½ ({cols['logp_diff_max']})²" if "logp_diff_max" in cols else ""
-    )
-    add("kl_max_proxy", "k2_max", k2src, "proxy")
+    add("kl_max_proxy", "k2_max", P.source_label(cols, "k2_max"), "proxy")
     add("kl_max_proxy_k3", "kl_proxy_max", None, "proxy")
     add("logp_diff_mean", "logp_diff_mean", None, "proxy")
     add("prob_diff_mean", "prob_diff_mean", None, "proxy")
-    add("acceptance", "accept", _src(cols, "accept", "reject_frac"), "logged")
+    add("acceptance", "accept", P.source_label(cols, "accept"), "logged")
     se = get("surrogate_se")
     sur = get("surrogate")
     ci = None
@@ -232,7 +284,9 @@ def check_log(
         add("surrogate_lcb", "surrogate_lcb", f"{cols['surrogate']} - 1.645 x {cols['surrogate_se']}"
             " (one-sided 95 %)", "estimate")  # fmt: skip
     T_src = np.array(T_SOURCES, dtype=object)[get("T_source").astype(np.int64)] if n else None
-    notes = list(chosen.notes)
+    notes = P.notes_for(chosen, cols) + src_notes + merge_report.notes()
+    if not set(cols) - set(P.NOT_METRICS):
+        notes.append(P.no_metric_message(chosen) + "; the bound rests on --kl-max/--tv-max alone")
     if "kl_seq" in stats and "kl_seq" not in cols:
         notes.append(
             "kl_seq = token-mean KL estimate x mean response length: the batch estimate of "
@@ -282,6 +336,7 @@ def check_log(
         T_source=T_src,
         flag=get("flag") if n else None,
         detector="max k2" if "kl_max_proxy" in stats else "max k3",
+        extra={"merge": merge_report.to_dict(), "preset_source": chosen.source, **src_extra},
     )
     return res
 
@@ -310,7 +365,22 @@ def _src(cols: Mapping[str, str], *qs: str) -> str:
     return " | ".join(cols[q] for q in qs if q in cols)
 
 
-def _check_columns(p, preset, maps, seen, Tvalue) -> dict[str, str]:
+_BLOCK_ROWS = 1 << 16
+
+
+def _blocks(c):
+    """The merged rows in blocks of :data:`_BLOCK_ROWS` (bounded temporaries)."""
+    for a in range(0, len(c), _BLOCK_ROWS):
+        b = a + _BLOCK_ROWS
+        yield type(c)(
+            lines=c.lines[a:b],
+            unit=c.unit,
+            columns={k: v[a:b] for k, v in c.columns.items()},
+            present={k: v[a:b] for k, v in c.present.items()},
+        )
+
+
+def _check_columns(p, preset, maps, seen, Tvalue, assumed=False) -> dict[str, str]:
     cols = P.resolve(preset, maps, seen)
     for q, c in maps.items():
         if c not in seen:
@@ -330,19 +400,20 @@ def _check_columns(p, preset, maps, seen, Tvalue) -> dict[str, str]:
             "pass --length MAX_NEW_TOKENS (the generation cap: the horizon of the bounds) or "
             f"--map T_max=COLUMN; columns present: {_list(seen)}"
         )
-    stats_q = set(cols) - {"step", "T", "T_max", "T_mean", "T_cap"}
-    if not stats_q:
+    stats_q = set(cols) - set(P.NOT_METRICS)
+    if not stats_q and not assumed:
         cand = sorted(
             {
                 c
                 for q, cs in P.candidates(preset, maps).items()
                 for c in cs
-                if q not in ("step", "T", "T_max", "T_mean", "T_cap")
+                if q not in P.NOT_METRICS
             }
         )
         raise InputFileError(
-            f"{p}: no mismatch metric found (tried {tried}: {_list(cand, 12)}); "
-            f"pass --preset or --map QUANTITY=COLUMN; columns present: {_list(seen)}"
+            f"{p}: {P.no_metric_message(preset)} (tried {tried}: {_list(cand, 12)}). "
+            "Pass --preset or --map QUANTITY=COLUMN, or --kl-max/--tv-max for the bound "
+            f"under that assumption alone; columns present: {_list(seen)}"
         )
     return cols
 

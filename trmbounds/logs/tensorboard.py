@@ -27,7 +27,15 @@ import numpy as np
 
 from ..errors import InputFileError
 
-__all__ = ["crc32c", "masked_crc32c", "event_files", "iter_scalars"]
+__all__ = [
+    "crc32c",
+    "masked_crc32c",
+    "event_files",
+    "find_runs",
+    "run_dir",
+    "other_runs",
+    "iter_scalars",
+]
 
 
 def _table() -> list[int]:
@@ -64,15 +72,83 @@ def masked_crc32c(data: bytes) -> int:
     return (((c >> 15) | (c << 17)) + 0xA282EAD8) & 0xFFFFFFFF
 
 
+def _is_event_file(f: Path) -> bool:
+    return "tfevents" in f.name and f.is_file()
+
+
+def _event_order(f: Path) -> tuple[int, str]:
+    """Sort key: the creation time in ``events.out.tfevents.<seconds>.<host>...``, then the name.
+
+    Examples
+    --------
+    >>> names = ["events.out.tfevents.1700000100.h.1.0", "events.out.tfevents.999999999.h.2.0"]
+    >>> [n.split(".")[3] for n in sorted(names, key=lambda n: _event_order(Path(n)))]
+    ['999999999', '1700000100']
+    """
+    parts = f.name.split(".")
+    for i, part in enumerate(parts[:-1]):
+        if part == "tfevents" and parts[i + 1].isdigit():
+            return int(parts[i + 1]), f.name
+    return 1 << 62, f.name
+
+
+def find_runs(path: str | os.PathLike) -> list[Path]:
+    """Every directory at or below ``path`` that holds event files (one TensorBoard run each)."""
+    p = Path(path)
+    runs = []
+    for d, dirs, files in os.walk(p):
+        dirs.sort()
+        if any("tfevents" in f for f in files) and any(_is_event_file(Path(d, f)) for f in files):
+            runs.append(Path(d))
+    return runs
+
+
+def run_dir(path: str | os.PathLike) -> Path:
+    """The one run a TensorBoard path names: the file's run, the directory if it holds
+    event files, or the single run below it.
+
+    Several runs below a directory are never merged: the error lists them.
+    """
+    p = Path(path)
+    if not p.is_dir():
+        return p.parent
+    if any(_is_event_file(f) for f in p.iterdir()):
+        return p
+    runs = find_runs(p)
+    if not runs:
+        raise InputFileError(
+            f"{p}: no TensorBoard event files (*tfevents*) in this directory or below"
+        )
+    if len(runs) > 1:
+        names = [str(r.relative_to(p)) for r in runs]
+        more = f" … (+{len(names) - 12} more)" if len(names) > 12 else ""
+        raise InputFileError(
+            f"{p}: {len(runs)} TensorBoard runs below this directory: "
+            f"{', '.join(names[:12])}{more}; pass one run directory"
+        )
+    return runs[0]
+
+
 def event_files(path: str | os.PathLike) -> list[Path]:
-    """The event files of ``path``: itself, or the ``*tfevents*`` files in a directory."""
+    """The event files of ``path``, in the order they were written.
+
+    A file is itself; a directory holding event files is one run (restarts of a run
+    write several files there: all are read, oldest first); a directory without
+    event files is searched below for exactly one run (:func:`run_dir`).
+    """
     p = Path(path)
     if p.is_dir():
-        files = sorted(f for f in p.iterdir() if "tfevents" in f.name and f.is_file())
-        if not files:
-            raise InputFileError(f"{p}: no TensorBoard event files (*tfevents*) in this directory")
-        return files
+        d = run_dir(p)
+        return sorted((f for f in d.iterdir() if _is_event_file(f)), key=_event_order)
     return [p]
+
+
+def other_runs(path: str | os.PathLike) -> list[Path]:
+    """Runs in sub-directories of a run directory ``path`` (not read with it)."""
+    p = Path(path)
+    if not p.is_dir():
+        return []
+    return [r for r in find_runs(p) if r != p]
 
 
 # ----------------------------------------------------------------- protobuf wire format
