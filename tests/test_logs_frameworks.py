@@ -14,7 +14,7 @@ import re
 
 import numpy as np
 import pytest
-from logfixtures import write_csv, write_jsonl, write_tfevents
+from logfixtures import write_jsonl, write_tfevents
 from test_logs_check import bstar_direct
 from typer.testing import CliRunner
 
