@@ -389,3 +389,18 @@ def test_each_framework_is_detected_and_read(tmp_path, preset, names, status, pr
     for q, text in F.PRESETS[preset].caveats.items():
         if q in r.columns:
             assert text in r.notes
+
+
+def test_docs_have_a_section_per_framework_with_every_column():
+    from pathlib import Path
+
+    doc = (Path(__file__).parents[1] / "docs" / "logs.md").read_text()
+    for name in NAMES:
+        p = F.PRESETS[name]
+        sec = doc.split(f"### `{name}`\n", 1)[1].split("\n### ", 1)[0]
+        assert p.source in sec, name
+        for cs in p.columns.values():
+            for c in cs:
+                assert f"`{c}`" in sec, (name, c)
+        if p.enable:
+            assert p.enable in sec, name
