@@ -88,6 +88,12 @@ def _num(x) -> int | float:
 
 
 def _concat(chunks: list[Chunk], names: set[str]) -> Chunk:
+    if len(chunks) == 1:
+        c = chunks[0]
+        out = Chunk(lines=c.lines, unit=c.unit)
+        for k in names & set(c.columns):
+            out.columns[k], out.present[k] = c.columns[k], c.present[k]
+        return out
     lines = np.concatenate([c.lines for c in chunks]) if chunks else np.zeros(0, np.int64)
     out = Chunk(lines=lines, unit=chunks[0].unit if chunks else "line")
     for k in names:
@@ -178,34 +184,50 @@ def merge_rows(
     # rollout rows stand for k train steps each
     roll_i = idx[is_roll[idx]]
     norm_i = idx[~is_roll[idx]]
-    src = np.concatenate([norm_i, np.repeat(roll_i, k)])
-    steps = np.concatenate(
-        [s_row[norm_i], np.repeat(s_row[roll_i], k) + np.tile(np.arange(k), len(roll_i))]
-    )
-    order = np.argsort(src, kind="stable")  # file order
-    src, steps = src[order], steps[order]
-    if len(steps):
+    if len(roll_i):
+        src = np.concatenate([norm_i, np.repeat(roll_i, k)])
+        steps = np.concatenate(
+            [s_row[norm_i], np.repeat(s_row[roll_i], k) + np.tile(np.arange(k), len(roll_i))]
+        )
+        order = np.argsort(src, kind="stable")  # file order
+        src, steps = src[order], steps[order]
+    else:
+        src, steps = idx, s_row[idx]
+    name = step or "step"
+    if len(steps) > 1:
         back = steps[1:] < np.maximum.accumulate(steps)[:-1]
         # a rollout row's k copies are not steps going back
         back &= src[1:] != src[:-1]
         rep.step_went_back = int(back.sum())
+    if len(steps) < 2 or bool(np.all(np.diff(steps) > 0)):
+        # one row per step, in order (the common case): nothing to merge
+        rep.steps = len(steps)
+        every = len(src) == n  # no row dropped or repeated: no copies
+        out = Chunk(lines=c.lines if every else c.lines[src], unit=c.unit)
+        for x in data_cols:
+            v, pres = c.columns[x], c.present[x]
+            out.columns[x], out.present[x] = (v, pres) if every else (v[src], pres[src])
+        out.columns[name] = steps.astype(np.float64)
+        out.present[name] = np.ones(len(steps), bool)
+        return out, rep
     u, inv = np.unique(steps, return_inverse=True)
     inv = inv.reshape(-1)
     m = len(u)
     rep.steps = m
-    rep.rows_merged = int(len(idx) - len(np.unique(s_row[idx]))) if len(idx) else 0
+    rep.rows_merged = int(len(idx) - len(np.unique(s_row[idx])))
+    # one order for all columns: by step, then file order (src is already file order)
+    o = np.argsort(inv, kind="stable")
+    g_all, src_o = inv[o], src[o]
     out = Chunk(lines=np.zeros(m, np.int64), unit=c.unit)
     last_line = np.full(m, -1, np.int64)
     np.maximum.at(last_line, inv, src)
-    out.lines = c.lines[last_line] if m else np.zeros(0, np.int64)
+    out.lines = c.lines[last_line]
     repeated = np.zeros(m, bool)
     for x in data_cols:
-        pres = c.present[x][src]
+        pres = c.present[x][src_o]
         sel = np.flatnonzero(pres)
-        vals = c.columns[x][src][sel]
-        g = inv[sel]
-        o = np.lexsort((sel, g))  # by step, then file order
-        g, vals = g[o], vals[o]
+        g = g_all[sel]
+        vals = c.columns[x][src_o[sel]]
         last = np.r_[g[1:] != g[:-1], True] if len(g) else np.zeros(0, bool)
         v_out = np.full(m, np.nan)
         p_out = np.zeros(m, bool)
@@ -222,7 +244,6 @@ def merge_rows(
             repeated[g[replaced]] = True
     rep.steps_repeated = int(repeated.sum())
     rep.first_repeated = [float(x) for x in u[repeated][:5]]
-    name = step or "step"
     out.columns[name] = u.astype(np.float64)
     out.present[name] = np.ones(m, bool)
     return out, rep
