@@ -404,3 +404,17 @@ def test_docs_have_a_section_per_framework_with_every_column():
                 assert f"`{c}`" in sec, (name, c)
         if p.enable:
             assert p.enable in sec, name
+
+
+def test_cli_steps_per_rollout_and_json_summary(tmp_path):
+    p = _slime_csv(tmp_path)
+    out = CliRunner().invoke(
+        app, ["check", str(p), "--steps-per-rollout", "2", "--kl-max", "1e-4", "--json"]
+    )
+    assert out.exit_code == 0, out.output
+    s = json.loads(out.stdout)["summary"]
+    assert s["preset"] == "slime" and s["preset_source"].startswith("THUDM/slime @ ")
+    assert s["merge"]["rollout_rows"] == 2 and s["merge"]["steps_per_rollout"] == 2
+    assert [x["T"] for x in json.loads(out.stdout)["steps"]] == [100, 100, 200, 200]
+    bad = CliRunner().invoke(app, ["check", str(p), "--steps-per-rollout", "0"])
+    assert bad.exit_code == 2
