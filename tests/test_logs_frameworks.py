@@ -310,13 +310,14 @@ def test_no_mismatch_metric_says_which_setting_and_gives_the_assumed_bound(
     tmp_path, preset, rows, setting
 ):
     p = write_jsonl(tmp_path / "m.jsonl", rows, nested=False)
-    length = "max" if preset == "trl" else "mean"
+    length = "max" if preset == "trl" else "128"  # OpenRLHF logs no maximum length
     with pytest.raises(InputFileError, match=f"{preset} logged no mismatch metric: .*"
                        + re.escape(setting)):  # fmt: skip
         check_log(p, preset=preset, length=length)
     r = check_log(p, preset=preset, length=length, assumption=Assumption(kl_max=1e-4))
-    assert r.T.tolist() == [64, 128]
-    np.testing.assert_allclose(r.bound, [bstar_direct(64, 1e-4), bstar_direct(128, 1e-4)])
+    T = [64, 128] if preset == "trl" else [128, 128]  # the longest response, or --length
+    assert r.T.tolist() == T
+    np.testing.assert_allclose(r.bound, [bstar_direct(t, 1e-4) for t in T])
     assert any(setting in n and "rests on --kl-max/--tv-max alone" in n for n in r.notes)
     cli = CliRunner().invoke(app, ["check", str(p), "--preset", preset, "--length", length])
     assert cli.exit_code == 2 and setting in " ".join(cli.output.split())
@@ -370,11 +371,11 @@ def test_each_framework_is_detected_and_read(tmp_path, preset, names, status, pr
         qs["k2"] = "logp_diff_max"
     full = {q: prefix + c for q, c in names.items()}
     p = write_jsonl(tmp_path / "m.jsonl", _rows(full, _V), nested=False)
-    length = "max" if "T_max" in names else "mean"
+    length = "max" if "T_max" in names else "300"  # no maximum logged: the cap by hand
     r = check_log(p, length=length, assumption=Assumption(kl_max=0.05))
     assert r.preset == preset
     assert {qs[q]: r.columns[qs[q]] for q in names} == {qs[q]: c for q, c in full.items()}
-    T = _V["T_max"] if length == "max" else _V["T_mean"]
+    T = _V["T_max"] if length == "max" else [300, 300]
     assert r.T.tolist() == T
     if "kl" in names and "T_mean" in names:
         np.testing.assert_allclose(r.stats["kl_seq"].values, [1e-5 * 50, 2e-5 * 80])

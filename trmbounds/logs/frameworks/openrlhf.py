@@ -34,8 +34,8 @@ PRESET = Preset(
         ),
     },
     notes=(
-        "openrlhf logs no maximum response length: use --length mean (a mean is not an "
-        "upper bound on T) or --length VALUE with your generate_max_len",
+        "openrlhf logs no maximum response length: pass --length GENERATE_MAX_LEN (the "
+        "generation cap, the horizon of the bounds)",
     ),
     enable=(
         "OpenRLHF logs vllm_kl only with --algo.advantage.is_correction_enable "

@@ -33,7 +33,7 @@ PRESET = Preset(
         ),
     },
     notes=(
-        "tinker logs no maximum response length: use --length mean or --length VALUE "
-        "(your max_tokens)",
+        "tinker logs no maximum response length: pass --length MAX_TOKENS (the generation "
+        "cap, the horizon of the bounds)",
     ),
 )
