@@ -284,7 +284,9 @@ def check_log(
         add("surrogate_lcb", "surrogate_lcb", f"{cols['surrogate']} - 1.645 x {cols['surrogate_se']}"
             " (one-sided 95 %)", "estimate")  # fmt: skip
     T_src = np.array(T_SOURCES, dtype=object)[get("T_source").astype(np.int64)] if n else None
-    notes = P.notes_for(chosen, cols) + src_notes + merge_report.notes()
+    notes = (
+        P.notes_for(chosen, cols) + src_notes + merge_report.notes(per_event=fmt == "tensorboard")
+    )
     if not set(cols) - set(P.NOT_METRICS):
         notes.append(P.no_metric_message(chosen) + "; the bound rests on --kl-max/--tv-max alone")
     if "kl_seq" in stats and "kl_seq" not in cols:

@@ -58,9 +58,11 @@ class MergeReport:
         d["first_repeated"] = [_num(x) for x in self.first_repeated]
         return d
 
-    def notes(self) -> list[str]:
+    def notes(self, per_event: bool = False) -> list[str]:
+        """What the user must know; ``per_event``: rows are TensorBoard events (one scalar
+        each), whose merging by step is the format, not news."""
         out = []
-        if self.rows_merged:
+        if self.rows_merged and not per_event:
             out.append(
                 f"{self.rows} rows merged into {self.steps} steps (rows sharing a step are one "
                 "step; the last value logged wins)"
