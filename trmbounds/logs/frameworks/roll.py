@@ -7,7 +7,8 @@ Read from alibaba/ROLL @ 8eb27cc2dc34c4d1310b169d9b86d339004d811a (2026-08-19, 0
   mean of rho) and ``actor/train_infer_diff_*_mean`` (signed p_old - p_infer); with
   filters ``actor/train_infer_final_mask_mean`` (token pass rate after all filters);
 - ``roll/utils/metrics/metrics_manager.py::add_token_metrics``:
-  ``token/response_length/{mean,max,min}``.
+  ``token/response_length/{mean,max,min}``; the agentic pipeline
+  (``roll/pipeline/agentic/agentic_pipeline.py``) logs ``tokens/response_length/*``.
 
 No KL or |log-ratio| statistic of the mismatch is logged.
 """
@@ -17,13 +18,13 @@ from ._core import Preset
 PRESET = Preset(
     "roll",
     {
-        "T_max": ("token/response_length/max",),
-        "T_mean": ("token/response_length/mean",),
+        "T_max": ("token/response_length/max", "tokens/response_length/max"),
+        "T_mean": ("token/response_length/mean", "tokens/response_length/mean"),
         "accept": ("actor/train_infer_final_mask_mean",),
     },
     source=(
         "alibaba/ROLL @ 8eb27cc2dc (0.3.0, 2026-08-19): roll/utils/train_infer_corrections.py, "
-        "roll/utils/metrics/metrics_manager.py"
+        "roll/utils/metrics/metrics_manager.py, roll/pipeline/agentic/agentic_pipeline.py"
     ),
     caveats={
         "accept": (
