@@ -25,7 +25,7 @@ import numpy as np
 from ..errors import InputFileError, TrmboundsError
 from . import frameworks as P
 from . import tokens as TK
-from .readers import BadRecords, iter_log, sniff_format
+from .readers import BadRecords, sniff_format
 from .result import (
     ACCEPT_TARGET,
     STATES,
@@ -171,47 +171,7 @@ def check_log(
     seen: set[str] = set()
     chosen: P.Preset | None = None if preset == "auto" else P.PRESETS[preset]
     pool = list(P.PRESETS.values()) if chosen is None else [chosen]
-    all_cands = {SRC.ROLLOUT_FLAG}
-    for pr in pool:
-        for c in P.candidates(pr, maps).values():
-            all_cands.update(c)
-        if pr.rollout_step:
-            all_cands.add(pr.rollout_step)
-    src_notes: list[str] = []
-    src_extra: dict[str, Any] = {}
-    if fmt == "tensorboard":
-        from . import tensorboard as TB
-
-        files = TB.event_files(p)
-        run = TB.run_dir(p)
-        src_extra["tensorboard_run"] = str(run)
-        if p.is_dir() and run != p:
-            src_notes.append(f"TensorBoard run read: {run}")
-        if len(files) > 1:
-            src_notes.append(
-                f"{len(files)} event files in the run read in order, oldest first "
-                "(restarts); steps logged again are counted below"
-            )
-        others = TB.other_runs(run) if p.is_dir() else []
-        if others:
-            src_notes.append(
-                f"{len(others)} other TensorBoard runs in sub-directories NOT read: "
-                + _list([str(o.relative_to(run)) for o in others], 8)
-            )
-        groups = sorted({g for pr in pool for g in pr.rollout_groups})
-        rows = SRC.tensorboard_rows(p, all_cands, bad, seen, groups)
-    elif trainer_state:
-        rows = SRC.trainer_state_rows(p, all_cands, bad, seen)
-    else:
-        rows = iter_log(p, fmt, columns=all_cands, bad=bad, seen=seen)
-    chunks = []
-    n_done = 0
-    for chunk in rows:
-        chunks.append(chunk)
-        n_done += len(chunk)
-        if progress is not None:
-            progress(n_done)
-    seen.discard(SRC.ROLLOUT_FLAG)
+    chunks, src_notes, src_extra = SRC.read_rows(p, fmt, pool, maps, bad, seen, progress)
     if not chunks:
         raise InputFileError(
             f"{p}: no records with any known column"

@@ -12,17 +12,86 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 from ..errors import InputFileError
-from .readers import BadRecords, Chunk, _chunk_from_records
+from . import frameworks as F
+from .readers import BadRecords, Chunk, _chunk_from_records, iter_log
 
-__all__ = ["ROLLOUT_FLAG", "tensorboard_rows", "is_trainer_state", "trainer_state_rows"]
+__all__ = [
+    "ROLLOUT_FLAG",
+    "read_rows",
+    "tensorboard_rows",
+    "is_trainer_state",
+    "trainer_state_rows",
+]
 
 #: Synthetic column marking a TensorBoard row of tags logged at the rollout step.
 ROLLOUT_FLAG = "__rollout_row__"
 _BATCH = 65536
+
+
+def read_rows(
+    path: Path,
+    fmt: str,
+    presets: Iterable[F.Preset],
+    maps: Mapping[str, str],
+    bad: BadRecords,
+    seen: set[str],
+    progress: Callable[[int], None] | None = None,
+) -> tuple[list[Chunk], list[str], dict[str, Any]]:
+    """Every row of a per-step metric log, restricted to the columns ``presets`` could read.
+
+    Returns the chunks (file order), notes on what was read (the TensorBoard run, its
+    event files, runs not read) and summary entries (``tensorboard_run``).
+    """
+    presets = list(presets)
+    want = {ROLLOUT_FLAG}
+    for pr in presets:
+        for c in F.candidates(pr, maps).values():
+            want.update(c)
+        if pr.rollout_step:
+            want.add(pr.rollout_step)
+    notes: list[str] = []
+    extra: dict[str, Any] = {}
+    if fmt == "tensorboard":
+        from . import tensorboard as TB
+
+        files = TB.event_files(path)
+        run = TB.run_dir(path)
+        extra["tensorboard_run"] = str(run)
+        if path.is_dir() and run != path:
+            notes.append(f"TensorBoard run read: {run}")
+        if len(files) > 1:
+            notes.append(
+                f"{len(files)} event files in the run read in order, oldest first "
+                "(restarts); steps logged again are counted below"
+            )
+        others = [str(o.relative_to(run)) for o in TB.other_runs(run)] if path.is_dir() else []
+        if others:
+            more = f" … (+{len(others) - 8} more)" if len(others) > 8 else ""
+            notes.append(
+                f"{len(others)} other TensorBoard runs in sub-directories NOT read: "
+                + ", ".join(others[:8])
+                + more
+            )
+        groups = sorted({g for pr in presets for g in pr.rollout_groups})
+        rows = tensorboard_rows(path, want, bad, seen, groups)
+    elif fmt == "json":
+        rows = trainer_state_rows(path, want, bad, seen)
+    else:
+        rows = iter_log(path, fmt, columns=want, bad=bad, seen=seen)
+    chunks = []
+    n_done = 0
+    for chunk in rows:
+        chunks.append(chunk)
+        n_done += len(chunk)
+        if progress is not None:
+            progress(n_done)
+    seen.discard(ROLLOUT_FLAG)
+    return chunks, notes, extra
 
 
 def tensorboard_rows(
