@@ -419,3 +419,16 @@ def test_cli_steps_per_rollout_and_json_summary(tmp_path):
     assert [x["T"] for x in json.loads(out.stdout)["steps"]] == [100, 100, 200, 200]
     bad = CliRunner().invoke(app, ["check", str(p), "--steps-per-rollout", "0"])
     assert bad.exit_code == 2
+
+
+def test_prefix_order_raw_then_train_then_eval():
+    trl = F.PRESETS["trl"]
+    both = ["train/global_step", "eval/completions/max_length", "train/completions/max_length"]
+    assert F.resolve(trl, {}, both)["T_max"] == "train/completions/max_length"
+    assert F.resolve(trl, {}, both)["step"] == "train/global_step"
+    assert F.resolve(trl, {}, ["eval/completions/max_length"])["T_max"] == (
+        "eval/completions/max_length"
+    )  # an eval-only log (transformers rewrite_logs: eval_KEY -> eval/KEY)
+    # NeMo-RL prefixes train/ itself (nemo_rl/utils/logger.py)
+    r = F.resolve(F.PRESETS["nemo-rl"], {}, ["train/gen_kl_error", "gen_kl_error"])
+    assert r["kl_tok_mean"] == "train/gen_kl_error"
