@@ -3,7 +3,8 @@
 Writes synthetic verl-style logs and a per-token Parquet dump to a temporary directory,
 runs :func:`trmbounds.logs.check.check_log` on each (best of 3 runs, after one warm-up
 on a small file), and prints the rates measured in this run and the load average. Targets (issue 4): >= 1 M metric
-rows/s and >= 20 M tokens/s on per-token Parquet.
+rows/s and >= 20 M tokens/s on per-token Parquet. Also the cost of merging rows that
+share a step (issue 9): a log with two interleaved rows per step against one row per step.
 
     python benchmarks/bench_check.py [--rows 1000000] [--tokens 20000000]
 """
@@ -109,6 +110,22 @@ def main() -> None:
             print(
                 f"  {name:8s} {rows:>10,} rows  {mb:7.1f} MB  {s:6.2f} s  {rows / s / 1e6:6.2f} M rows/s"
             )
+        # rows that share a step (prime-rl's metrics.jsonl: trainer and orchestrator rows),
+        # interleaved, against the same steps in one row each: the cost of merging by step
+        half = args.rows // 2
+        one = metric_table(half)
+        lens = one.select(["step", "response_length/max", "response_length/mean"])
+        rest = one.drop_columns(["response_length/max", "response_length/mean"])
+        both = pa.concat_tables([lens, rest], promote_options="default")
+        order = np.argsort(np.r_[np.arange(half) + 1, np.arange(half)], kind="stable")
+        pq.write_table(both.take(order), d / "split.parquet")
+        pq.write_table(one, d / "one.parquet")
+        r1, s1 = timed(lambda: check_log(d / "one.parquet", assumption=a))
+        r2, s2 = timed(lambda: check_log(d / "split.parquet", assumption=a))
+        assert len(r1) == len(r2) == half
+        print(f"merging by step: {half:,} steps in {2 * half:,} interleaved rows (2 per step)")
+        print(f"  one row per step  {s1:6.2f} s;  two rows per step  {s2:6.2f} s  "
+              f"(ratio {s2 / s1:.2f}; {2 * half / s2 / 1e6:.2f} M rows/s)")  # fmt: skip
         n = token_dump(d / "tok.parquet", args.tokens)
         token_dump(d / "warm.parquet", 100_000)
         check_log(d / "warm.parquet", assumption=a)
