@@ -396,3 +396,47 @@ def test_detector_far_above_the_assumption_is_flagged_and_ranked(tmp_path):
     assert [int(r.step[i]) for i in r.worst(2)] == [2, 4]
     assert r.summary()["flagged"] == 2
     assert "2.2e+06" in r.flagged_by(1) or "2.2e6" in r.flagged_by(1)
+
+
+@pytest.mark.parametrize("n", [300, 1000])
+def test_a_rare_unsampled_loss_never_makes_a_guarantee(tmp_path, n):
+    # T = 1 (Error = 0 and B* = 0 exactly, so only the confidence bound on L is tested),
+    # V = 5: a token of probability 1e-3 under pi_roll loses 90 % of its mass under
+    # pi_theta and carries the largest reward; the other four gain a little. The exact
+    # improvement = L = R . (q - p) < 0, but a batch that misses the rare token sees only
+    # gains: a normal interval on L then clears B* = 0 at most steps (an independent
+    # review found 143/200 at n = 300); the distribution-free bound never does.
+    pc = (1 - 1e-3) / 4
+    c = 9e-4 / (4 * pc)
+    p = np.r_[1e-3, np.full(4, pc)]
+    q = np.r_[1e-4, pc * (1 + c * np.array([0.5, 1, 1, 1.5]))]
+    R = np.array([1.0, 0.7, 0.5, 0.5, 0.3])
+    assert abs(q.sum() - 1) < 1e-12
+    improvement = float(R @ (q - p))
+    assert improvement < 0
+    kl = float(np.sum(p * np.log(p / q)))
+    tv = 0.5 * float(np.abs(p - q).sum())
+    rng = np.random.default_rng(0)
+    reps = 100
+    y = rng.choice(5, size=(reps, n), p=p)
+    groups = [(k, [[math.log(p[v])] for v in y[k]], [[math.log(q[v])] for v in y[k]], R[y[k]])
+              for k in range(reps)]  # fmt: skip
+    a = Assumption(kl_max=1.01 * kl, tv_max=1.01 * tv)
+    r = check_log(_write_dump(tmp_path / "rare.parquet", groups), assumption=a, length="1")
+    states = [STATES[i] for i in r.state]
+    assert r.bound[0] == 0.0
+    assert "guaranteed" not in states
+    # the normal interval (computed here) would have claimed it at most steps
+    lo = r.stats["surrogate"].ci[0]
+    normal_lcb = (
+        r.stats["surrogate"].values - (r.stats["surrogate"].values - lo) * 1.6448536 / 1.959964
+    )
+    assert np.sum(normal_lcb > 0) >= reps // 4
+
+
+def test_a_reward_outside_the_range_is_refused(tmp_path):
+    p = _write_dump(tmp_path / "r.parquet", [(0, [[-0.5]], [[-0.4]], [3.0])])
+    with pytest.raises(Exception, match=r"reward = 3 is outside the reward range \[0, 1\]"):
+        check_log(p, assumption=Assumption(kl_max=0.1), length="1")
+    r = check_log(p, assumption=Assumption(kl_max=0.1, reward_range=(0, 5)), length="1")
+    assert r.stats["surrogate"].values[0] == pytest.approx(3.0 * (math.exp(0.1) - 1))

@@ -272,6 +272,12 @@ def check_log(
             "tv_lower_bound = max |p_theta(y) - p_roll(y)| over sampled tokens <= eps "
             "(|p(y) - q(y)| <= TV): it can refute an assumed eps, never certify one"
         )
+    if "surrogate_lcb" in stats:
+        notes.append(
+            "surrogate_lcb = L - 1.645 se from the logged standard error: a normal "
+            "approximation, right for large batches whose per-sequence terms are not "
+            "dominated by rare events (a log cannot show that)"
+        )
     if "surrogate" in stats and "surrogate_lcb" not in stats:
         notes.append(
             "the logged surrogate is a batch estimate without a standard error: at most "

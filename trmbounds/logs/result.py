@@ -17,7 +17,10 @@ The states, in order of precedence (``docs/logs.md`` states each rule):
     A one-sided 95 % lower confidence bound on the surrogate :math:`L` exceeds
     :math:`B^*`, and :math:`B^*` rests only on assumed or certified inputs (the user's
     ``--kl-max``/``--tv-max``, a horizon that is the generation cap, a known or assumed
-    missing mass). Improvement holds with 95 % confidence, if the assumption holds.
+    missing mass). Improvement holds with 95 % confidence, if the assumption holds. The
+    bound on :math:`L` is distribution-free for per-token dumps (empirical Bernstein,
+    :mod:`.tokens`) and the normal approximation with a logged standard error for
+    metric logs.
 ``estimated-gain``
     The estimated surrogate :math:`\hat L` exceeds :math:`B^*`, but not as above: the
     log has a point estimate of :math:`L` without a standard error, or the lower

@@ -49,7 +49,6 @@ import numpy as np
 from ..errors import InputFileError, TrmboundsError
 from .readers import _BLOCK, BadRecords, iter_log
 from .result import (
-    Z_ONE_SIDED,
     Assumption,
     CheckResult,
     Stat,
@@ -294,6 +293,7 @@ class _Options:
     ser: float | None
     ln_trm: float | None
     assumption: Assumption
+    horizon: float | None = None  # --length: the cap, for the distribution-free bound on L
 
 
 def check_tokens(
@@ -348,7 +348,7 @@ def check_tokens(
             raise TrmboundsError(f"{name} must be a finite non-negative number, got {v}")
     if ln_trm is not None and not a.given:
         raise TrmboundsError("--ln-trm needs --kl-max or --tv-max (the LN-TRM weights use them)")
-    opts = _Options(trm_max, trm_avg, ser, ln_trm, a)
+    opts = _Options(trm_max, trm_avg, ser, ln_trm, a, length_value(length))
     names = source.names if source is not None else _columns_of(p, format or "")
     cols = _resolve(names, maps)
     for q in ("logp_roll", "logp_theta"):
@@ -468,6 +468,16 @@ def _token_block(p, chunk, cols, o: _Options, accs, bins, bad: BadRecords, inval
             np.nan,
         )
         flag(~np.isfinite(reward), lambda i: f"no valid {rc} value (other records have one)")
+        lo, hi = _reward_range(o.assumption)
+        with np.errstate(invalid="ignore"):
+            out = ok & ((reward < lo - 1e-9 * (1 + abs(lo))) | (reward > hi + 1e-9 * (1 + abs(hi))))
+        if out.any():
+            i = int(np.argmax(out))
+            raise InputFileError(
+                f"{p}: {chunk.unit} {chunk.lines[i]}: {rc} = {reward[i]:g} is outside the reward "
+                f"range [{lo:g}, {hi:g}] the bound assumes; pass --reward-range LO HI (or "
+                "--adv-range A for rewards in [0, A])"
+            )
     # per-token validity, on records whose arrays line up
     tok_ok = np.repeat(ok, lens)
     lr_t = lr[: off[-1]] if len(lr) >= off[-1] else lr
@@ -592,6 +602,14 @@ def _token_stats(o, accs, bins, th, r, L, offs, step, keep_tok, ex_kl, ex_tv, re
     if reward is not None:
         # R * sum_t (rho_t - 1): its mean under pi_roll is the surrogate L (docs/theory.md)
         seq["sur"] = reward * sum_rm1
+        if o.horizon is not None:
+            # (R - r_min) sum_t (rho_t - 1) >= -a T, clipped above at a T, mapped to [0, 1]:
+            # its mean is a lower bound on L + r_min m, for a distribution-free bound
+            lo, hi = _reward_range(o.assumption)
+            aT = (hi - lo) * o.horizon
+            with np.errstate(invalid="ignore"):
+                x = np.clip((reward - lo) * sum_rm1, -aT, aT)
+            seq["sur_z"] = np.where(np.isnan(x), 0.0, (x + aT) / (2.0 * aT))
     mx: dict[str, np.ndarray] = {
         "pq": segment_max(pq, offs),
         # max k2 = max (log rho)^2 / 2 from the extremes of log rho
@@ -768,8 +786,12 @@ def _finish(p, cols, o: _Options, accs, bins, bad, invalid, length, step_col) ->
         stats["surrogate"] = Stat(m_, "estimate", f"mean of {cols['reward']} x sum_t (rho_t - 1)",
                                   (lo_, hi_))  # fmt: skip
         sur = m_
-        lcb = m_ - (hi_ - m_) * (Z_ONE_SIDED / _Z95)  # one-sided 95 %: L - 1.645 se
-        stats["surrogate_lcb"] = Stat(lcb, "estimate", "L - 1.645 se (one-sided 95 %)")
+        if "sur_z" in accs[0].sums:
+            lcb = _surrogate_lcb(accs, n, a, fixed)
+            stats["surrogate_lcb"] = Stat(
+                lcb, "estimate", "distribution-free one-sided 95 % lower bound (empirical "
+                "Bernstein on (R - r_min) sum_t (rho_t - 1), range ±a T)",
+            )  # fmt: skip
     bound = unified_columns(T, a.kl_max, a.tv_max, assumption=a) if a.given else np.full(G, np.nan)
     bound_est = np.empty(G)
     with np.errstate(invalid="ignore"):
@@ -804,7 +826,9 @@ def _finish(p, cols, o: _Options, accs, bins, bad, invalid, length, step_col) ->
     else:
         notes.append(
             "surrogate L = mean of R x sum_t (rho_t - 1) with R the reward in the bound's "
-            "reward units; 'guaranteed' needs its one-sided 95 % lower bound above B*"
+            "reward units (± 95 % normal CI); 'guaranteed' needs a distribution-free one-sided "
+            "95 % lower bound on L above B* (empirical Bernstein over the range ±a T: it needs "
+            "--length, and many sequences at long T)"
         )
         if "adv" in cols["reward"].lower():
             notes.append(
@@ -890,6 +914,35 @@ def _finish(p, cols, o: _Options, accs, bins, bad, invalid, length, step_col) ->
         flag=detector_flags(k2, a),
         detector="max k2",
     )
+
+
+def _reward_range(a: Assumption) -> tuple[float, float]:
+    """The reward range the bound assumes: --reward-range, else [0, a]."""
+    return a.reward_range if a.reward_range is not None else (0.0, a.adv_range)
+
+
+def _surrogate_lcb(accs, n, a: Assumption, T: float) -> np.ndarray:
+    r"""A distribution-free one-sided 95 % lower confidence bound on the surrogate L.
+
+    Under full support :math:`E_{roll}[\sum_t(\rho_t - 1)] = -m` (0 without missing mass),
+    so :math:`L = E[X] - r_{min} m` with :math:`X = (R - r_{min})\sum_t(\rho_t - 1) \ge
+    -aT`. :math:`\min(X, aT)` lies in :math:`[-aT, aT]` and has a smaller mean; the
+    empirical Bernstein bound of Maurer & Pontil (2009, Thm. 4) on its mean, scaled to
+    that range, holds with probability 0.95 whatever the distribution -- unlike a normal
+    interval, which a rare large negative term missing from the batch makes optimistic.
+    """
+    lo, hi = _reward_range(a)
+    aT = (hi - lo) * T
+    s = np.array([A.sums["sur_z"] for A in accs])
+    ss = np.array([A.sums["sur_z^2"] for A in accs])
+    lg = math.log(2.0 / 0.05)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        zbar = s / n
+        var = np.maximum(ss / n - zbar * zbar, 0.0) * n / (n - 1.0)
+        zlo = zbar - np.sqrt(2.0 * var * lg / n) - 7.0 * lg / (3.0 * (n - 1.0))
+    zlo = np.where(n > 1, zlo, -np.inf)
+    m = a.missing_mass or 0.0
+    return (2.0 * aT * zlo - aT) - lo * m
 
 
 _CRIT_SRC: dict[str, Callable[[_Options, bool], str]] = {
