@@ -354,3 +354,16 @@ def test_certified_maximum_never_refutes(tmp_path, stat, value, assumed):
     p.write_text(json.dumps({"T": 100, stat: value, "status": {stat: "certified"}}))
     r = check_log(p)
     assert getattr(r.assumption, stat) == value and STATES[int(r.state[0])] != "refuted"
+
+
+def test_cached_length_grid_is_never_corrupted_by_a_missing_mass():
+    # the T-only bounds are cached on a grid of lengths across calls (blocks of a log);
+    # a missing-mass correction in one call must not leak into the next
+    from trmbounds.stats import bound_columns
+
+    rng = np.random.default_rng(1)
+    T = rng.integers(1, 3000, 500).astype(float)
+    for mm in (None, 0.01, None, 0.02, None):
+        fast = bound_columns(T, 1e-4, None, missing_mass=mm, full=False)[0]["unified"]
+        one = [float(bound_columns(t, 1e-4, None, missing_mass=mm)[0]["unified"]) for t in T[:50]]
+        np.testing.assert_allclose(fast[:50], one, rtol=1e-12)

@@ -569,6 +569,11 @@ def _same(x: np.ndarray) -> bool:
     return x.ndim == 0 or bool(np.all(x == x.flat[0])) or bool(np.all(np.isnan(x)))
 
 
+#: T-only bounds on the grid T = 1..n, per (delta, eps, bounds, a, constants): the blocks
+#: of one log (and its two bounds, under the assumption and under the estimates) share it.
+_GRID_CACHE: dict[tuple, dict[str, np.ndarray]] = {}
+
+
 def _grid(T: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Values of T to evaluate, and each row's index into them: 1..max T when every T is
     a whole number not far beyond the number of rows (no sort), else the distinct T."""
@@ -701,7 +706,23 @@ def bound_columns(
         if one:
             grid, idx = _grid(Ts)
             k1, e1, c1, d1 = (np.asarray(x).reshape(-1)[:1] for x in (kl, eps, c, dbar))
-            rest = _length_bounds(grid, k1, e1, c1, d1, pp, need, adv_range, constants)
+            key = None
+            if pp is None and grid[0] == 1.0 and grid.size == grid[-1]:  # the 1..max grid
+                key = (float(k1[0]), float(e1[0]), tuple(need), adv_range, constants)
+            hit = _GRID_CACHE.get(key) if key is not None else None
+            if hit is not None and len(next(iter(hit.values()))) >= grid.size:
+                rest = hit
+            else:
+                if key is not None:  # grow geometrically: a log's blocks share the table
+                    size = max(grid.size, 2 * len(next(iter(hit.values()))) if hit else 0)
+                    grid = np.arange(1.0, size + 1.0)
+                rest = _length_bounds(grid, k1, e1, c1, d1, pp, need, adv_range, constants)
+                rest = {k: np.broadcast_to(x, grid.shape).copy() for k, x in rest.items()}
+                if key is not None:
+                    if len(_GRID_CACHE) >= 8:
+                        _GRID_CACHE.clear()
+                    _GRID_CACHE[key] = rest
+            rest = dict(rest)  # entries are replaced below, never modified in place
         else:
             rest = _length_bounds(Ts, kl, eps, c, dbar, pp, need, adv_range, constants)
         for k in _ADAPTIVE:
