@@ -1,0 +1,44 @@
+"""``trmbounds examples DIR``: write the example inputs shipped with the package."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ._common import FORCE_OPT, console
+
+EPILOG = """
+Examples:
+
+  trmbounds examples trm-examples
+
+  cd trm-examples && trmbounds check tokens.jsonl --kl-max 1e-3
+"""
+
+app = typer.Typer(add_completion=False)
+
+
+@app.command("examples", epilog=EPILOG)
+def examples_cmd(
+    directory: Annotated[
+        Path,
+        typer.Argument(
+            help="Directory to write the examples into (created if missing).", show_default=False
+        ),
+    ],
+    force: FORCE_OPT = False,
+) -> None:
+    """Write example inputs (framework metric logs, a per-token dump) to try every command.
+
+    The files are small and offline; each one's origin is listed below after writing.
+    Existing files are never overwritten without --force.
+    """
+    from ..examples import EXAMPLES, write_examples
+
+    written = write_examples(directory, force=force)
+    con = console()
+    con.print(f"Wrote {len(written)} example files into {directory}:", soft_wrap=True)
+    for path, name in zip(written, EXAMPLES, strict=True):
+        con.print(f"  {path}  {EXAMPLES[name]}", soft_wrap=True, markup=False)

@@ -1,0 +1,80 @@
+"""Example inputs shipped with the package, for trying every command offline.
+
+``trmbounds examples DIR`` (and :func:`write_examples`) copies them into ``DIR``:
+metric logs laid out as the frameworks' own code writes them, and a per-token dump.
+:data:`EXAMPLES` lists each file with what it is and where it came from; the files
+live in ``trmbounds/data/examples/``.
+"""
+
+from __future__ import annotations
+
+import os
+from importlib import resources
+from pathlib import Path
+
+from .errors import InputFileError, TrmboundsError
+
+__all__ = ["EXAMPLES", "example_path", "write_examples"]
+
+#: Relative path in the examples directory -> what it is and where it came from.
+EXAMPLES: dict[str, str] = {
+    "metrics.jsonl": (
+        "verl metric log, 3 steps, in the layout of verl's file logger (one line "
+        '{"step": N, "data": {...}} per step, verl/utils/tracking.py) with the names of its '
+        "rollout-correction metrics; the values are made up to show each state, and "
+        "actor/surrogate_gain is an extra column for --map surrogate=... (README walkthrough)"
+    ),
+    "measured.json": (
+        "statistics file written by `trmbounds measure --demo -n 1 --max-new-tokens 32 "
+        "-o measured.json --tokens tokens.jsonl` (a random-weight model, bfloat16 rollouts "
+        "vs float32 training: the numbers illustrate the tool only)"
+    ),
+    "tokens.jsonl": (
+        "per-token dump of 8 responses (up to 32 tokens) written by the same run as "
+        "measured.json (--tokens)"
+    ),
+}
+
+
+def _root():
+    return resources.files("trmbounds") / "data" / "examples"
+
+
+def example_path(name: str) -> Path:
+    """The installed path of the example ``name`` (a key of :data:`EXAMPLES`)."""
+    if name not in EXAMPLES:
+        raise TrmboundsError(f"no example {name!r}; the examples are: {', '.join(EXAMPLES)}")
+    return Path(str(_root() / name))
+
+
+def write_examples(directory: str | os.PathLike, force: bool = False) -> list[Path]:
+    """Copy every example into ``directory`` (created if missing); return the paths written.
+
+    Nothing is written when one of the files exists already, unless ``force``.
+    """
+    root = Path(directory)
+    if root.exists() and not root.is_dir():
+        raise TrmboundsError(f"{root} exists and is not a directory")
+    targets = [root / name for name in EXAMPLES]
+    if not force:
+        existing = [t for t in targets if t.exists() or t.is_symlink()]
+        if existing:
+            more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
+            raise TrmboundsError(f"{existing[0]} exists{more}; pass --force to overwrite")
+    for t in targets:
+        if t.is_dir():
+            raise TrmboundsError(f"{t} is a directory: cannot write the example there")
+    written = []
+    try:
+        for name, t in zip(EXAMPLES, targets, strict=True):
+            t.parent.mkdir(parents=True, exist_ok=True)
+            data = (_root() / name).read_bytes()
+            if t.is_symlink():
+                t.unlink()  # --force replaces the link, never the file it points to
+            t.write_bytes(data)
+            written.append(t)
+    except OSError as exc:
+        raise InputFileError(
+            f"cannot write the examples into {root}: {exc.strerror or exc}"
+        ) from None
+    return written
