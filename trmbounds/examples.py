@@ -24,6 +24,21 @@ EXAMPLES: dict[str, str] = {
         "rollout-correction metrics; the values are made up to show each state, and "
         "actor/surrogate_gain is an extra column for --map surrogate=... (README walkthrough)"
     ),
+    "verl/rs_token_k2_seq_max_k2.jsonl": (
+        "verl metric log written by verl 0.9.1's own code (its metric functions and "
+        "Tracking's file backend), 4 steps on synthetic batches whose training log-probs "
+        "drift from the rollout's by N(0, s^2), s = 0.02, 0.05, 0.1, 0.3; rollout_rs "
+        "token_k2,seq_max_k2 at 0.05 (the project's tests/fixtures/verl, make_verl.py)"
+    ),
+    "trl/trainer_state.json": (
+        "TRL 1.16.0 GRPOTrainer run on CPU (tiny random Qwen2, 4 steps): transformers' "
+        "trainer_state.json. TRL logs the rollout/training mismatch only with vLLM, so "
+        "this log has the lengths and no mismatch metric (tests/fixtures/trl, make_trl.py)"
+    ),
+    "trl/runs/Nov30_10-56-42_vm/events.out.tfevents.1796036202.vm.23549.0": (
+        "the same TRL run's TensorBoard event file (tags train/<name>), written by "
+        "transformers' TensorBoardCallback"
+    ),
     "measured.json": (
         "statistics file written by `trmbounds measure --demo -n 1 --max-new-tokens 32 "
         "-o measured.json --tokens tokens.jsonl` (a random-weight model, bfloat16 rollouts "
