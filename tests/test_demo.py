@@ -118,7 +118,7 @@ def test_offline_hub_id_in_the_cache_is_loaded(tmp_path):
     (repo / "refs").mkdir()
     (repo / "refs" / "main").write_text(rev)
     out = tmp_path / "o.json"
-    args = ["measure", "--roll", "demo-org/demo-model", "--roll-dtype", "bfloat16", "-n", "1"]
+    args = ["measure", "--roll", "demo-org/demo-model", "-n", "1"]
     args += ["--max-new-tokens", "4", "--device", "cpu", "-o", str(out), "--json"]
     p = _run_offline(args, tmp_path, HF_HUB_OFFLINE="1")
     assert p.returncode == 0, p.stderr
