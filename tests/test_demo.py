@@ -264,6 +264,12 @@ def test_examples_command_writes_refuses_and_forces(tmp_path):
     _one_line_error(CliRunner().invoke(app, ["examples", str(f)]), "not a directory")
 
 
+def test_examples_help_has_examples():
+    r = CliRunner().invoke(app, ["examples", "--help"])
+    assert r.exit_code == 0 and "Examples:" in r.stdout and "trmbounds examples" in r.stdout
+    assert "DIR" in r.stdout
+
+
 def test_examples_force_replaces_a_symlink_not_its_target(tmp_path):
     d = tmp_path / "ex"
     d.mkdir()

@@ -25,15 +25,16 @@ def examples_cmd(
     directory: Annotated[
         Path,
         typer.Argument(
-            help="Directory to write the examples into (created if missing).", show_default=False
+            help="Directory to write the examples into (created if missing).",
+            show_default=False,
+            metavar="DIR",
         ),
     ],
     force: FORCE_OPT = False,
 ) -> None:
-    """Write example inputs (framework metric logs, a per-token dump) to try every command.
+    """Write example inputs (framework logs, a statistics file, a per-token dump) to try every command.
 
-    The files are small and offline; each one's origin is listed below after writing.
-    Existing files are never overwritten without --force.
+    The files are small and need no network; the command lists where each one comes from. Existing files are never overwritten without --force.
     """
     from ..examples import EXAMPLES, write_examples
 
