@@ -22,7 +22,8 @@ EXAMPLES: dict[str, str] = {
         "verl metric log, 3 steps, in the layout of verl's file logger (one line "
         '{"step": N, "data": {...}} per step, verl/utils/tracking.py) with the names of its '
         "rollout-correction metrics; the values are made up to show each state, and "
-        "actor/surrogate_gain is an extra column for --map surrogate=... (README walkthrough)"
+        "actor/surrogate_gain, actor/surrogate_gain_se are extra columns (a surrogate gain "
+        "and its standard error) for --map surrogate=..., surrogate_se=... (README walkthrough)"
     ),
     "verl/rs_token_k2_seq_max_k2.jsonl": (
         "verl metric log written by verl 0.9.1's own code (its metric functions and "

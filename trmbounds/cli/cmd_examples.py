@@ -36,10 +36,14 @@ def examples_cmd(
 
     The files are small and need no network; the command lists where each one comes from. Existing files are never overwritten without --force.
     """
+    from rich.padding import Padding
+    from rich.text import Text
+
     from ..examples import EXAMPLES, write_examples
 
     written = write_examples(directory, force=force)
     con = console()
-    con.print(f"Wrote {len(written)} example files into {directory}:", soft_wrap=True)
+    con.print(Text(f"Wrote {len(written)} example files into {directory}:"), soft_wrap=True)
     for path, name in zip(written, EXAMPLES, strict=True):
-        con.print(f"  {path}  {EXAMPLES[name]}", soft_wrap=True, markup=False)
+        con.print(Text(f"  {path}", style="bold"), soft_wrap=True)
+        con.print(Padding(Text(EXAMPLES[name]), (0, 0, 0, 6)))
