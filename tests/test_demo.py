@@ -70,6 +70,18 @@ def test_a_missing_path_fails_at_once(tmp_path):
     _one_line_error(r, "model path not found: ./typo-model")
 
 
+def test_a_hub_that_never_answers_is_cut_off(monkeypatch):
+    """A name lookup that hangs is not covered by urllib's timeout: the probe's thread is."""
+    import time
+
+    from trmbounds import hub
+
+    monkeypatch.setattr(hub, "_request", lambda endpoint, timeout: time.sleep(30))
+    t0 = time.perf_counter()
+    assert hub._probe("https://never.invalid", 0.2) == "no answer within 0.2 s"
+    assert time.perf_counter() - t0 < 5
+
+
 def _run_offline(args, tmp_path, **env):
     """The installed executable with an empty Hugging Face cache and no usable hub."""
     e = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "TRANSFORMERS_"))}

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -71,7 +72,23 @@ def _endpoint() -> str:
 
 @lru_cache(maxsize=4)
 def _probe(endpoint: str, timeout: float) -> str | None:
-    """``None`` when ``endpoint`` answers one HEAD request (any HTTP status), else why not."""
+    """``None`` when ``endpoint`` answers one HEAD request (any HTTP status), else why not.
+
+    The request runs in a daemon thread so that a name lookup that hangs (a resolver
+    that does not answer; urllib's timeout does not cover it) is cut off too.
+    """
+    result: list[str | None] = []
+    worker = threading.Thread(
+        target=lambda: result.append(_request(endpoint, timeout)), daemon=True
+    )
+    worker.start()
+    worker.join(timeout + 1.0)
+    if not result:
+        return f"no answer within {timeout:g} s"
+    return result[0]
+
+
+def _request(endpoint: str, timeout: float) -> str | None:
     req = urllib.request.Request(endpoint + "/api/models?limit=1", method="HEAD")
     try:
         with urllib.request.urlopen(req, timeout=timeout):  # noqa: S310 - http(s) endpoint
