@@ -354,3 +354,13 @@ def _close(got, want, where):
         assert math.isclose(got, want, rel_tol=1e-6, abs_tol=1e-12), where
     else:
         assert got == want, where
+
+
+def test_new_modules_import_no_heavy_library():
+    code = (
+        "import sys, trmbounds.demo, trmbounds.hub, trmbounds.examples, trmbounds.cli.cmd_examples; "
+        "print([m for m in ('torch', 'transformers', 'huggingface_hub', 'matplotlib') "
+        "if m in sys.modules])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "[]", out.stderr
