@@ -33,10 +33,10 @@ ROOT = Path(__file__).parents[1]
 README = ROOT / "README.md"
 DOCS = [README, *sorted((ROOT / "docs").glob("*.md"))]
 
-#: Files the docs name that the reader brings (not shipped, not written by an earlier
-#: command): a command naming one runs up to its input check.
+#: Files and hub models the docs name that the reader brings (not shipped, not written by
+#: an earlier command): a command naming one runs up to its input check.
 PLACEHOLDERS = {
-    "prompts.jsonl": "your prompt file",
+    "Qwen/Qwen2.5-0.5B-Instruct": "a 1 GB model from the hub (offline here: one-line error)",
     "wandb_export.csv": "a wandb export of your run",
     "tokens.parquet": "your trainer's per-token dump",
 }
@@ -156,6 +156,9 @@ def _run_doc(path: Path, tmp_path: Path, monkeypatch) -> int:
     monkeypatch.chdir(work)
     for k, v in ENV.items():
         monkeypatch.setenv(k, v)
+    from trmbounds import hub
+
+    monkeypatch.setattr(hub, "_cached", lambda repo_id, filename: False)  # an empty hub cache
     ran = 0
     placeholders = set(PLACEHOLDERS)
     for block in shell_blocks(path):

@@ -40,6 +40,10 @@ EXAMPLES: dict[str, str] = {
         "the same TRL run's TensorBoard event file (tags train/<name>), written by "
         "transformers' TensorBoardCallback"
     ),
+    "prompts.jsonl": (
+        "4 prompts in the JSONL prompt format of `trmbounds measure --prompts` (one "
+        '{"prompt": ...} per line; {"messages": [...]} chats work too, with a chat template)'
+    ),
     "measured.json": (
         "statistics file written by `trmbounds measure --demo -n 1 --max-new-tokens 32 "
         "-o measured.json --tokens tokens.jsonl` (a random-weight model, bfloat16 rollouts "
