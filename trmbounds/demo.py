@@ -131,6 +131,7 @@ def run_demo(
         if measure_kwargs.get(key) is not None:
             raise TrmboundsError(f"the demo builds its own models: {key} cannot be given")
         measure_kwargs.pop(key, None)
+    _require_model_extra()
     import torch
 
     from .measure import measure
