@@ -364,3 +364,15 @@ def test_new_modules_import_no_heavy_library():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.stdout.strip() == "[]", out.stderr
+
+
+def test_demo_without_the_model_extra_is_one_line(tmp_path):
+    code = (
+        "import sys; sys.modules['torch'] = None\n"  # as if torch were not installed
+        "from trmbounds.cli import app\n"
+        f"app(['measure', '--demo', '-o', {str(tmp_path / 'o.json')!r}])"
+    )
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2
+    assert p.stderr.startswith("Error: the demo needs the model extra (torch is missing)")
+    assert p.stderr.count("\n") == 1 and not (tmp_path / "o.json").exists()
