@@ -5,10 +5,11 @@
   working directory per document — as a reader who types them one after another (``cd``
   included). The README starts from an empty directory (its quick start writes the
   examples); a ``docs/*.md`` page starts in a directory holding the shipped examples
-  (``trmbounds examples``). A command must succeed; only a command that names one of
-  :data:`PLACEHOLDERS` (a file the reader brings) may fail, and then only with a
-  one-line input error naming that file — so its options are still checked; the files
-  it would have written (``-o``, ``--tokens``) become placeholders for what follows.
+  (``trmbounds examples``) and a copy of ``tests/fixtures``. A command must succeed;
+  only a command that names one of :data:`PLACEHOLDERS` (a file or hub model the
+  reader brings) may fail, and then only with a one-line input error naming it — so
+  its options are still checked; the files it would have written (``-o``,
+  ``--tokens``) become placeholders for what follows.
 - A ```text block right after a ```bash block is the output of the block's last
   command: its words and numbers must appear in the real output in the same order
   (layout, box characters and line wrapping aside; a line ``...`` skips output). A
@@ -21,6 +22,7 @@ import doctest
 import json
 import re
 import shlex
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -153,6 +155,9 @@ def _run_doc(path: Path, tmp_path: Path, monkeypatch) -> int:
         from trmbounds.examples import write_examples
 
         write_examples(work)
+        # docs pages may name the repository's test fixtures (from a clone): a copy, so
+        # that no command can write into the repository
+        shutil.copytree(ROOT / "tests" / "fixtures", work / "tests" / "fixtures")
     monkeypatch.chdir(work)
     for k, v in ENV.items():
         monkeypatch.setenv(k, v)
