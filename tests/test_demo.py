@@ -292,11 +292,13 @@ def test_examples_force_replaces_a_symlink_not_its_target(tmp_path):
     assert target.read_text() == "keep me\n" and not (d / "tokens.jsonl").is_symlink()
 
 
-def test_examples_are_small_and_in_the_wheel():
-    for name in EXAMPLES:
-        assert example_path(name).stat().st_size < 64_000, name
+def test_examples_are_small_and_inside_the_package():
+    sizes = [example_path(name).stat().st_size for name in EXAMPLES]
+    assert max(sizes) < 32_000 and sum(sizes) < 80_000  # tens of KB
+    # hatch's wheel target ships every file under the package directory, data included
+    # (checked by hand: pip wheel . lists trmbounds/data/examples/*)
     text = (ROOT / "pyproject.toml").read_text()
-    assert 'packages = ["trmbounds"]' in text  # hatch ships every file of the package
+    assert 'packages = ["trmbounds"]' in text
 
 
 def test_every_shipped_file_is_listed_and_framework_logs_are_the_fixtures():
