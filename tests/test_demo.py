@@ -82,6 +82,29 @@ def test_a_hub_that_never_answers_is_cut_off(monkeypatch):
     assert time.perf_counter() - t0 < 5
 
 
+def test_offline_load_failures_say_what_is_missing(monkeypatch):
+    from trmbounds import hub
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+    def load(target, local_files_only):
+        assert local_files_only  # offline: never the network
+        raise OSError("no file named model.safetensors\nfound in the snapshot")
+
+    monkeypatch.setattr(hub, "_cached", lambda repo_id, filename: True)  # config cached
+    with pytest.raises(InputFileError) as e:
+        hub.load_pretrained(load, "org/partial", "model")
+    assert str(e.value) == (
+        "cannot load model 'org/partial' from the Hugging Face cache (HF_HUB_OFFLINE is set): "
+        "no file named model.safetensors"
+    )
+    monkeypatch.setattr(hub, "_cached", lambda repo_id, filename: False)  # nothing cached
+    with pytest.raises(InputFileError, match="not in the Hugging Face cache"):
+        hub.load_pretrained(load, "org/absent", "model")
+    with pytest.raises(InputFileError, match="tokenizer 'org/x': not a local directory"):
+        hub.load_pretrained(load, "org/x", "tokenizer")
+
+
 def _run_offline(args, tmp_path, **env):
     """The installed executable with an empty Hugging Face cache and no usable hub."""
     e = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "TRANSFORMERS_"))}

@@ -167,7 +167,12 @@ def load_pretrained(
     try:
         return load(loc.target, loc.local_files_only)
     except (OSError, ValueError, KeyError, ImportError) as exc:
-        if loc.offline_reason is not None:
-            raise InputFileError(_not_cached(str(ref), what, loc.offline_reason)) from None
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if loc.offline_reason is not None:
+            if what == "model":  # locate() found its config in the cache: something else lacks
+                raise InputFileError(
+                    f"cannot load {what} {str(ref)!r} from the Hugging Face cache "
+                    f"({loc.offline_reason}): {first}"
+                ) from None
+            raise InputFileError(_not_cached(str(ref), what, loc.offline_reason)) from None
         raise InputFileError(f"cannot load {what} {str(ref)!r}: {first}") from None
