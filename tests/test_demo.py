@@ -261,6 +261,14 @@ def test_demo_json_says_it_is_a_demo(tmp_path):
     r = CliRunner().invoke(app, [*args, "-o", str(tmp_path / "m.json"), "--json"])
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["demo"] == DEMO_NOTE
+    assert "bfloat16 rollouts vs float32 training" in DEMO_NOTE
+    # other dtypes: the note names them
+    r2 = CliRunner().invoke(
+        app, [*args, "--roll-dtype", "float16", "-o", str(tmp_path / "m2.json"), "--json"]
+    )
+    assert r2.exit_code == 0, r2.output
+    assert "float16 rollouts vs float32 training" in json.loads(r2.stdout)["demo"]
+    assert load_stats(tmp_path / "m2.json").meta["roll"]["dtype"] == "float16"
 
 
 @pytest.mark.parametrize(

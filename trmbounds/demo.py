@@ -8,7 +8,7 @@ of the paper. Nothing is downloaded and nothing is written to disk.
 
 **The numbers illustrate the tool, not any real model.** A random-weight model's
 next-token distributions are nearly uniform, so its bf16-vs-fp32 divergences say
-nothing about a trained model's; :data:`DEMO_NOTE` says so, and every output of the
+nothing about a trained model's; :func:`demo_note` says so, and every output of the
 demo carries it.
 
 torch, transformers and tokenizers (the ``[model]`` extra) are imported inside the
@@ -23,7 +23,15 @@ from typing import Any
 
 from .errors import TrmboundsError
 
-__all__ = ["DEMO_CONFIG", "DEMO_NOTE", "DEMO_SEED", "demo_models", "demo_tokenizer", "run_demo"]
+__all__ = [
+    "DEMO_CONFIG",
+    "DEMO_NOTE",
+    "DEMO_SEED",
+    "demo_models",
+    "demo_note",
+    "demo_tokenizer",
+    "run_demo",
+]
 
 #: The special tokens of the demo tokenizer, ids 0, 1, 2; the 256 byte tokens follow.
 SPECIAL_TOKENS = ("<pad>", "<s>", "</s>")
@@ -48,11 +56,18 @@ DEMO_CONFIG: dict[str, Any] = {
 #: Seed of the demo model's random weights.
 DEMO_SEED = 0
 
-#: What every output of the demo says about its numbers.
-DEMO_NOTE = (
-    "DEMO: a tiny random-weight Llama built on the fly (2 layers, 259-token byte vocabulary), "
-    "bfloat16 rollouts vs float32 training. Its numbers illustrate the tool, not any real model."
-)
+
+def demo_note(roll_dtype: str = "bfloat16", train_dtype: str = "float32") -> str:
+    """What every output of the demo says about its numbers (and which dtypes it compared)."""
+    return (
+        f"DEMO: a tiny random-weight Llama built on the fly ({DEMO_CONFIG['num_hidden_layers']} "
+        f"layers, {DEMO_CONFIG['vocab_size']}-token byte vocabulary), {roll_dtype} rollouts vs "
+        f"{train_dtype} training. Its numbers illustrate the tool, not any real model."
+    )
+
+
+#: The note of the default demo (bfloat16 rollouts vs float32 training).
+DEMO_NOTE = demo_note()
 
 _DEMO_DESCRIPTION = "trmbounds demo: random-weight tiny Llama (DEMO_CONFIG, seed {seed})"
 
@@ -125,7 +140,7 @@ def run_demo(
     ``measure_kwargs`` are those of :func:`~trmbounds.measure.measure` (prompts,
     sampling, thresholds, device, …) except the models and the tokenizer. Returns its
     :class:`~trmbounds.measure.Measurement`, whose statistics carry ``meta["demo"]``
-    (:data:`DEMO_NOTE`) and name the demo model as both policies.
+    (:func:`demo_note`) and name the demo model as both policies.
     """
     for key in ("roll", "train", "tokenizer", "roll_attn", "train_attn"):
         if measure_kwargs.get(key) is not None:
@@ -151,5 +166,5 @@ def run_demo(
     for side in ("roll", "train"):
         if isinstance(meta.get(side), dict):
             meta[side]["model"] = name
-    meta["demo"] = DEMO_NOTE
+    meta["demo"] = demo_note(roll_dtype, train_dtype)
     return m

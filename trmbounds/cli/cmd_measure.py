@@ -225,7 +225,7 @@ def measure_cmd(
     from ..measure import load_prompts, measure, parse_memory, write_token_dump
 
     if demo:
-        from ..demo import DEMO_NOTE, run_demo
+        from ..demo import run_demo
     from ..stats import evaluate
 
     parse_memory(max_memory)
@@ -289,18 +289,19 @@ def measure_cmd(
         d = result.to_dict()
         d["stats_file"] = str(out_path)
         if demo:
-            d["demo"] = DEMO_NOTE
+            d["demo"] = stats.meta["demo"]
         print_json(d)
         return
     con = console()
-    if demo:
-        con.print(f"[bold yellow]{DEMO_NOTE}[/bold yellow]")
+    note = f"[bold yellow]{stats.meta['demo']}[/bold yellow]" if demo else None
+    if note:
+        con.print(note)
     _render_measurement(stats, out_path, con)
     from ._render import render_result
 
     render_result(result, con)
-    if demo:
-        con.print(f"[bold yellow]{DEMO_NOTE}[/bold yellow]")
+    if note:
+        con.print(note)
 
 
 def _render_measurement(stats, path: Path, con) -> None:
