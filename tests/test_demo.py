@@ -295,6 +295,9 @@ def test_examples_command_writes_refuses_and_forces(tmp_path):
     for name in EXAMPLES:
         assert (d / name).read_bytes() == example_path(name).read_bytes(), name
         assert name in r.stdout
+        assert f"- `{name}`: " in (d / "README.md").read_text()  # the index names each file
+    listed = [ln for ln in r.stdout.splitlines() if ln.startswith("  ") and ln[2] != " "]
+    assert len(listed) == len(EXAMPLES) + 1  # each file, then the index
     (d / "tokens.jsonl").write_text("mine\n")
     r2 = CliRunner().invoke(app, ["examples", str(d)])
     _one_line_error(r2, "exists", "--force")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .errors import InputFileError, TrmboundsError
 
-__all__ = ["EXAMPLES", "example_path", "write_examples"]
+__all__ = ["EXAMPLES", "INDEX", "example_path", "index_text", "write_examples"]
 
 #: Relative path in the examples directory -> what it is and where it came from.
 EXAMPLES: dict[str, str] = {
@@ -67,15 +67,32 @@ def example_path(name: str) -> Path:
     return Path(str(_root() / name))
 
 
-def write_examples(directory: str | os.PathLike, force: bool = False) -> list[Path]:
-    """Copy every example into ``directory`` (created if missing); return the paths written.
+#: The file :func:`write_examples` adds: what each example is and where it came from.
+INDEX = "README.md"
 
-    Nothing is written when one of the files exists already, unless ``force``.
+
+def index_text() -> str:
+    """The text of :data:`INDEX`: one section per example."""
+    from . import __version__
+
+    parts = [
+        f"# Example inputs of trmbounds {__version__}\n",
+        "Written by `trmbounds examples`. What each file is and where it came from:\n",
+    ]
+    parts += [f"- `{name}`: {text}" for name, text in EXAMPLES.items()]
+    return "\n".join(parts) + "\n"
+
+
+def write_examples(directory: str | os.PathLike, force: bool = False) -> list[Path]:
+    """Copy every example into ``directory`` (created if missing), with :data:`INDEX`.
+
+    Returns the paths written, the examples in the order of :data:`EXAMPLES`, then the
+    index. Nothing is written when one of the files exists already, unless ``force``.
     """
     root = Path(directory)
     if root.exists() and not root.is_dir():
         raise TrmboundsError(f"{root} exists and is not a directory")
-    targets = [root / name for name in EXAMPLES]
+    targets = [root / name for name in (*EXAMPLES, INDEX)]
     if not force:
         existing = [t for t in targets if t.exists() or t.is_symlink()]
         if existing:
@@ -86,9 +103,9 @@ def write_examples(directory: str | os.PathLike, force: bool = False) -> list[Pa
             raise TrmboundsError(f"{t} is a directory: cannot write the example there")
     written = []
     try:
-        for name, t in zip(EXAMPLES, targets, strict=True):
+        for name, t in zip((*EXAMPLES, INDEX), targets, strict=True):
             t.parent.mkdir(parents=True, exist_ok=True)
-            data = (_root() / name).read_bytes()
+            data = index_text().encode() if name == INDEX else (_root() / name).read_bytes()
             if t.is_symlink():
                 t.unlink()  # --force replaces the link, never the file it points to
             t.write_bytes(data)

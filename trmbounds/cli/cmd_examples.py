@@ -39,11 +39,12 @@ def examples_cmd(
     from rich.padding import Padding
     from rich.text import Text
 
-    from ..examples import EXAMPLES, write_examples
+    from ..examples import EXAMPLES, INDEX, write_examples
 
     written = write_examples(directory, force=force)
     con = console()
     con.print(Text(f"Wrote {len(written)} example files into {directory}:"), soft_wrap=True)
-    for path, name in zip(written, EXAMPLES, strict=True):
+    for path, name in zip(written, (*EXAMPLES, INDEX), strict=True):
         con.print(Text(f"  {path}", style="bold"), soft_wrap=True)
-        con.print(Padding(Text(EXAMPLES[name]), (0, 0, 0, 6)))
+        text = EXAMPLES.get(name, "this list: what each file is and where it came from")
+        con.print(Padding(Text(text), (0, 0, 0, 6)))
