@@ -1,10 +1,29 @@
-"""The README's examples are executed, so the docs cannot drift from the code."""
+"""The README's and docs' examples are executed, so the docs cannot drift from the code.
+
+- Python examples (``>>>``) run as doctests.
+- Every ``trmbounds …`` command of a ```bash block runs, in document order, in one
+  working directory per document — as a reader who types them one after another (``cd``
+  included). The README starts from an empty directory (its quick start writes the
+  examples); a ``docs/*.md`` page starts in a directory holding the shipped examples
+  (``trmbounds examples``) and a copy of ``tests/fixtures``. A command must succeed;
+  only a command that names one of :data:`PLACEHOLDERS` (a file or hub model the
+  reader brings) may fail, and then only with a one-line input error naming it — so
+  its options are still checked; the files it would have written (``-o``,
+  ``--tokens``) become placeholders for what follows.
+- A ```text block right after a ```bash block is the output of the block's last
+  command: its words and numbers must appear in the real output in the same order
+  (layout, box characters and line wrapping aside; a line ``...`` skips output). A
+  ``# Wrote FILE …`` comment is checked the same way against the command above it.
+"""
 
 from __future__ import annotations
 
 import doctest
 import json
 import re
+import shlex
+import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -12,7 +31,204 @@ from typer.testing import CliRunner
 
 from trmbounds.cli import app
 
-README = Path(__file__).parents[1] / "README.md"
+ROOT = Path(__file__).parents[1]
+README = ROOT / "README.md"
+DOCS = [README, *sorted((ROOT / "docs").glob("*.md"))]
+
+#: Files and hub models the docs name that the reader brings (not shipped, not written by
+#: an earlier command): a command naming one runs up to its input check.
+PLACEHOLDERS = {
+    "Qwen/Qwen2.5-0.5B-Instruct": "a 1 GB model from the hub (offline here: one-line error)",
+    "wandb_export.csv": "a wandb export of your run",
+    "tokens.parquet": "your trainer's per-token dump",
+}
+
+#: Setup commands of the docs that are not trmbounds (installing, activating a venv).
+SETUP = {"python3", "python", "pip", ".", "source"}
+
+ENV = {"COLUMNS": "120", "HF_HUB_OFFLINE": "1", "NO_COLOR": "1"}
+
+_BOX = re.compile("[\u2500-\u257f]")
+
+
+def words(text: str) -> list[str]:
+    """Words and numbers of rendered output, without table borders and line breaks."""
+    return _BOX.sub(" ", text).split()
+
+
+def missing_from(output: str, shown: str) -> str | None:
+    """``None`` when every chunk of ``shown`` (split at ``...`` lines) appears in
+    ``output`` word for word, in order; else the first chunk that does not."""
+    have = words(output)
+    pos = 0
+    for chunk in re.split(r"(?m)^\s*\.\.\.\s*$", shown):
+        want = words(chunk)
+        if not want:
+            continue
+        n = len(want)
+        hit = next((i for i in range(pos, len(have) - n + 1) if have[i : i + n] == want), None)
+        if hit is None:
+            return chunk.strip()
+        pos = hit + n
+    return None
+
+
+@dataclass
+class Command:
+    argv: list[str]
+    line: int
+    wrote: list[str] = field(default_factory=list)  # "# Wrote …" comments after it
+
+
+@dataclass
+class Block:
+    line: int
+    commands: list[Command]
+    output: str | None  # the ```text block right after, if any
+
+
+def shell_blocks(path: Path) -> list[Block]:
+    """The ```bash blocks of ``path``, their trmbounds commands and shown outputs."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    blocks, i = [], 0
+    while i < len(lines):
+        if lines[i].strip() != "```bash":
+            i += 1
+            continue
+        start, body = i + 1, []
+        i += 1
+        while lines[i].strip() != "```":
+            body.append(lines[i])
+            i += 1
+        i += 1
+        j = i
+        while j < len(lines) and not lines[j].strip():
+            j += 1
+        output = None
+        if j < len(lines) and lines[j].strip() == "```text":
+            k = j + 1
+            while lines[k].strip() != "```":
+                k += 1
+            output = "\n".join(lines[j + 1 : k])
+        blocks.append(Block(start, _commands(body, start, path), output))
+    return blocks
+
+
+def _commands(body: list[str], first: int, path: Path) -> list[Command]:
+    cmds: list[Command] = []
+    logical: list[tuple[int, str]] = []
+    for n, text in enumerate(body, start=first + 1):
+        if logical and logical[-1][1].endswith("\\"):
+            logical[-1] = (logical[-1][0], logical[-1][1][:-1] + " " + text.strip())
+        else:
+            logical.append((n, text.strip()))
+    for n, text in logical:
+        if not text:
+            continue
+        if text.startswith("#"):
+            m = re.match(r"#\s*(Wrote .*)", text)
+            if m and cmds:
+                cmds[-1].wrote.append(m.group(1))
+            continue
+        tokens = shlex.split(text, comments=True)
+        segments: list[list[str]] = [[]]
+        for t in tokens:
+            if t == "&&":
+                segments.append([])
+            else:
+                segments[-1].append(t)
+        for seg in segments:
+            if not seg:
+                continue
+            if seg[0] in ("trmbounds", "cd"):
+                cmds.append(Command(seg, n))
+            elif seg[0] not in SETUP:
+                raise AssertionError(f"{path.name}:{n}: unknown shell command {seg[0]!r}")
+    return cmds
+
+
+def _run_doc(path: Path, tmp_path: Path, monkeypatch) -> int:
+    """Run every shell example of ``path``; return how many trmbounds commands ran."""
+    work = tmp_path / "work"
+    work.mkdir()
+    if path != README:
+        from trmbounds.examples import write_examples
+
+        write_examples(work)
+        # docs pages may name the repository's test fixtures (from a clone): a copy, so
+        # that no command can write into the repository
+        shutil.copytree(ROOT / "tests" / "fixtures", work / "tests" / "fixtures")
+    monkeypatch.chdir(work)
+    for k, v in ENV.items():
+        monkeypatch.setenv(k, v)
+    from trmbounds import hub
+
+    monkeypatch.setattr(hub, "_cached", lambda repo_id, filename: False)  # an empty hub cache
+    ran = 0
+    placeholders = set(PLACEHOLDERS)
+    for block in shell_blocks(path):
+        last = None
+        for cmd in block.commands:
+            where = f"{path.name}:{cmd.line}: {shlex.join(cmd.argv)}"
+            if cmd.argv[0] == "cd":
+                monkeypatch.chdir(cmd.argv[1])
+                continue
+            r = CliRunner().invoke(app, cmd.argv[1:], env=ENV)
+            ran += 1
+            named = [a for a in cmd.argv if a in placeholders and not Path(a).exists()]
+            if named:
+                # what this command would have written is missing too, for what follows
+                outs = (
+                    b for a, b in zip(cmd.argv, cmd.argv[1:]) if a in ("-o", "--output", "--tokens")
+                )
+                placeholders.update(outs)
+                # the reader's own file: the command must get as far as reading it
+                err = r.stderr.strip().splitlines()
+                assert r.exit_code == 2 and len(err) == 1, f"{where}\n{r.output}"
+                assert err[0].startswith("Error: ") and named[0] in err[0], f"{where}\n{err}"
+                assert "No such option" not in err[0] and "Invalid value" not in err[0], where
+                continue
+            assert r.exit_code == 0, f"{where}\n{r.output}"
+            for wrote in cmd.wrote:
+                assert missing_from(r.stdout + r.stderr, wrote) is None, f"{where}: {wrote}"
+            last = (where, r)
+        if block.output is not None and last is not None:
+            where, r = last
+            gap = missing_from(r.stdout, block.output)
+            assert gap is None, f"{where}: the shown output differs here:\n{gap}\n---\n{r.stdout}"
+    return ran
+
+
+@pytest.mark.parametrize("path", DOCS, ids=[p.name for p in DOCS])
+def test_shell_examples_run_and_print_what_the_docs_show(path, tmp_path, monkeypatch):
+    ran = _run_doc(path, tmp_path, monkeypatch)
+    if path == README:
+        assert ran >= 12
+
+
+def test_readme_shows_measure_demo_and_every_command():
+    cmds = [c.argv for b in shell_blocks(README) for c in b.commands]
+    names = {a[1] for a in cmds if a[0] == "trmbounds"}
+    assert names >= {"eval", "plot", "solve", "check", "measure", "examples"}
+    assert ["trmbounds", "measure", "--demo"] == next(
+        a[:3] for a in cmds if a[:2] == ["trmbounds", "measure"]
+    )
+
+
+def test_the_output_check_can_fail():
+    out = "┃ step ┃  B* ┃\n│  100 │ 0.1542 │ guaranteed │\n│ 101 │ 0.4366 │ non-vacuous │"
+    assert missing_from(out, "│ 100 │ 0.1542 │ guaranteed │") is None
+    assert missing_from(out, "100 0.1542\n...\n101 0.4366 non-vacuous") is None
+    assert missing_from(out, "100 0.1543 guaranteed") is not None  # a changed number
+    assert missing_from(out, "101 0.4366\n...\n100 0.1542") is not None  # the order matters
+
+
+def test_readme_metrics_jsonl_is_the_shipped_example():
+    from trmbounds.examples import example_path
+
+    text = README.read_text(encoding="utf-8")
+    shown = re.search(r"A three-step verl log, `metrics.jsonl`.*?```text\n(.*?)```", text, re.S)
+    assert shown.group(1) == example_path("metrics.jsonl").read_text(encoding="utf-8")
 
 
 def test_readme_python_examples():

@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from .errors import InputFileError, TrmboundsError
+from .hub import load_pretrained, locate
 from .stats import Stats
 from .trm import (
     BLOCK_ELEMENTS,
@@ -213,59 +214,43 @@ def resolve_device(name: str | None) -> str:
     return name
 
 
-def _looks_local(ref: str) -> bool:
-    return (
-        ref.startswith(("/", "./", "../", "~", "\\"))
-        or ref.count("/") > 1
-        or bool(re.match(r"^[A-Za-z]:[\\/]", ref))
-    )
-
-
 def load_model(
     ref: str | os.PathLike, dtype: str = "float32", attn: str | None = None, device: str = "cpu"
 ) -> Any:
-    """Load a causal LM with transformers, offline when ``ref`` is a local directory."""
+    """Load a causal LM with transformers (offline for a local directory; see :mod:`trmbounds.hub`)."""
     import torch  # noqa: F401  (fail early with a clear error if missing)
     from transformers import AutoModelForCausalLM
 
     td = resolve_dtype(dtype)
-    ref = str(ref)
-    local = Path(ref).expanduser().exists()
-    if not local and _looks_local(ref):
-        raise InputFileError(f"model path not found: {ref}")
-    kw: dict[str, Any] = {"local_files_only": local}
+    kw: dict[str, Any] = {}
     if attn:
         kw["attn_implementation"] = attn
-    try:
+
+    def load(target: str, local_files_only: bool) -> Any:
         try:
-            model = AutoModelForCausalLM.from_pretrained(
-                str(Path(ref).expanduser()) if local else ref, dtype=td, **kw
+            return AutoModelForCausalLM.from_pretrained(
+                target, dtype=td, local_files_only=local_files_only, **kw
             )
         except TypeError:  # transformers < 4.56 spells it torch_dtype
-            model = AutoModelForCausalLM.from_pretrained(
-                str(Path(ref).expanduser()) if local else ref, torch_dtype=td, **kw
+            return AutoModelForCausalLM.from_pretrained(
+                target, torch_dtype=td, local_files_only=local_files_only, **kw
             )
-    except (OSError, ValueError, KeyError, ImportError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputFileError(f"cannot load model {ref!r}: {first}") from None
+
+    model = load_pretrained(load, ref, "model")
     return model.to(device).eval()
 
 
 def load_tokenizer(ref: str | os.PathLike) -> Any:
-    """Load the tokenizer of ``ref`` (offline when it is a local directory)."""
+    """Load the tokenizer of ``ref`` (offline for a local directory; see :mod:`trmbounds.hub`)."""
     from transformers import AutoTokenizer
 
-    ref = str(ref)
-    local = Path(ref).expanduser().exists()
-    if not local and _looks_local(ref):
-        raise InputFileError(f"tokenizer path not found: {ref}")
-    try:
-        return AutoTokenizer.from_pretrained(
-            str(Path(ref).expanduser()) if local else ref, local_files_only=local
-        )
-    except (OSError, ValueError, KeyError, ImportError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputFileError(f"cannot load tokenizer {ref!r}: {first}") from None
+    return load_pretrained(
+        lambda target, local_files_only: AutoTokenizer.from_pretrained(
+            target, local_files_only=local_files_only
+        ),
+        ref,
+        "tokenizer",
+    )
 
 
 def _tokenize(tokenizer: Any, prompts: Sequence[Any]) -> list[list[int]]:
@@ -1007,6 +992,9 @@ def measure(
     parse_memory(max_memory)
     _check_sampling(num_samples, max_new_tokens, batch_size, temperature, top_k, top_p)
     _check_seed(seed)
+    for what, ref in (("model", roll), ("model", train), ("tokenizer", tokenizer)):
+        if isinstance(ref, (str, os.PathLike)):
+            locate(ref, what)  # a missing path or uncached offline id fails before torch loads
     resolve_dtype(roll_dtype)
     resolve_dtype(train_dtype)
     dev = resolve_device(device)

@@ -52,4 +52,5 @@ Group.lazy_commands = {
     "solve": "cmd_solve",
     "check": "cmd_check",
     "measure": "cmd_measure",
+    "examples": "cmd_examples",
 }

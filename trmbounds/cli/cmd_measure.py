@@ -40,6 +40,10 @@ Examples:
   trmbounds eval --stats measured.json
 
   trmbounds measure --roll ./my-model --roll-dtype bfloat16 --tokens tokens.jsonl -o m.json
+
+  # try it offline in seconds: a tiny random-weight model, bf16 vs fp32 (numbers are illustrative)
+
+  trmbounds measure --demo -o measured.json --tokens tokens.jsonl
 """
 
 
@@ -62,13 +66,21 @@ app = typer.Typer(add_completion=False)
 @app.command("measure", epilog=EPILOG)
 def measure_cmd(
     roll: Annotated[
-        str,
+        str | None,
         typer.Option(
             "--roll",
             help="Rollout policy: local model directory or hub id (transformers).",
             show_default=False,
         ),
-    ],
+    ] = None,
+    demo: Annotated[
+        bool,
+        typer.Option(
+            "--demo",
+            help="Offline demo: a tiny random-weight model built on the fly, bfloat16 rollouts "
+            "vs float32 training (its numbers illustrate the tool, not any real model).",
+        ),
+    ] = False,
     train: Annotated[
         str | None,
         typer.Option(
@@ -78,11 +90,21 @@ def measure_cmd(
         ),
     ] = None,
     roll_dtype: Annotated[
-        Dtype, typer.Option("--roll-dtype", help="Weights dtype of the rollout policy.")
-    ] = Dtype.float32,
+        Dtype | None,
+        typer.Option(
+            "--roll-dtype",
+            help="Weights dtype of the rollout policy [default: float32; bfloat16 with --demo].",
+            show_default=False,
+        ),
+    ] = None,
     train_dtype: Annotated[
-        Dtype, typer.Option("--train-dtype", help="Weights dtype of the training policy.")
-    ] = Dtype.float32,
+        Dtype | None,
+        typer.Option(
+            "--train-dtype",
+            help="Weights dtype of the training policy [default: float32].",
+            show_default=False,
+        ),
+    ] = None,
     roll_attn: Annotated[
         Attn | None,
         typer.Option(
@@ -190,11 +212,20 @@ def measure_cmd(
     """
     if adv_range is not None and reward_range is not None:
         raise TrmboundsError("give --adv-range or --reward-range, not both")
+    if demo and any(x is not None for x in (roll, train, tokenizer, roll_attn, train_attn)):
+        raise TrmboundsError(
+            "--demo builds its own model: drop --roll, --train, --tokenizer and --*-attn"
+        )
+    if not demo and roll is None:
+        raise TrmboundsError("give --roll MODEL (a model directory or hub id), or --demo")
     out_path = check_output(output, force)
     tokens_path = check_output(tokens, force) if tokens is not None else None
     if tokens_path is not None and tokens_path.resolve() == out_path.resolve():
         raise TrmboundsError("--tokens and --output must be different files")
     from ..measure import load_prompts, measure, parse_memory, write_token_dump
+
+    if demo:
+        from ..demo import run_demo
     from ..stats import evaluate
 
     parse_memory(max_memory)
@@ -217,14 +248,17 @@ def measure_cmd(
         def progress(done: int, total: int) -> None:
             bar.update(task, completed=done, total=total)
 
-        m = measure(
-            roll,
-            train,
-            roll_dtype=roll_dtype.value,
-            train_dtype=train_dtype.value,
-            roll_attn=roll_attn.value if roll_attn else None,
-            train_attn=train_attn.value if train_attn else None,
-            tokenizer=tokenizer,
+        models = {
+            "roll": roll,
+            "train": train,
+            "roll_attn": roll_attn.value if roll_attn else None,
+            "train_attn": train_attn.value if train_attn else None,
+            "tokenizer": tokenizer,
+        }
+        m = (run_demo if demo else measure)(
+            **({} if demo else models),
+            roll_dtype=roll_dtype.value if roll_dtype else ("bfloat16" if demo else "float32"),
+            train_dtype=train_dtype.value if train_dtype else "float32",
             prompts=prompt_list,
             num_samples=num_samples,
             max_new_tokens=max_new_tokens,
@@ -254,13 +288,20 @@ def measure_cmd(
     if json:
         d = result.to_dict()
         d["stats_file"] = str(out_path)
+        if demo:
+            d["demo"] = stats.meta["demo"]
         print_json(d)
         return
     con = console()
+    note = f"[bold yellow]{stats.meta['demo']}[/bold yellow]" if demo else None
+    if note:
+        con.print(note)
     _render_measurement(stats, out_path, con)
     from ._render import render_result
 
     render_result(result, con)
+    if note:
+        con.print(note)
 
 
 def _render_measurement(stats, path: Path, con) -> None:
