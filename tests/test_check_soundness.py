@@ -440,3 +440,22 @@ def test_a_reward_outside_the_range_is_refused(tmp_path):
         check_log(p, assumption=Assumption(kl_max=0.1), length="1")
     r = check_log(p, assumption=Assumption(kl_max=0.1, reward_range=(0, 5)), length="1")
     assert r.stats["surrogate"].values[0] == pytest.approx(3.0 * (math.exp(0.1) - 1))
+
+
+def test_verl_clip_ratio_makes_the_longest_response_the_cap(tmp_path):
+    # verl's response_length/clip_ratio = mean(response_length == the padded width, the
+    # configured max response length): where it is > 0 the logged max IS the cap.
+    # The fixture was written by verl 0.9.1's own compute_data_metrics (tests/fixtures).
+    from pathlib import Path
+
+    f = Path(__file__).parent / "fixtures/verl/verl_0.9.1/rs_token_k2_seq_max_k2.jsonl"
+    rows = [json.loads(x)["data"] for x in f.read_text().splitlines()]
+    r = check_log(f, assumption=Assumption(kl_max=0.05))
+    clipped = [d["response_length/clip_ratio"] > 0 for d in rows]
+    assert list(r.T) == [d["response_length/max"] for d in rows]
+    assert [s == "logged cap" for s in r.T_source] == clipped
+    # without the clip ratio the same log has only an empirical horizon
+    p = tmp_path / "noclip.jsonl"
+    p.write_text("".join(json.dumps({"step": i + 1, "data": {k: v for k, v in d.items()
+                 if k != "response_length/clip_ratio"}}) + "\n" for i, d in enumerate(rows)))  # fmt: skip
+    assert set(check_log(p, assumption=Assumption(kl_max=0.05)).T_source) == {"empirical"}

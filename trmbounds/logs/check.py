@@ -58,12 +58,12 @@ __all__ = [
 # --------------------------------------------------------------- per-step metric logs
 # kl_tok_mean and kl_seq may be negative: k1 can be, k3 by float round-off (kept, noted).
 _NONNEG = {
-    "T", "T_max", "T_mean", "T_cap", "tv_seq", "tv_lb", "tv_max_seen", "kl_max_seen",
+    "T", "T_max", "T_mean", "T_cap", "T_clip", "tv_seq", "tv_lb", "tv_max_seen", "kl_max_seen",
     "k2_max", "kl_proxy_max", "logp_diff_max", "logp_diff_mean", "prob_diff_mean",
     "surrogate_se",
 }  # fmt: skip
 _ALWAYS = ("step", "line", "T", "T_source", "bound", "bound_est", "state", "flag")
-_UNIT = {"reject_frac", "accept", "tv_seq", "tv_lb", "tv_max_seen", "prob_diff_mean"}
+_UNIT = {"T_clip", "reject_frac", "accept", "tv_seq", "tv_lb", "tv_max_seen", "prob_diff_mean"}
 
 
 def check_log(
@@ -435,6 +435,8 @@ def _metric_block(p, chunk, preset, maps, Tvalue, a: Assumption, bad, invalid):
     with np.errstate(invalid="ignore"):
         seen_T = np.ceil(np.fmax(g("T_max"), g("T")))  # the longest response seen
         cap = np.ceil(g("T_cap"))
+        # a response cut at the cap (verl's clip_ratio > 0): the longest one IS the cap
+        cap = np.where(np.isnan(cap) & (g("T_clip") > 0), seen_T, cap)
         if Tvalue is not None:
             T = np.fmax(np.full(m, Tvalue), seen_T)
             src = np.where(seen_T > Tvalue, 2.0, 0.0)  # a longer response: the cap is wrong

@@ -26,13 +26,18 @@ QUANTITIES: dict[str, tuple[str, str]] = {
         "logged",
         "generation cap (max_new_tokens / max response length): the horizon T of the bounds",
     ),
+    "T_clip": (
+        "logged",
+        "fraction of responses cut at the generation cap: where > 0 the longest response "
+        "IS the cap, so T_max is the horizon",
+    ),
     "kl_tok_mean": (
         "estimate",
         "token mean of k3 = rho-1-log(rho) (or of k1 = -log rho) over the batch; "
         "x T_mean estimates D_KL^seq",
     ),
     "kl_seq": ("estimate", "batch mean of sum_t k3_t: estimates D_KL^seq directly"),
-    "tv_seq": ("estimate", "an estimate of D_TV^seq, e.g. mean of |prod_t rho_t - 1|/2"),
+    "tv_seq": ("estimate", "an estimate of D_TV^seq, e.g. mean of (1 - prod_t rho_t)^+"),
     "tv_lb": (
         "lower_bound",
         "max over sampled tokens of |p_theta(y) - p_roll(y)|: a certified lower bound on eps",
@@ -72,7 +77,7 @@ QUANTITIES: dict[str, tuple[str, str]] = {
 #: exports, HF Trainer.
 STEP_COLUMNS = ("step", "_step", "global_step", "train/global_step")
 #: Quantities that are response lengths.
-LENGTHS = ("T", "T_max", "T_mean", "T_cap")
+LENGTHS = ("T", "T_max", "T_mean", "T_cap", "T_clip")
 #: Quantities that are neither lengths nor mismatch metrics.
 NOT_METRICS = ("step", *LENGTHS, "surrogate", "surrogate_se")
 

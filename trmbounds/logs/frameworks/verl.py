@@ -15,7 +15,10 @@ Read from verl-project/verl @ 1dda039b9c6311889a9c9a26040677e1254814f9 (2026-08-
 - ``verl/utils/debug/metrics.py::calculate_debug_metrics``:
   ``training/rollout_probs_diff_max|mean`` = max/mean |exp(old_log_probs) -
   exp(rollout_log_probs)| over response tokens (not logged in bypass mode).
-- ``verl/trainer/ppo/metric_utils.py::compute_data_metrics``: ``response_length/max|mean``.
+- ``verl/trainer/ppo/metric_utils.py::compute_data_metrics``: ``response_length/max|mean``,
+  ``response_length/clip_ratio`` = mean(response_length == max_response_length), the
+  width the rollout pads responses to (the configured response length): where it is
+  > 0, ``response_length/max`` is the generation cap.
 - ``verl/utils/tracking.py``: file logger ``{"step": N, "data": {...}}``, opened "wb".
 
 Legacy (v0.6.0, ``verl/trainer/ppo/mismatch_helper.py`` @ 4424616d7, 2025-10-27):
@@ -33,6 +36,9 @@ PRESET = Preset(
     {
         "T_max": ("response_length/max",),
         "T_mean": ("response_length/mean",),
+        # mean(response_length == responses.shape[-1]): > 0 means the longest response
+        # reached the padded width, the configured data.max_response_length
+        "T_clip": ("response_length/clip_ratio",),
         "kl_tok_mean": (
             _RC + "k3_kl",
             "mismatch/mismatch_k3_kl",  # v0.6.0
