@@ -52,6 +52,7 @@ def _expected():
 
 def _cols(name):
     base = {"step": "step", "T_max": "response_length/max", "T_mean": "response_length/mean",
+            "T_clip": "response_length/clip_ratio",  # metric_utils.compute_data_metrics
             "tv_lb": "training/rollout_probs_diff_max",
             "prob_diff_mean": "training/rollout_probs_diff_mean"}  # fmt: skip
     if name in V6:
