@@ -459,3 +459,20 @@ def test_verl_clip_ratio_makes_the_longest_response_the_cap(tmp_path):
     p.write_text("".join(json.dumps({"step": i + 1, "data": {k: v for k, v in d.items()
                  if k != "response_length/clip_ratio"}}) + "\n" for i, d in enumerate(rows)))  # fmt: skip
     assert set(check_log(p, assumption=Assumption(kl_max=0.05)).T_source) == {"empirical"}
+
+
+def test_statistics_file_horizon_from_the_cap_measure_records(tmp_path):
+    # trmbounds measure records its generation cap as meta.sampling.max_new_tokens; the
+    # file's T is the longest measured response. check's horizon is the cap.
+    f = tmp_path / "s.json"
+    meta = {"sampling": {"max_new_tokens": 64}}
+    f.write_text(json.dumps({"T": 10, "kl_max": 1e-4, "tv_max": 5e-3, "meta": meta,
+                             "status": {"kl_max": "empirical", "tv_max": "empirical"}}))  # fmt: skip
+    r = check_log(f, assumption=Assumption(kl_max=1e-4))
+    assert r.T[0] == 64 and r.T_source[0] == "logged cap" and r.basis == "assumed"
+    want = evaluate(Stats(T=64, kl_max=1e-4)).unified
+    assert r.bound[0] == pytest.approx(want, rel=1e-12)
+    # --missing-mass 0 is full support: no correction, and the note says full support
+    r0 = check_log(f, assumption=Assumption(kl_max=1e-4, missing_mass=0.0))
+    assert r0.bound[0] == pytest.approx(want, rel=1e-12)
+    assert any("assumes full support" in n for n in r0.notes)

@@ -554,6 +554,24 @@ class Result:
         }
 
 
+def stats_cap(stats: Stats) -> int | None:
+    """The generation cap a statistics file records, if any: ``meta.sampling.max_new_tokens``
+    (what ``trmbounds measure`` writes) or ``meta.max_new_tokens``; ``None`` otherwise.
+
+    Examples
+    --------
+    >>> stats_cap(Stats(T=10, kl_max=1e-4, meta={"sampling": {"max_new_tokens": 64}}))
+    64
+    """
+    meta = stats.meta if isinstance(stats.meta, Mapping) else {}
+    samp = meta.get("sampling")
+    for v in (samp.get("max_new_tokens") if isinstance(samp, Mapping) else None,
+              meta.get("max_new_tokens")):  # fmt: skip
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 1:
+            return int(math.ceil(v))
+    return None
+
+
 def _nan(x) -> np.ndarray:
     return np.asarray(np.nan if x is None else x, dtype=np.float64)
 
@@ -871,8 +889,9 @@ def evaluate(stats: Stats, constants: str = "paper") -> Result:
     closed: dict[str, float] = {}
     kw = dict(adv_range=s.adv_range, constants=constants)
     if d is not None:
-        closed["pm_kl"] = B.pm_kl_closed_form(T, d, **kw)
-        closed["pm_tv"] = B.pm_tv_closed_form(T, d, float(filled["tv_max"]), **kw)
+        with np.errstate(over="ignore", invalid="ignore"):  # T^{3/2} may overflow: inf
+            closed["pm_kl"] = B.pm_kl_closed_form(T, d, **kw)
+            closed["pm_tv"] = B.pm_tv_closed_form(T, d, float(filled["tv_max"]), **kw)
 
     notes.extend(f"inconsistent: {w}" for w in s.warnings)
     notes.extend(_validity_notes(s, m))

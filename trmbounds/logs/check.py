@@ -152,7 +152,8 @@ def check_log(
         )
     if token_options:
         raise TrmboundsError(
-            f"{p}: {', '.join(sorted(token_options))} apply to per-token dumps only; "
+            f"{p}: {', '.join('--' + k.replace('_', '-') for k in sorted(token_options))} "
+            "apply to per-token dumps only; "
             "this is a per-step metric log"
         )
     from . import sources as SRC
@@ -258,8 +259,8 @@ def check_log(
     if neg:
         notes.append(
             f"{neg:,} step(s) logged a negative token-mean KL estimate (kept as logged: k1 can "
-            "be negative, k3 only by float round-off); the bound uses max(0, ·) since a KL "
-            "is non-negative"
+            "be negative, k3 only by float round-off); the estimate-based bound treats it as "
+            "unknown (a KL is non-negative) and uses T·δ"
         )
     if "kl_max_proxy" in stats or "kl_max_proxy_k3" in stats:
         notes.append(
@@ -309,14 +310,16 @@ def check_log(
     return res
 
 
-def _common_notes(a: Assumption, T_src, n: int, mm_status: str | None = None) -> list[str]:
+def _common_notes(
+    a: Assumption, T_src, n: int, mm_status: str | None = None, m: float | None = None
+) -> list[str]:
     """Notes every check output carries: horizon, support, assumption, reachability."""
     notes = []
     if n and T_src is not None:
         h = horizon_note(T_src)
         if h:
             notes.append(h)
-    notes.append(support_note(a, mm_status))
+    notes.append(support_note(a, mm_status, m))
     if not a.given:
         notes.append(
             "no --kl-max/--tv-max: nothing is guaranteed; 'unified' is an ESTIMATE from "
@@ -459,7 +462,7 @@ def _metric_block(p, chunk, preset, maps, Tvalue, a: Assumption, bad, invalid):
     elif not a.given:
         d_est = det
     with np.errstate(invalid="ignore"):
-        kseq_b = np.where(kseq < 0, 0.0, kseq)  # a KL is >= 0 (k1 means can be negative)
+        kseq_b = np.where(kseq < 0, np.nan, kseq)  # a KL is >= 0: unknown (T delta) instead
     bound_est = unified_columns(T, d_est, a.tv_max, kseq_b, g("tv_seq"), assumption=a)
     sur = g("surrogate")
     lcb = sur - Z_ONE_SIDED * g("surrogate_se")
@@ -510,7 +513,7 @@ def _check_stats_file(p: Path, a: Assumption, Tvalue: float | None) -> CheckResu
     of the file is assumed or certified, empirical (the longest measured response)
     otherwise.
     """
-    from ..stats import Stats, evaluate, load_stats
+    from ..stats import Stats, evaluate, load_stats, stats_cap
 
     s = load_stats(p)
     st = s.status
@@ -522,12 +525,12 @@ def _check_stats_file(p: Path, a: Assumption, Tvalue: float | None) -> CheckResu
         mm, mm_status = s.missing_mass, st.get("missing_mass", "assumed")
     notes: list[str] = []
     measured = any(v not in ("assumed", "certified") for v in st.values())
-    cap = s.meta.get("max_new_tokens") if isinstance(s.meta, dict) else None
+    cap = stats_cap(s)
     if Tvalue is not None:
         T, src = max(Tvalue, float(s.T)), "assumed" if Tvalue >= s.T else "empirical"
         if Tvalue < s.T:
             notes.append(f"--length {Tvalue:g} is below the file's T = {s.T}: T = {s.T} used")
-    elif isinstance(cap, (int, float)) and not isinstance(cap, bool) and cap >= 1:
+    elif cap is not None:
         T, src = float(max(math.ceil(cap), s.T)), "logged cap"
     else:
         T, src = float(s.T), "empirical" if measured else "assumed"
@@ -596,7 +599,7 @@ def _check_stats_file(p: Path, a: Assumption, Tvalue: float | None) -> CheckResu
     sound = np.array([src != "empirical" and mm_status in (None, "assumed", "certified")])
     nan1 = one(None)
     state = states(Ta, np.array([bound]), a, np.array([tv_lb]), np.array([kl_lb]), nan1, nan1)
-    notes.extend(_common_notes(a, T_src, 1, mm_status))
+    notes.extend(_common_notes(a, T_src, 1, mm_status, mm))
     if not a.given:
         notes.append(
             "the file's maxima are over measured contexts only, so 'unified' is an ESTIMATE"

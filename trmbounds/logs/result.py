@@ -358,6 +358,8 @@ class CheckResult:
         if math.isnan(r):
             return ""
         d = self.assumption.kl_max
+        if not d:
+            return f"{self.detector} > 0 = the assumed δ"
         return f"{self.detector} = {r * d:.4g} is {r:.3g} × the assumed δ = {d:g}"
 
     def record(self, i: int) -> dict[str, Any]:
@@ -491,9 +493,10 @@ T_SOURCES = ("assumed", "logged cap", "empirical")
 
 
 # ------------------------------------------------------------------ shared notes
-def support_note(a: Assumption, mm_status: str | None = None) -> str:
+def support_note(a: Assumption, mm_status: str | None = None, m: float | None = None) -> str:
     """The full-support condition, stated in every check output."""
-    if a.missing_mass is not None and a.missing_mass > 0 or mm_status is not None:
+    m = a.missing_mass if m is None else m
+    if m is not None and m > 0:
         st = mm_status or "assumed"
         return (
             f"support: the rollouts do not have full support (missing mass m, {st}); the "

@@ -321,9 +321,9 @@ def check_tokens(
         ``loss_mask``, exact per-token ``kl_token``/``tv_token`` and ``step`` (optional;
         without it the dump is one group).
     format, maps, length, assumption, skip_bad, progress
-        As in :func:`.check.check_log`. ``length`` ``max`` (default) or ``mean`` uses
-        the longest sequence of the group (the per-position array needs it); a number
-        pads or truncates the per-position estimate to that length.
+        As in :func:`.check.check_log`. ``length``: the horizon, a number (the
+        generation cap; :math:`\bar D_t = 0` past the longest sequence) or ``max``
+        (default), the longest sequence of the group (an empirical horizon).
     trm_max, trm_avg : float
         TRM-Max threshold on :math:`\\max_t k2_t` (or the exact KL) and TRM-Avg
         threshold on the mean k3 (or the exact KL); the paper's 0.05 and 0.001.
@@ -601,14 +601,14 @@ def _token_stats(o, accs, bins, th, r, L, offs, step, keep_tok, ex_kl, ex_tv, re
     }
     if reward is not None:
         # R * sum_t (rho_t - 1): its mean under pi_roll is the surrogate L (docs/theory.md)
-        seq["sur"] = reward * sum_rm1
+        seq["sur"] = np.where(reward == 0, 0.0, reward * sum_rm1)  # 0 x inf (overflow) is 0
         if o.horizon is not None:
             # (R - r_min) sum_t (rho_t - 1) >= -a T, clipped above at a T, mapped to [0, 1]:
             # its mean is a lower bound on L + r_min m, for a distribution-free bound
             lo, hi = _reward_range(o.assumption)
             aT = (hi - lo) * o.horizon
             with np.errstate(invalid="ignore"):
-                x = np.clip((reward - lo) * sum_rm1, -aT, aT)
+                x = np.clip(np.where(reward == lo, 0.0, (reward - lo) * sum_rm1), -aT, aT)
             seq["sur_z"] = np.where(np.isnan(x), 0.0, (x + aT) / (2.0 * aT))
     mx: dict[str, np.ndarray] = {
         "pq": segment_max(pq, offs),
@@ -794,8 +794,8 @@ def _finish(p, cols, o: _Options, accs, bins, bad, invalid, length, step_col) ->
             )  # fmt: skip
     bound = unified_columns(T, a.kl_max, a.tv_max, assumption=a) if a.given else np.full(G, np.nan)
     bound_est = np.empty(G)
-    with np.errstate(invalid="ignore"):
-        kseq_b = np.where(kseq[0] < 0, 0.0, kseq[0])
+    with np.errstate(invalid="ignore"):  # a negative estimate of a KL: unknown (T delta)
+        kseq_b = np.where(kseq[0] < 0, np.nan, kseq[0])
     for g in range(G):
         d = a.kl_max if a.kl_max is not None else (None if a.tv_max is not None else k2[g])
         bound_est[g] = float(
