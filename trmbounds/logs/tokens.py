@@ -236,6 +236,30 @@ def wilson(k, n) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return ph, np.clip(centre - half, 0.0, 1.0), np.clip(centre + half, 0.0, 1.0)
 
 
+#: Below this many effective events, n * min(mean, 1 - mean), the normal interval of a mean
+#: of [0, 1] values under-covers: a few rare sequences carry it (an unsampled rare branch
+#: gives a zero-width interval). The Wilson interval, with the largest variance a [0, 1]
+#: variable of that mean can have, is used instead (as in trmbounds measure).
+MIN_EVENTS_NORMAL = 10
+
+
+def bounded_ci(m, lo, hi, n):
+    """The normal interval of a mean of [0, 1] values, or Wilson's where fewer than
+    :data:`MIN_EVENTS_NORMAL` effective events carry it.
+
+    Examples
+    --------
+    >>> m, lo, hi = bounded_ci(*mean_ci(np.array(0.0), np.array(0.0), 100), 100)
+    >>> float(m), round(float(lo), 4), round(float(hi), 4)   # no event in 100: [0, 0.037]
+    (0.0, 0.0, 0.037)
+    """
+    n = np.asarray(n, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        few = n * np.minimum(m, 1.0 - m) < MIN_EVENTS_NORMAL
+    _, wlo, whi = wilson(np.clip(m, 0.0, 1.0) * n, n)
+    return m, np.where(few, wlo, lo), np.where(few, whi, hi)
+
+
 def _unit(m, lo, hi, top):
     """An estimate of a quantity in [0, top] and its CI, clipped to that range; an
     infinite estimate (float overflow) says nothing: value ``top``, CI [0, top]."""
@@ -729,7 +753,8 @@ def _finish(p, cols, o: _Options, accs, bins, bad, invalid, length, step_col) ->
         (kseq[1], kseq[2]),
     )
     # D_TV^seq <= 1 (a TV distance): the estimate and its CI are clipped to [0, 1]
-    tseq = _unit(*est("tvseq"), 1.0)
+    tseq = _unit(*bounded_ci(*est("tvseq"), n), 1.0)
+    few_tv = int(np.sum(n * np.minimum(tseq[0], 1 - tseq[0]) < MIN_EVENTS_NORMAL))
     stats["tv_seq"] = Stat(tseq[0], "estimate", "mean of (1 - prod_t rho_t)^+", (tseq[1], tseq[2]))
     psum = _unit(*est("pos_sum_exact" if exact_tv else "pos_sum"), T_obs)  # D̄_t <= 1
     stats["per_position_sum"] = Stat(psum[0], "estimate", "sum_t D̄_t", (psum[1], psum[2]))
@@ -738,7 +763,7 @@ def _finish(p, cols, o: _Options, accs, bins, bad, invalid, length, step_col) ->
         # Positions after the longest sequence have D̄_t = 0 (both policies agree after
         # the end): not materialised, so --length may be far beyond the data.
         k = int(min(Ti, A.Lmax))
-        m, lo, hi = _unit(*mean_ci(A.pos_s[:k], A.pos_ss[:k], ni), 1.0)  # D̄_t: a mean TV
+        m, lo, hi = _unit(*bounded_ci(*mean_ci(A.pos_s[:k], A.pos_ss[:k], ni), ni), 1.0)
         pp.append(m)
         pp_lo.append(lo)
         pp_hi.append(hi)
@@ -812,6 +837,12 @@ def _finish(p, cols, o: _Options, accs, bins, bad, invalid, length, step_col) ->
         "D̄_t and tv_seq use E[(1 - rho)^+] = TV, exact with or without full support; "
         "a sequence shorter than t contributes 0 at t (both policies agree after the end)",
     ]
+    if few_tv:
+        notes.append(
+            f"{few_tv:,} step group(s): few sequences carry the tv_seq estimate (n * min(tv_seq, "
+            f"1 - tv_seq) < {MIN_EVENTS_NORMAL}): its CI (and that of D̄_t at such positions) "
+            "is the conservative Wilson interval for a mean of [0, 1] values"
+        )
     few = int(np.sum(n < _N_RELIABLE))
     if few:
         notes.append(
