@@ -309,11 +309,12 @@ def test_solve_command_does_not_import_matplotlib():
     assert out.stdout.strip() == "False"
 
 
-def test_bad_argument_is_reported_before_an_existing_output(tmp_path):
+def test_output_is_validated_before_any_work(tmp_path):
+    # The output path is checked first (before drawing), and never overwritten without --force.
     out = tmp_path / "c.png"
     out.write_bytes(b"not an image")
-    r = runner.invoke(app, ["plot", "curves", "--kl-max", "-1", "--out", str(out)])
-    assert r.exit_code == 2 and "kl_max" in r.stderr and "--force" not in r.stderr
-    r = runner.invoke(app, ["plot", "curves", "--kl-max", "1e-4", "--out", str(out)])
+    r = runner.invoke(app, ["plot", "curves", "--kl-max", "-1", "-o", str(out)])
     assert r.exit_code == 2 and "pass --force" in r.stderr
-    assert out.read_bytes() == b"not an image"  # never overwritten without --force
+    r = runner.invoke(app, ["plot", "curves", "--kl-max", "-1", "-o", str(out), "--force"])
+    assert r.exit_code == 2 and "kl_max" in r.stderr
+    assert out.read_bytes() == b"not an image"  # never overwritten by a failed run

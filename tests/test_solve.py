@@ -273,12 +273,11 @@ def run(*args):
     return runner.invoke(app, ["solve", *args])
 
 
-def test_cli_json_one_object_per_length():
+def test_cli_json_one_document_one_result_per_length():
     r = run("--T", "4096,8192", "--T", "32768", "--budget", "0.1", "--json")
     assert r.exit_code == 0, r.output
-    lines = r.stdout.strip().splitlines()
-    assert len(lines) == 3
-    objs = [json.loads(x) for x in lines]
+    objs = json.loads(r.stdout)["results"]  # one JSON document, whatever the number of lengths
+    assert len(objs) == 3
     for o, T in zip(objs, (4096, 8192, 32768), strict=True):
         assert o["question"] == "max_kl" and o["T"] == T and o["status"] == "ok"
         # closed form of test_max_kl_matches_closed_form_worst_case
@@ -291,6 +290,7 @@ def test_cli_budget_frac_scales_with_adv_range():
     # beta = 0.05 * 2 = 0.1 in reward units with a = 2: the same as --budget 0.1 --adv-range 2.
     a = json.loads(run("--T", "4096", "--budget-frac", "0.05", "--adv-range", "2", "--json").stdout)
     b = json.loads(run("--T", "4096", "--budget", "0.1", "--adv-range", "2", "--json").stdout)
+    a, b = a["results"][0], b["results"][0]
     assert a["budget"] == b["budget"] == pytest.approx(0.1)
     assert a["kl_max"] == b["kl_max"]
     # B* scales with a, so delta_max halves relative to a = 1 (PM-KL is linear in delta).
@@ -309,7 +309,7 @@ def test_cli_max_length_json_and_text():
 def test_cli_no_threshold_is_plain_and_exit_0():
     r = run("--T", "4096", "--budget", "0.1", "--kl-avg", "1e-3", "--json")
     assert r.exit_code == 0
-    o = json.loads(r.stdout)
+    (o,) = json.loads(r.stdout)["results"]
     assert o["kl_max"] is None and o["status"] == "none"
     r = run("--T", "4096", "--budget", "0.1", "--kl-avg", "1e-3")
     assert r.exit_code == 0 and "no threshold meets the budget" in r.stdout

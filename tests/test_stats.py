@@ -32,8 +32,11 @@ from trmbounds import InputFileError, Stats, StatsError, evaluate, load_per_posi
         (dict(T=2, kl_max=0.1, per_position=[0.1, float("nan")]), "per_position\\[t=2\\]"),
         (dict(T=2, kl_max=0.1, per_position=[0.1, -0.1]), "negative"),
         (dict(T=2, kl_max=0.02, per_position=[0.1, 0.5]), "cannot exceed its maximum"),
-        (dict(T=10, kl_max=0.1, adv_range=-1), "adv_range must be non-negative"),
-        (dict(T=10, kl_max=0.1, reward_range=(1, 0)), "hi = 0 is below lo = 1"),
+        (dict(T=10, kl_max=0.1, adv_range=-1), "adv_range must be positive"),
+        (dict(T=10, kl_max=0.1, adv_range=0), "adv_range must be positive"),
+        (dict(T=10, kl_max=0.1, reward_range=(1, 0)), "hi = 0 must exceed lo = 1"),
+        (dict(T=10, kl_max=0.1, reward_range=(1, 1)), "hi = 1 must exceed lo = 1"),
+        (dict(T=10, kl_max="0.01"), "kl_max must be a number, got '0.01'"),
         (dict(T=10, kl_max=0.1, reward_range="01"), "reward_range must be two numbers"),
         (dict(T=10), "need kl_max or tv_max"),
         (dict(T=10, kl_max=0.1, status={"kl_max": "guess"}), "status of kl_max must be one of"),
@@ -102,7 +105,17 @@ def test_vacuous_flag_uses_the_advantage_range():
 def test_result_to_dict_schema():
     r = evaluate(Stats(T=4096, kl_max=1e-4, tv_max=5e-3, kl_seq=0.01, tv_seq=0.05))
     d = r.to_dict()
-    assert set(d) == {"inputs", "derived", "constants", "bounds", "tightest", "vacuous"}
+    assert set(d) == {
+        "inputs",
+        "derived",
+        "constants",
+        "bounds",
+        "tightest",
+        "unified",
+        "vacuous",
+        "basis",
+    }
+    assert d["basis"] == "assumed" and d["unified"] == d["bounds"]["unified"]
     assert set(d["bounds"]) == {
         "classical_tv",
         "classical_kl",

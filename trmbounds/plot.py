@@ -133,9 +133,7 @@ def length_grid(T_min: int = 16, T_max: int = 2**20, points: int = 400) -> np.nd
     lo, hi = _int_length("T_min", T_min), _int_length("T_max", T_max)
     if lo >= hi:
         raise TrmboundsError(f"T_min must be below T_max, got T_min = {lo}, T_max = {hi}")
-    n = int(points)
-    if n < 2:
-        raise TrmboundsError(f"points must be at least 2, got {points}")
+    n = _points("points", points, MAX_POINTS)
     if hi - lo + 1 <= n:
         return np.arange(lo, hi + 1, dtype=np.float64)
 
@@ -158,14 +156,35 @@ def length_grid(T_min: int = 16, T_max: int = 2**20, points: int = 400) -> np.nd
     return g
 
 
+#: Longest response length a plot draws (2^40 tokens, about 10^12).
+MAX_LENGTH = 2**40
+#: Most points of a curve, and of a heatmap axis (bounded work and memory).
+MAX_POINTS = 20_000
+MAX_GRID = 2_000
+
+
 def _int_length(name: str, T) -> int:
     try:
         v = float(T)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise TrmboundsError(f"{name} must be an integer >= 1, got {T!r}") from None
     if not math.isfinite(v) or v != math.floor(v) or v < 1:
         raise TrmboundsError(f"{name} must be an integer >= 1, got {T!r}")
+    if v > MAX_LENGTH:
+        raise TrmboundsError(f"{name} = {T} is beyond the longest length drawn, 2^40 tokens")
     return int(v)
+
+
+def _points(name: str, points, most: int) -> int:
+    try:
+        n = int(points)
+    except (TypeError, ValueError, OverflowError):
+        raise TrmboundsError(f"{name} must be an integer, got {points!r}") from None
+    if n < 2:
+        raise TrmboundsError(f"{name} must be at least 2, got {points}")
+    if n > most:
+        raise TrmboundsError(f"{name} = {points} is more than the {most:,} drawn at most")
+    return n
 
 
 def curve_data(
@@ -378,6 +397,10 @@ def curves(
     Ts = length_grid(T_min, T_max, points)
     if mark_T is not None:
         mark_T = _int_length("mark_T", mark_T)
+        if not Ts[0] <= mark_T <= Ts[-1]:
+            raise TrmboundsError(
+                f"mark_T = {mark_T} is outside the lengths drawn, {int(Ts[0])} to {int(Ts[-1])}"
+            )
     data = curve_data(
         Ts, kl_max, tv_max, kl_seq, kl_avg, tv_seq, bounds, adv_range=adv_range, constants=constants
     )
@@ -523,13 +546,12 @@ def heatmap_data(
     """
     from .solve import threshold_bound
 
-    nT, nd = (int(points), int(points)) if np.ndim(points) == 0 else map(int, points)
+    nT, nd = (points, points) if np.ndim(points) == 0 else points
+    nT, nd = _points("points", nT, MAX_GRID), _points("points", nd, MAX_GRID)
     Ts = length_grid(T_min, T_max, nT)
     lo, hi = (_positive("kl_range", x) for x in kl_range)
     if lo >= hi:
         raise TrmboundsError(f"kl_range must be increasing, got ({lo:g}, {hi:g})")
-    if nd < 2:
-        raise TrmboundsError(f"points must be at least 2, got {nd}")
     deltas = np.geomspace(lo, hi, nd)
     v = np.asarray(
         threshold_bound(

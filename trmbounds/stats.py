@@ -79,7 +79,7 @@ _TOL = 1e-9  # relative slack for rounding when checking relations between stati
 
 
 def _num(name: str, value: Any) -> float:
-    if isinstance(value, bool):
+    if isinstance(value, (bool, str, bytes)):
         raise StatsError(f"{name} must be a number, got {value!r}")
     try:
         x = float(value)
@@ -167,6 +167,8 @@ class Stats:
     def __post_init__(self) -> None:
         set_ = object.__setattr__
         T = self.T
+        if isinstance(self.adv_range, (bool, str, bytes)):
+            raise StatsError(f"adv_range must be a number, got {self.adv_range!r}")
         if isinstance(T, bool) or not isinstance(T, (int, np.integer, float, np.floating)):
             raise StatsError(f"T must be a positive integer, got {T!r}")
         if isinstance(T, (float, np.floating)) and not float(T).is_integer():
@@ -191,8 +193,8 @@ class Stats:
                 ) from None
             if not (math.isfinite(lo) and math.isfinite(hi)):
                 raise StatsError(f"reward_range must be finite, got {lo}, {hi}")
-            if hi < lo:
-                raise StatsError(f"reward_range: hi = {hi:g} is below lo = {lo:g}")
+            if not hi > lo:
+                raise StatsError(f"reward_range: hi = {hi:g} must exceed lo = {lo:g}")
             set_(self, "reward_range", (lo, hi))
             set_(self, "adv_range", hi - lo)
         a = self.adv_range
@@ -202,8 +204,10 @@ class Stats:
             raise StatsError(f"adv_range must be a number, got {a!r}") from None
         if math.isnan(a) or math.isinf(a):
             raise StatsError(f"adv_range must be finite, got {a}")
-        if a < 0:
-            raise StatsError(f"adv_range must be non-negative, got {a:g}")
+        if not a > 0:
+            raise StatsError(
+                f"adv_range must be positive (the range r_max - r_min of the rewards), got {a:g}"
+            )
         set_(self, "adv_range", a)
         if self.missing_mass is not None:
             set_(self, "missing_mass", _num("missing_mass", self.missing_mass))
@@ -329,6 +333,15 @@ class Stats:
         if "T" not in data or data["T"] is None:
             raise StatsError("statistics need 'T', the response length")
         kw = {k: data[k] for k in _KEYS if k in data and data[k] is not None}
+        if "adv_range" in kw and "reward_range" in kw:
+            # Stats.to_dict writes both (adv_range = hi - lo); a disagreement is a mistake.
+            rr = cls(T=1, kl_max=0.0, reward_range=kw["reward_range"]).adv_range
+            a = _num("adv_range", kw["adv_range"])
+            if abs(a - rr) > 1e-9 * max(abs(a), abs(rr)):
+                raise StatsError(
+                    f"adv_range = {a:g} disagrees with reward_range {list(kw['reward_range'])} "
+                    f"(hi - lo = {rr:g}); give one of them"
+                )
         pp = kw.get("per_position")
         if isinstance(pp, (str, os.PathLike)):
             from pathlib import Path
@@ -358,8 +371,11 @@ class Stats:
 
 def _as_array(values: Any, what: str) -> np.ndarray:
     try:
-        arr = np.asarray(values, dtype=np.float64)
-    except (TypeError, ValueError):
+        raw = np.asarray(values)
+        if raw.dtype.kind not in "iuf":  # strings, booleans, objects: not numbers
+            raise TypeError
+        arr = np.asarray(raw, dtype=np.float64)
+    except (TypeError, ValueError, RecursionError):
         raise StatsError(f"{what} must be an array of numbers") from None
     return arr
 
@@ -389,8 +405,9 @@ def load_per_position(path: str | os.PathLike) -> np.ndarray:
     commas or newlines, one optional header line. ``.json``: an array, or an object
     with a ``per_position`` array.
     """
-    import json
     from pathlib import Path
+
+    from . import _io
 
     p = Path(path)
     if not p.is_file():
@@ -398,22 +415,17 @@ def load_per_position(path: str | os.PathLike) -> np.ndarray:
     ext = p.suffix.lower()
     try:
         if ext == ".npy":
-            try:
-                arr = np.load(p, allow_pickle=False)
-            except ValueError as exc:
-                raise InputFileError(f"{p}: not a numeric .npy array ({exc})") from None
+            arr = _io.load_npy(p)
         elif ext == ".json":
-            with open(p, encoding="utf-8") as fh:
-                try:
-                    data = json.load(fh)
-                except json.JSONDecodeError as exc:
-                    raise InputFileError(
-                        f"{p}: invalid JSON at line {exc.lineno}: {exc.msg}"
-                    ) from None
+            data = _io.load_json(p, "per-position file")
             if isinstance(data, Mapping):
                 if "per_position" not in data:
                     raise InputFileError(f"{p}: JSON object has no 'per_position' array")
                 data = data["per_position"]
+            if not isinstance(data, list) or not all(
+                isinstance(x, (int, float)) and not isinstance(x, bool) for x in data
+            ):
+                raise InputFileError(f"{p}: per_position must be a JSON array of numbers")
             arr = _as_array(data, f"{p}")
         elif ext in (".csv", ".txt"):
             arr = _read_csv_numbers(p)
@@ -421,8 +433,6 @@ def load_per_position(path: str | os.PathLike) -> np.ndarray:
             raise InputFileError(
                 f"{p}: unknown per-position format {ext!r}; use .npy, .csv or .json"
             )
-    except OSError as exc:
-        raise InputFileError(f"cannot read {p}: {exc.strerror or exc}") from None
     except StatsError as exc:
         raise InputFileError(f"{p}: {exc}") from None
     arr = np.asarray(arr)
@@ -435,40 +445,37 @@ def load_per_position(path: str | os.PathLike) -> np.ndarray:
 
 
 def _read_csv_numbers(p: Path) -> np.ndarray:
+    from . import _io
+
     values: list[float] = []
-    with open(p, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            line = line.strip()
-            if not line:
+    for lineno, line in enumerate(_io.read_text(p, "per-position file").splitlines(), start=1):
+        line = line.strip()
+        if not line:
+            continue
+        for cell in line.split(","):
+            cell = cell.strip()
+            if not cell:
                 continue
-            for cell in line.split(","):
-                cell = cell.strip()
-                if not cell:
-                    continue
-                try:
-                    values.append(float(cell))
-                except ValueError:
-                    if lineno == 1 and not values:
-                        break  # a header line
-                    raise InputFileError(f"{p}: line {lineno}: {cell!r} is not a number") from None
+            try:
+                values.append(float(cell))
+            except ValueError:
+                if lineno == 1 and not values:
+                    break  # a header line
+                shown = cell if len(cell) <= 40 else cell[:37] + "..."
+                raise InputFileError(f"{p}: line {lineno}: {shown!r} is not a number") from None
     return np.asarray(values, dtype=np.float64)
 
 
 def load_stats(path: str | os.PathLike) -> Stats:
     """Read a statistics file (JSON, schema of :meth:`Stats.to_dict`)."""
-    import json
     from pathlib import Path
+
+    from . import _io
 
     p = Path(path)
     if not p.is_file():
         raise InputFileError(f"statistics file not found: {p}")
-    try:
-        with open(p, encoding="utf-8") as fh:
-            data = json.load(fh)
-    except json.JSONDecodeError as exc:
-        raise InputFileError(f"{p}: invalid JSON at line {exc.lineno}: {exc.msg}") from None
-    except OSError as exc:
-        raise InputFileError(f"cannot read {p}: {exc.strerror or exc}") from None
+    data = _io.load_json(p, "statistics file")
     try:
         return Stats.from_dict(data, base_dir=p.parent)
     except InputFileError:
@@ -550,7 +557,10 @@ class Result:
             "constants": self.constants,
             "bounds": dict(self.bounds),
             "tightest": self.tightest,
+            "unified": self.unified,
             "vacuous": self.vacuous,
+            # certified / assumed / estimate: what the guarantee rests on (as in check)
+            "basis": self.basis,
         }
 
 

@@ -20,6 +20,28 @@ except ImportError:  # pragma: no cover - older typer on click
 _Abort = getattr(_cx, "Abort", None) or typer.Abort
 
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
+
+
+class Interrupted(Exception):
+    """Ctrl-C during a command (raised past click's own handler)."""
+
+
+def plain_help(cmd) -> None:
+    """Plain click help for ``cmd`` and its subcommands.
+
+    rich help eats ``[default: …]`` as markup, draws the help of a bare group twice,
+    breaks choice lists mid-word at 80 columns and rewraps the examples: plain click
+    help has none of these faults and reads the same in a pipe. Every paragraph of an
+    epilog (the examples) is kept as written.
+    """
+    if hasattr(cmd, "rich_markup_mode"):
+        cmd.rich_markup_mode = None
+    if cmd.epilog and not cmd.epilog.lstrip().startswith("\b"):
+        paras = [p.strip("\n") for p in cmd.epilog.strip().split("\n\n")]
+        cmd.epilog = "\n\n".join("\b\n" + p for p in paras if p.strip())
+    for sub in getattr(cmd, "commands", {}).values():
+        plain_help(sub)
 
 
 class Group(TyperGroup):
@@ -47,8 +69,16 @@ class Group(TyperGroup):
             module = importlib.import_module(f"trmbounds.cli.{self.lazy_commands[cmd_name]}")
             cmd = typer.main.get_command(module.app)
             cmd.name = cmd_name
+            plain_help(cmd)
             self.commands[cmd_name] = cmd
         return cmd
+
+    def invoke(self, ctx):
+        # click turns Ctrl-C into Abort after printing an empty line; ours is one line.
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            raise Interrupted() from None
 
     def resolve_command(self, ctx, args):
         try:
@@ -85,11 +115,21 @@ class Group(TyperGroup):
             hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
             fail_line(msg + hint)
             code = exc.exit_code if exc.exit_code else EXIT_USAGE
+        except (Interrupted, KeyboardInterrupt):
+            typer.echo("Interrupted (Ctrl-C); no partial output was left.", err=True)
+            code = EXIT_INTERRUPTED
         except _Abort:
             typer.echo("Aborted.", err=True)
             code = 1
         except BrokenPipeError:  # pragma: no cover - `trmbounds ... | head`
             code = 0
+        except OSError as exc:  # a disk full, a file vanished mid-run: one line
+            where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+            fail_line(f"{exc.strerror or exc}{where}")
+            code = EXIT_USAGE
+        except MemoryError:
+            fail_line("out of memory")
+            code = EXIT_USAGE
         if standalone_mode:
             sys.exit(code)
         return code
@@ -159,7 +199,9 @@ CONSTANTS_OPT = Annotated[
         case_sensitive=False,
     ),
 ]
-JSON_OPT = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")]
+JSON_OPT = Annotated[
+    bool, typer.Option("--json", help="Print one JSON document on stdout instead of tables.")
+]
 FORCE_OPT = Annotated[bool, typer.Option("--force", help="Overwrite an existing output file.")]
 
 
@@ -192,16 +234,36 @@ def print_json(obj: Any) -> None:
     typer.echo(dumps(obj))
 
 
-def check_output(path: Path, force: bool) -> Path:
-    """Refuse to overwrite ``path`` unless ``force``; refuse a directory or a missing parent."""
-    path = Path(path)
-    if path.is_dir():
-        raise TrmboundsError(f"{path} is a directory: give a file name for the output")
-    if path.exists() and not force:
-        raise TrmboundsError(f"{path} exists; pass --force to overwrite it")
-    if not path.parent.exists():
-        raise TrmboundsError(f"directory {path.parent} does not exist")
-    return path
+def check_output(path: Path, force: bool, inputs=(), option: str = "output") -> Path:
+    """Validate one output path before any work (see :func:`check_outputs`)."""
+    return check_outputs([(option, path)], inputs, force)[0]
+
+
+def check_outputs(outputs, inputs=(), force: bool = False) -> list[Path]:
+    """Validate every output path of a command before any work is done.
+
+    ``outputs`` is a list of (option, path or None). Refused: a parent that is a file
+    or does not exist, an unwritable place, a name too long, a directory, an existing
+    file without ``force``, two outputs naming one file, and -- even with ``force`` --
+    an output that is one of ``inputs`` (real path or inode). Write each output with
+    :func:`write_atomic` / :func:`trmbounds._io.atomic_output`.
+    """
+    from .._io import check_outputs as _check
+
+    return _check(outputs, inputs, force)
+
+
+def atomic_output(path: Path):
+    """Context manager: a temporary path next to ``path``, renamed over it on success."""
+    from .._io import atomic_output as _atomic
+
+    return _atomic(path)
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` through a temporary file and a rename."""
+    with atomic_output(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
 
 
 def console(stderr: bool = False):

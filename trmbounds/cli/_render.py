@@ -30,6 +30,63 @@ SYMBOLS = {
 }
 
 
+def _width(con, table) -> int:
+    """The width ``table`` takes when nothing in it is wrapped or cut."""
+    from rich.measure import Measurement
+
+    return Measurement.get(con, con.options.update(width=1 << 14), table).maximum
+
+
+def _sub_table(table, cols, title):
+    """A copy of ``table`` with only the columns ``cols`` (same rows, styles, sections)."""
+    from rich.table import Table
+
+    t = Table(
+        title=title,
+        title_justify=table.title_justify,
+        header_style=table.header_style,
+        box=table.box,
+        pad_edge=table.pad_edge,
+        show_header=table.show_header,
+        show_edge=table.show_edge,
+    )
+    for c in cols:
+        t.add_column(
+            c.header, justify=c.justify, style=c.style, no_wrap=c.no_wrap, overflow=c.overflow
+        )
+    for i, row in enumerate(table.rows):
+        t.add_row(*(c._cells[i] for c in cols), style=row.style, end_section=row.end_section)
+    return t
+
+
+def print_table(con, table, keep: tuple[str, ...] = ()) -> None:
+    """Print ``table`` so that no cell is ever cut or wrapped mid-number.
+
+    If the table is wider than the console (80 columns in a pipe), its columns are
+    split over several tables, each repeating the first (key) column and the columns
+    named in ``keep``, instead of letting rich shrink them (which cuts numbers to
+    ``6.00…``).
+    """
+    width = con.width
+    if _width(con, table) <= width or len(table.columns) < 3:
+        con.print(table)
+        return
+    key, *rest = table.columns
+    tail = [c for c in rest if c.header in keep]
+    rest = [c for c in rest if c.header not in keep]
+    groups: list[list] = [[]]
+    for c in rest:
+        trial = _sub_table(table, [key, *groups[-1], c, *tail], None)
+        if groups[-1] and _width(con, trial) > width:
+            groups.append([c])
+        else:
+            groups[-1].append(c)
+    title = table.title
+    for k, g in enumerate(groups):
+        shown = title if k == 0 else (f"{title} (continued)" if title else None)
+        con.print(_sub_table(table, [key, *g, *tail], shown))
+
+
 def render_result(result: Result, con) -> None:
     """Print the bounds table of ``result`` and the lines under it on ``con``."""
     from rich.table import Table
@@ -53,7 +110,7 @@ def render_result(result: Result, con) -> None:
         style = "bold" if key in ("unified", result.tightest) else None
         shown = label if key in UNIFIED_MEMBERS or key == "unified" else f"[dim]{label}[/dim]"
         table.add_row(shown, key, fmt(v), scaling, vac, style=style)
-    con.print(table)
+    print_table(con, table)
 
     b = result.unified
     name = LABELS[result.tightest][0]

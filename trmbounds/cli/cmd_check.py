@@ -20,7 +20,8 @@ from ._common import (
     REWARD_RANGE_OPT,
     TV_MAX_OPT,
     Constants,
-    check_output,
+    atomic_output,
+    check_outputs,
     console,
     dumps,
     fmt,
@@ -85,6 +86,7 @@ def check_cmd(
             "directory), per-token dump (.jsonl, .parquet with log-prob list columns) or "
             "statistics file (.json, from trmbounds measure) or HF trainer_state.json.",
             show_default=False,
+            metavar="LOG",
         ),
     ],
     preset: Annotated[
@@ -176,15 +178,33 @@ def check_cmd(
     report: Annotated[
         Path | None,
         typer.Option(
-            "--report", help="Write every step to FILE (.csv or .json).", show_default=False
+            "--output",
+            "-o",
+            help="Write the report, every step, to FILE (.csv or .json).",
+            show_default=False,
+            metavar="FILE",
         ),
+    ] = None,
+    report_old: Annotated[
+        Path | None, typer.Option("--report", hidden=True, show_default=False)
     ] = None,
     plot: Annotated[
         Path | None,
         typer.Option(
             "--plot",
-            help="Write a timeline plot (bound, budget, acceptance) to FILE.",
+            help="Write a timeline plot (bound, states, acceptance) to FILE (.png, .svg, .pdf).",
             show_default=False,
+            metavar="FILE",
+        ),
+    ] = None,
+    fail_on: Annotated[
+        str | None,
+        typer.Option(
+            "--fail-on",
+            help="Exit with code 1 when any step is in one of these states, "
+            "comma-separated (e.g. refuted,vacuous), for CI; usage errors exit 2.",
+            show_default=False,
+            metavar="STATE[,STATE]",
         ),
     ] = None,
     force: FORCE_OPT = False,
@@ -200,20 +220,32 @@ def check_cmd(
     one-sided 95 % lower confidence bound on the surrogate above B*; the rule of every
     state is in docs/logs.md.
     """
-    from ..logs.check import Assumption, check_log
+    from ..logs.check import STATES, Assumption, check_log
+    from ..stats import Stats
 
     if adv_range is not None and reward_range is not None:
         raise TrmboundsError("give --adv-range or --reward-range, not both")
-    a_range = 1.0 if adv_range is None else adv_range
+    if report is not None and report_old is not None:
+        raise TrmboundsError("give -o/--output (--report is its old name), not both")
+    report = report if report is not None else report_old
+    # The same validation as `trmbounds eval` (Stats): a TV above 1, a zero range, ...
+    given = kl_max is not None or tv_max is not None
+    probe = Stats(
+        T=1,
+        kl_max=kl_max if given else 0.0,
+        tv_max=tv_max,
+        adv_range=1.0 if adv_range is None else adv_range,
+        reward_range=reward_range,
+    )
+    a_range = probe.adv_range
+    gate = _fail_states(fail_on, STATES)
     if report is not None and report.suffix.lower() not in (".csv", ".json"):
-        raise TrmboundsError(f"--report {report}: use a .csv or .json file name")
+        raise TrmboundsError(f"-o/--output {report}: use a .csv or .json file name")
     if plot is not None and plot.suffix.lower() not in _PLOT_EXT:
         raise TrmboundsError(f"--plot {plot}: use a {', '.join(_PLOT_EXT)} file name")
-    for p in (report, plot):
-        if p is not None:
-            check_output(p, force)
     if not log.exists():
         raise TrmboundsError(f"log file not found: {log}")
+    check_outputs([("-o/--output", report), ("--plot", plot)], _inputs(log), force)
     assumption = Assumption(
         kl_max=kl_max,
         tv_max=tv_max,
@@ -253,20 +285,64 @@ def check_cmd(
     else:
         result = check_log(log, **kw)
     if report is not None:
-        _write_report(result, report)
+        with atomic_output(report) as tmp:
+            _write_report(result, tmp, report.suffix.lower())
     if plot is not None:
         from ..logs.timeline import plot_timeline
 
         ax = plot_timeline(result)
-        ax.figure.savefig(plot, dpi=120)
+        with atomic_output(plot) as tmp:
+            ax.figure.savefig(tmp, format=plot.suffix.lower().lstrip("."), dpi=150)
+    failed = _failed(result, gate, STATES)
     if json:
-        print_json(result.to_dict())
-        return
-    _render(result, report, plot)
+        d = result.to_dict()
+        if gate:
+            d["fail_on"] = {"states": sorted(gate), "steps": [_int_or(x) for x in failed]}
+        print_json(d)
+    else:
+        _render(result, report, plot)
+        if failed:
+            console().print(
+                f"[bold red]fail[/bold red] (--fail-on {','.join(sorted(gate))}): "
+                f"{len(failed):,} step(s), first at step {_show(failed[0])}; exit code 1"
+            )
+    if failed:
+        raise typer.Exit(1)
 
 
-def _write_report(result, path: Path) -> None:
-    if path.suffix.lower() == ".json":
+def _int_or(x: float):
+    return int(x) if math.isfinite(x) and x.is_integer() else x
+
+
+def _inputs(log: Path) -> list[Path]:
+    """Every file this check reads: the log (or the event files of a directory)."""
+    if log.is_dir():
+        return [f for f in log.rglob("*") if f.is_file()][:10000]
+    return [log]
+
+
+def _fail_states(value: str | None, states) -> set[str]:
+    if value is None:
+        return set()
+    names = {t.strip().lower() for t in value.split(",")}
+    if "" in names:
+        raise TrmboundsError(f"--fail-on {value!r}: an empty state name")
+    unknown = sorted(names - set(states))
+    if unknown:
+        raise TrmboundsError(
+            f"--fail-on: unknown state(s) {', '.join(unknown)}; choose from {', '.join(states)}"
+        )
+    return names
+
+
+def _failed(result, gate: set[str], states) -> list[float]:
+    """The step numbers of the steps in one of the ``gate`` states."""
+    codes = {states.index(s) for s in gate}
+    return [float(result.step[i]) for i in range(len(result)) if int(result.state[i]) in codes]
+
+
+def _write_report(result, path: Path, ext: str) -> None:
+    if ext == ".json":
         path.write_text(dumps(result.to_dict()) + "\n", encoding="utf-8")
         return
     scalar = [k for k, s in result.stats.items() if s.values.dtype.kind != "O"]
@@ -313,6 +389,7 @@ def _render(result, report, plot) -> None:
     from rich.table import Table
 
     from ..logs.check import ACCEPT_TARGET, STATES
+    from ._render import print_table
 
     con = console()
     a = result.assumption
@@ -336,7 +413,7 @@ def _render(result, report, plot) -> None:
     t.add_column("from")
     for k, s in result.stats.items():
         t.add_row(k, s.status, s.source)
-    con.print(t)
+    print_table(con, t)
 
     n = len(result)
     idx = list(range(n)) if n <= 20 else sorted(result.worst(10))
@@ -362,10 +439,10 @@ def _render(result, report, plot) -> None:
             "—" if acc is None else _acc(acc[i]),
             _f(u[i]),
             _f(result.bound_est[i]),
-            f"[{_STYLE[state]}]{state}[/{_STYLE[state]}]"
+            _styled(state)
             + ("" if math.isnan(result.flag[i]) else " [bold magenta]⚑[/bold magenta]"),
         )
-    con.print(st)
+    print_table(con, st, keep=("status",))
     con.print(
         "[dim]ε ≥: certified lower bound on ε; δ proxy: max k2 (a detector); B*: under "
         + ("the assumption" if a.given else "the estimates (no assumption)")
@@ -389,8 +466,7 @@ def _render(result, report, plot) -> None:
     lines = result.summary()
     counts = lines["states"]
     con.print(
-        "states: "
-        + ",  ".join(f"[{_STYLE[s]}]{s}[/{_STYLE[s]}] {counts[s]:,}" for s in STATES if counts[s])
+        "states: " + ",  ".join(f"{_styled(s)} {counts[s]:,}" for s in STATES if counts.get(s))
     )
     if "acceptance" in lines:
         ac = lines["acceptance"]
@@ -409,7 +485,7 @@ def _render(result, report, plot) -> None:
             bt.add_row(f"{b['lengths'][0]}–{b['lengths'][1]}", f"{b['sequences']:,}",
                        f"{b['accept_trm_max']:.1%}", f"{b['accept_combined']:.1%}",
                        f"{b['predicted_iid']:.1%}")  # fmt: skip
-        con.print(bt)
+        print_table(con, bt)
         con.print(f"per-token violation rate p = {result.extra['per_token_violation_rate']:.3g}")
     if result.bad.count:
         con.print(f"[yellow]skipped {result.bad.count:,} malformed record(s)[/yellow]; first:")
@@ -440,6 +516,12 @@ _HORIZON = {
 
 def _horizon(result) -> str:
     return "; ".join(_HORIZON.get(k, k) for k in sorted(set(result.T_source)))
+
+
+def _styled(state: str) -> str:
+    """A state name in its colour (any state of STATES; unknown names plain)."""
+    st = _STYLE.get(state)
+    return f"[{st}]{state}[/{st}]" if st else state
 
 
 def _show(x) -> str:

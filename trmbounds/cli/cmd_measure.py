@@ -17,11 +17,13 @@ from ._common import (
     JSON_OPT,
     REWARD_RANGE_OPT,
     Constants,
-    check_output,
+    atomic_output,
+    check_outputs,
     console,
     dumps,
     fmt,
     print_json,
+    write_atomic,
 )
 
 EPILOG = """
@@ -218,10 +220,10 @@ def measure_cmd(
         )
     if not demo and roll is None:
         raise TrmboundsError("give --roll MODEL (a model directory or hub id), or --demo")
-    out_path = check_output(output, force)
-    tokens_path = check_output(tokens, force) if tokens is not None else None
-    if tokens_path is not None and tokens_path.resolve() == out_path.resolve():
-        raise TrmboundsError("--tokens and --output must be different files")
+    out_path, *rest = check_outputs(
+        [("-o/--output", output), ("--tokens", tokens)], inputs=[prompts], force=force
+    )
+    tokens_path = rest[0] if rest else None
     from ..measure import load_prompts, measure, parse_memory, write_token_dump
 
     if demo:
@@ -279,9 +281,10 @@ def measure_cmd(
         )
     stats = m.stats
     text = dumps(stats.to_dict())
-    out_path.write_text(_json.dumps(_json.loads(text), indent=1) + "\n", encoding="utf-8")
+    write_atomic(out_path, _json.dumps(_json.loads(text), indent=1) + "\n")
     if tokens_path is not None:
-        write_token_dump(m.records, tokens_path)
+        with atomic_output(tokens_path) as tmp:
+            write_token_dump(m.records, tmp)
     result = evaluate(stats, constants=constants.value)
     for w in m.warnings:
         err.print(f"[yellow]warning[/yellow] {w}")
@@ -307,6 +310,8 @@ def measure_cmd(
 def _render_measurement(stats, path: Path, con) -> None:
     from rich.table import Table
 
+    from ._render import print_table
+
     meta = stats.meta
     ci = meta.get("ci95", {})
     table = Table(
@@ -329,15 +334,15 @@ def _render_measurement(stats, path: Path, con) -> None:
             stats.status.get(key, "—"),
         )
 
-    row("δ̂  max KL over measured contexts", "kl_max", stats.kl_max)
-    row("ε̂  max TV over measured contexts", "tv_max", stats.tv_max)
+    row("δ̂  max token KL", "kl_max", stats.kl_max)
+    row("ε̂  max token TV", "tv_max", stats.tv_max)
     row("D_KL^seq", "kl_seq", stats.kl_seq)
     row("D_TV^seq", "tv_seq", stats.tv_seq)
     pp = stats.per_position
     table.add_row("max_t D̄_t", fmt(float(pp.max())), "—", stats.status.get("per_position", "—"))
     if stats.missing_mass is not None:
         row("m  missing mass", "missing_mass", stats.missing_mass)
-    con.print(table)
+    print_table(con, table)
     acc = meta.get("acceptance", {})
     if acc:
         a_max, a_avg, a_c, a_s = (acc[k] for k in ("trm_max", "trm_avg", "combined", "ser"))

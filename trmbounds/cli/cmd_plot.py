@@ -8,14 +8,21 @@ from typing import Annotated
 import typer
 
 from ..errors import TrmboundsError
-from ._common import ADV_RANGE_OPT, CONSTANTS_OPT, FORCE_OPT, Constants, check_output
+from ._common import (
+    ADV_RANGE_OPT,
+    CONSTANTS_OPT,
+    FORCE_OPT,
+    Constants,
+    atomic_output,
+    check_output,
+)
 
 CURVES_EPILOG = """
 Examples:
 
   trmbounds plot curves --kl-max 1e-4 --kl-avg 1e-6 --mark-T 4096
 
-  trmbounds plot curves --kl-max 1e-4 --tv-max 5e-3 --kl-seq 0.01 --out paper.svg
+  trmbounds plot curves --kl-max 1e-4 --tv-max 5e-3 --kl-seq 0.01 -o paper.svg
 
   trmbounds plot curves --kl-max 1e-5 --bounds pm_kl,mix_kl,unified --T-max 65536 --constants sharp
 """
@@ -25,7 +32,7 @@ Examples:
 
   trmbounds plot heatmap --budget 0.1 --budget 0.01
 
-  trmbounds plot heatmap --kl-avg 1e-7 --budget-frac 0.05 --out map.pdf
+  trmbounds plot heatmap --kl-avg 1e-7 --budget-frac 0.05 -o map.pdf
 
   trmbounds plot heatmap --T-min 1024 --T-max 65536 --kl-range 1e-9 1e-3 --points 300
 """
@@ -35,7 +42,7 @@ Examples:
 
   trmbounds plot curves --kl-max 1e-4 --kl-avg 1e-6 --mark-T 4096
 
-  trmbounds plot heatmap --budget 0.1 --out map.svg
+  trmbounds plot heatmap --budget 0.1 -o map.svg
 """
 
 # Loaded lazily by the root group (``Group.lazy_commands``) as the ``plot`` group.
@@ -57,12 +64,14 @@ T_MAX_OPT = Annotated[int, typer.Option("--T-max", help="Longest response length
 OUT_OPT = Annotated[
     Path | None,
     typer.Option(
-        "--out",
+        "--output",
         "-o",
         help="Output file; .png, .svg or .pdf by extension [default: trmbounds-<plot>.png].",
         show_default=False,
+        metavar="FILE",
     ),
 ]
+OUT_OLD_OPT = Annotated[Path | None, typer.Option("--out", hidden=True, show_default=False)]
 DPI_OPT = Annotated[int, typer.Option("--dpi", help="Resolution (dots per inch).")]
 SIZE_OPT = Annotated[
     tuple[float, float],
@@ -78,7 +87,11 @@ KL_AVG_HELP = (
 )
 
 
-def _target(out: Path | None, default: str, force: bool) -> tuple[Path, str]:
+def _target(out: Path | None, out_old: Path | None, default: str, force: bool) -> tuple[Path, str]:
+    """The output path and format, validated before any work."""
+    if out is not None and out_old is not None:
+        raise TrmboundsError("give -o/--output (--out is its old name), not both")
+    out = out if out is not None else out_old
     path = Path(default) if out is None else out
     ext = path.suffix.lower().lstrip(".")
     if ext not in FORMATS:
@@ -86,6 +99,7 @@ def _target(out: Path | None, default: str, force: bool) -> tuple[Path, str]:
             f"unsupported output format {path.suffix or '(none)'!r} for {path}: "
             "use .png, .svg or .pdf"
         )
+    check_output(path, force, option="-o/--output")
     return path, ext
 
 
@@ -104,10 +118,9 @@ def _figure(size: tuple[float, float], dpi: int):
     return Figure(figsize=(w, h), dpi=dpi, layout="constrained")
 
 
-def _save(fig, path: Path, ext: str, dpi: int, force: bool) -> None:
-    # Checked after drawing, so that a bad argument is reported as such first.
-    check_output(path, force)
-    fig.savefig(path, format=ext, dpi=dpi, metadata=None)
+def _save(fig, path: Path, ext: str, dpi: int) -> None:
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, format=ext, dpi=dpi, metadata=None)
     w, h = fig.get_size_inches()
     size = f"{round(w * dpi)}x{round(h * dpi)} px" if ext == "png" else f"{w:g}x{h:g} in"
     typer.echo(f"Wrote {path} ({ext.upper()}, {size})")
@@ -169,6 +182,7 @@ def curves_cmd(
     constants: CONSTANTS_OPT = Constants.paper,
     title: TITLE_OPT = None,
     out: OUT_OPT = None,
+    out_old: OUT_OLD_OPT = None,
     dpi: DPI_OPT = 150,
     size: SIZE_OPT = (9.0, 5.5),
     force: FORCE_OPT = False,
@@ -178,7 +192,7 @@ def curves_cmd(
     Each curve is labelled with how it grows in T; the unified bound B* is the dashed
     envelope. Above the line B = a (the advantage range) a bound guarantees nothing.
     """
-    path, ext = _target(out, "trmbounds-curves.png", force)
+    path, ext = _target(out, out_old, "trmbounds-curves.png", force)
     fig = _figure(size, dpi)
     from ..plot import curves
 
@@ -198,7 +212,7 @@ def curves_cmd(
         title=title,
         ax=fig.add_subplot(),
     )
-    _save(fig, path, ext, dpi, force)
+    _save(fig, path, ext, dpi)
 
 
 @app.command("heatmap", epilog=HEATMAP_EPILOG)
@@ -241,6 +255,7 @@ def heatmap_cmd(
     constants: CONSTANTS_OPT = Constants.paper,
     title: TITLE_OPT = None,
     out: OUT_OPT = None,
+    out_old: OUT_OLD_OPT = None,
     dpi: DPI_OPT = 150,
     size: SIZE_OPT = (9.0, 5.5),
     force: FORCE_OPT = False,
@@ -250,7 +265,7 @@ def heatmap_cmd(
     epsilon = sqrt(delta/2) and D_KL^seq = T * delta (or T * kl_avg), as `trmbounds
     solve` assumes: a budget's contour is the largest threshold at each length.
     """
-    path, ext = _target(out, "trmbounds-heatmap.png", force)
+    path, ext = _target(out, out_old, "trmbounds-heatmap.png", force)
     a = 1.0 if adv_range is None else adv_range
     levels = list(budget or [])
     for f in budget_frac or []:
@@ -276,4 +291,4 @@ def heatmap_cmd(
         title=title,
         ax=fig.add_subplot(),
     )
-    _save(fig, path, ext, dpi, force)
+    _save(fig, path, ext, dpi)

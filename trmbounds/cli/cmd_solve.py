@@ -42,7 +42,12 @@ _MEMBER_NAMES = {
 
 def _lengths(values: list[str]) -> list[str]:
     """Split repeated and comma-separated --T values (validated by the library)."""
-    out = [tok for v in values for tok in v.replace(",", " ").split()]
+    out = []
+    for v in values:
+        parts = [t.strip() for t in v.split(",")]
+        if any(not t for t in parts):
+            raise TrmboundsError(f"--T {v!r}: an empty length between commas")
+        out += [tok for t in parts for tok in t.split()]
     if not out:
         raise TrmboundsError("--T needs at least one length")
     return out
@@ -126,7 +131,8 @@ def solve_cmd(
     With --T: the largest TRM-Max threshold delta with B*(delta) <= beta at each length
     (and the largest TV threshold epsilon for the TV route alone). With --kl-max: the
     longest response length T with B*(T) <= beta. Every answer states the assumptions
-    it rests on. --json prints one JSON object per question, one per line.
+    it rests on. --json prints one JSON document: with --T, {"results": [one object
+    per length]}; with --kl-max, one object.
     """
     from .. import solve as S
 
@@ -148,8 +154,7 @@ def solve_cmd(
         return
     results = [S.max_kl_threshold(t, beta, **kw) for t in _lengths(T)]
     if json:
-        for r in results:
-            print_json(r.to_dict())
+        print_json({"results": [r.to_dict() for r in results]})
         return
     _render_thresholds(results, budget_frac)
 
@@ -161,6 +166,8 @@ def _budget_text(beta: float, a: float, frac: float | None) -> str:
 
 def _render_thresholds(results, frac) -> None:
     from rich.table import Table
+
+    from ._render import print_table
 
     r0 = results[0]
     con = console()
@@ -183,7 +190,7 @@ def _render_thresholds(results, frac) -> None:
             notes.append(r.message)
         if tv.status == "any":
             notes.append(f"at T = {r.T} every ε meets the budget on the TV route")
-    con.print(table)
+    print_table(con, table)
     for n in notes:
         con.print(n)
     con.print("Assumptions (KL threshold):")

@@ -24,9 +24,7 @@ column and the reason -- unless the caller passes a :class:`BadRecords` with
 
 from __future__ import annotations
 
-import csv
 import io
-import json
 import math
 import os
 from collections.abc import Iterable, Iterator
@@ -35,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import _io
 from ..errors import InputFileError
 
 __all__ = ["FORMATS", "Chunk", "BadRecords", "sniff_format", "iter_log", "read_log"]
@@ -351,6 +350,16 @@ def _iter_jsonl(p: Path, want, lists, bad, seen) -> Iterator[Chunk]:
         tail = b""
         while True:
             data = fh.read(_BLOCK)
+            if len(tail) > _io.MAX_RECORD:  # one line of more than 1 GiB: never decoded
+                bad.add(p, f"line {line0}", f"a line longer than {_io.MAX_RECORD >> 20:,} MiB")
+                nl = data.find(b"\n")
+                while data and nl < 0:
+                    data = fh.read(_BLOCK)
+                    nl = data.find(b"\n")
+                tail, data = b"", data[nl + 1 :] if data else b""
+                line0 += 1
+                if not data:
+                    data = fh.read(_BLOCK)
             block = tail + data
             if not data:
                 if not block:
@@ -385,8 +394,8 @@ def _jsonl_fast(body: bytes, line0: int, want, lists, seen) -> Chunk | None:
         return None  # blank lines would shift the line numbers
     try:
         table = pj.read_json(io.BytesIO(body), read_options=pj.ReadOptions(block_size=1 << 20))
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
-        return None
+    except (pa.ArrowException, *_io.DECODE_ERRORS):
+        return None  # the slow path names the bad line
     if table.num_rows != body.count(b"\n"):
         return None
     cols: dict[str, object] = {}
@@ -439,9 +448,9 @@ def _jsonl_slow(p: Path, body: bytes, line0: int, want, lists, bad, seen) -> Chu
         if not raw.strip():
             continue
         try:
-            obj = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            bad.add(p, f"line {lineno}", f"invalid JSON ({getattr(exc, 'msg', exc)})")
+            obj = _io.json_record(raw)
+        except ValueError as exc:
+            bad.add(p, f"line {lineno}", str(exc))
             continue
         if not isinstance(obj, dict):
             bad.add(p, f"line {lineno}", f"expected a JSON object, got {type(obj).__name__}")
@@ -507,11 +516,13 @@ def _chunk_from_records(recs, lines, unit, lists) -> Chunk:
 
 # ---------------------------------------------------------------------------- CSV
 def _csv_header(p: Path) -> list[str]:
-    try:
-        with open(p, encoding="utf-8-sig", newline="") as fh:  # -sig: drop a UTF-8 BOM
-            header = next(csv.reader(fh), None)
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputFileError(f"cannot read {p}: {exc}") from None
+    with _io.open_csv(p, "log file") as fh:
+        header = None
+        for lineno, row, reason in _io.csv_rows(fh, p):
+            if reason is not None:
+                raise InputFileError(f"{p}: line {lineno}: {reason}")
+            header = row
+            break
     if not header:
         raise InputFileError(f"{p}: empty CSV file (no header line)")
     return header
@@ -559,7 +570,7 @@ def _iter_csv(p: Path, want, bad, seen) -> Iterator[Chunk]:
                 done += n
                 yield chunk
             return
-        except (pa.ArrowInvalid, pa.ArrowTypeError):
+        except (pa.ArrowException, *_io.DECODE_ERRORS):
             pass  # a bad row: find it with the csv module, from where we stopped
     yield from _csv_slow(p, header, names, done, bad)
 
@@ -597,14 +608,16 @@ def _csv_slow(p: Path, header, names, skip_rows: int, bad, cut: int | None = Non
     ncol = len(header)
     recs: list[dict] = []
     lines: list[int] = []
-    with open(p, encoding="utf-8-sig", newline="") as fh:
-        reader = csv.reader(fh)
-        next(reader)
+    with _io.open_csv(p, "log file") as fh:
+        rows = _io.csv_rows(fh, p)
+        next(rows)
         row_no = 0
-        for row in reader:
-            lineno = reader.line_num
+        for lineno, row, reason in rows:
             row_no += 1
             if row_no <= skip_rows:
+                continue
+            if reason is not None:
+                bad.add(p, f"line {lineno}", reason)
                 continue
             if not row:
                 continue
@@ -642,7 +655,7 @@ def _iter_parquet(p: Path, want, lists, bad, seen) -> Iterator[Chunk]:
         ) from None
     try:
         pf = pq.ParquetFile(p)
-    except (pa.ArrowInvalid, OSError) as exc:
+    except (pa.ArrowException, OSError, *_io.DECODE_ERRORS) as exc:
         raise InputFileError(f"{p}: not a readable Parquet file ({exc})") from None
     schema = pf.schema_arrow
     seen.update(schema.names)
@@ -671,7 +684,7 @@ def _iter_parquet(p: Path, want, lists, bad, seen) -> Iterator[Chunk]:
         return
     done = 0
     size = _BATCH if not lists else _LIST_BATCH
-    for batch in pf.iter_batches(batch_size=size, columns=names):
+    for batch in _parquet_batches(p, pf, size, names):
         n = batch.num_rows
         chunk = Chunk(lines=np.arange(done + 1, done + 1 + n, dtype=np.int64), unit="row")
         for name in names:
@@ -683,6 +696,23 @@ def _iter_parquet(p: Path, want, lists, bad, seen) -> Iterator[Chunk]:
                 chunk.columns[name], chunk.present[name] = _arrow_numeric(col, name)
         done += n
         yield chunk
+
+
+def _parquet_batches(p: Path, pf, size: int, names):
+    """The record batches of a Parquet file; a corrupt page is an InputFileError."""
+    import pyarrow as pa
+
+    it = pf.iter_batches(batch_size=size, columns=names)
+    while True:
+        try:
+            batch = next(it)
+        except StopIteration:
+            return
+        except (pa.ArrowException, OSError, *_io.DECODE_ERRORS) as exc:
+            raise InputFileError(
+                f"{p}: not a readable Parquet file ({_io.decode_reason(exc)})"
+            ) from None
+        yield batch
 
 
 # -------------------------------------------------------------------- TensorBoard

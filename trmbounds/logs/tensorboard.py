@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import _io
 from ..errors import InputFileError
 
 __all__ = [
@@ -270,6 +271,11 @@ def iter_scalars(path: str | os.PathLike, bad, seen: set[str]) -> Iterator[tuple
                     bad.add(f, f"record {rec}", "corrupt record length (CRC mismatch); "
                             "the rest of this file cannot be read")  # fmt: skip
                     break
+                left = os.fstat(fh.fileno()).st_size - fh.tell() - 4
+                if n > left or n > _io.MAX_RECORD:  # never allocate what the file lacks
+                    bad.add(f, f"record {rec}", f"truncated record (its length field claims "
+                            f"{n:,} bytes, {max(left, 0):,} are left)")  # fmt: skip
+                    break
                 data = fh.read(n)
                 tail = fh.read(4)
                 if len(data) < n or len(tail) < 4:
@@ -277,8 +283,8 @@ def iter_scalars(path: str | os.PathLike, bad, seen: set[str]) -> Iterator[tuple
                     break
                 try:
                     step, scalars = _event_scalars(data)
-                except ValueError as exc:
-                    bad.add(f, f"record {rec}", f"malformed event ({exc})")
+                except _io.DECODE_ERRORS as exc:
+                    bad.add(f, f"record {rec}", f"malformed event ({_io.decode_reason(exc)})")
                     continue
                 if not scalars:
                     continue

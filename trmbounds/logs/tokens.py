@@ -129,7 +129,7 @@ def _columns_of(p: Path, fmt: str) -> list[str]:
                 continue
             try:
                 obj = json.loads(raw)
-            except (json.JSONDecodeError, UnicodeDecodeError):
+            except (ValueError, RecursionError):  # JSON, UTF-8, > 4,300 digits, too deep
                 continue  # the reader reports it with its line
             if not isinstance(obj, dict):
                 continue
