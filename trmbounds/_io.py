@@ -44,6 +44,8 @@ import os
 import stat
 import struct
 import tempfile
+import tokenize
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -77,6 +79,8 @@ DECODE_ERRORS = (
     KeyError,
     EOFError,
     MemoryError,
+    SyntaxError,  # numpy parses an .npy header with ast.literal_eval
+    tokenize.TokenError,
 )
 
 #: Largest size (bytes) of one record a decoder allocates (a TFRecord, a JSONL line).
@@ -181,12 +185,14 @@ def load_npy(path: str | os.PathLike) -> np.ndarray:
         try:
             size = os.fstat(fh.fileno()).st_size
             version = npf.read_magic(fh)
-            if version == (1, 0):
-                shape, fortran, dtype = npf.read_array_header_1_0(fh)
-            elif version in ((2, 0), (3, 0)):
-                shape, fortran, dtype = npf.read_array_header_2_0(fh)
-            else:
-                raise ValueError(f"unsupported .npy version {version}")
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                if version == (1, 0):
+                    shape, fortran, dtype = npf.read_array_header_1_0(fh)
+                elif version in ((2, 0), (3, 0)):
+                    shape, fortran, dtype = npf.read_array_header_2_0(fh)
+                else:
+                    raise ValueError(f"unsupported .npy version {version}")
         except DECODE_ERRORS as exc:
             raise InputFileError(f"{p}: not a readable .npy file ({decode_reason(exc)})") from None
         if dtype.hasobject or dtype.kind not in "biuf":
@@ -201,7 +207,9 @@ def load_npy(path: str | os.PathLike) -> np.ndarray:
             )
         try:
             fh.seek(0)
-            arr = np.load(fh, allow_pickle=False)
+            with warnings.catch_warnings():  # e.g. "created on Python 2": not the user's concern
+                warnings.simplefilter("ignore")
+                arr = np.load(fh, allow_pickle=False)
         except DECODE_ERRORS as exc:
             raise InputFileError(f"{p}: not a readable .npy file ({decode_reason(exc)})") from None
         except OSError as exc:

@@ -57,6 +57,7 @@ app = typer.Typer(
 
 FORMATS = ("png", "svg", "pdf")
 MAX_PIXELS = 20000  # per side
+MIN_PIXELS = 200  # per side: matplotlib fails to set fonts on tiny canvases
 
 # ---------------------------------------------------------------- shared options
 T_MIN_OPT = Annotated[int, typer.Option("--T-min", help="Shortest response length drawn.")]
@@ -109,6 +110,11 @@ def _figure(size: tuple[float, float], dpi: int):
         raise TrmboundsError(f"--size must be positive, got {w:g} {h:g}")
     if not dpi > 0:
         raise TrmboundsError(f"--dpi must be positive, got {dpi}")
+    if min(w, h) * dpi < MIN_PIXELS:
+        raise TrmboundsError(
+            f"--size {w:g} {h:g} at --dpi {dpi} is below {MIN_PIXELS} pixels per side: too "
+            "small to draw"
+        )
     if max(w, h) * dpi > MAX_PIXELS:
         raise TrmboundsError(
             f"--size {w:g} {h:g} at --dpi {dpi} exceeds {MAX_PIXELS} pixels per side"

@@ -388,6 +388,19 @@ def _iter_jsonl(p: Path, want, lists, bad, seen) -> Iterator[Chunk]:
 def _jsonl_fast(body: bytes, line0: int, want, lists, seen) -> Chunk | None:
     """Parse a block with pyarrow; None when the slow path must find a bad line."""
     import pyarrow as pa
+
+    try:
+        body.decode("utf-8")  # pyarrow accepts invalid UTF-8 in keys, then fails on them
+    except UnicodeDecodeError:
+        return None
+    try:
+        return _jsonl_arrow(body, line0, want, lists, seen)
+    except (pa.ArrowException, *_io.DECODE_ERRORS):
+        return None
+
+
+def _jsonl_arrow(body: bytes, line0: int, want, lists, seen) -> Chunk | None:
+    import pyarrow as pa
     import pyarrow.json as pj
 
     if body.startswith(b"\n") or b"\n\n" in body or b"\r" in body:
