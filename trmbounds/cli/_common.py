@@ -40,6 +40,11 @@ def plain_help(cmd) -> None:
     if cmd.epilog and not cmd.epilog.lstrip().startswith("\b"):
         paras = [p.strip("\n") for p in cmd.epilog.strip().split("\n\n")]
         cmd.epilog = "\n\n".join("\b\n" + p for p in paras if p.strip())
+    for p in getattr(cmd, "params", []):
+        if p.param_type_name == "argument":  # typer shows a required LOG as {log}
+            name = p.metavar or (p.name or "").upper()
+            shown = name if p.required else f"[{name}]"
+            p.make_metavar = lambda *a, _s=shown, **k: _s
     for sub in getattr(cmd, "commands", {}).values():
         plain_help(sub)
 

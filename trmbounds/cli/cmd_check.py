@@ -39,7 +39,7 @@ Examples:
 
   trmbounds check tokens.parquet --kl-max 1e-3 --trm-max 0.05 --trm-avg 0.001 --json
 
-  trmbounds check metrics.jsonl --kl-max 0.05 --map surrogate=actor/pg_gain --report steps.csv --plot timeline.png
+  trmbounds check metrics.jsonl --kl-max 0.05 --map surrogate=actor/pg_gain -o steps.csv --plot timeline.png
 """
 
 
