@@ -175,3 +175,45 @@ def test_overflowing_estimate_renders_without_nan(tmp_path):
     out = run(p, "--kl-max", "0.01")
     assert out.exit_code == 0 and "refuted" in out.stdout
     assert "nan" not in out.stdout and "RuntimeWarning" not in out.stderr
+
+
+def test_timeline_plot_reads_as_a_figure(tmp_path):
+    from logfixtures import STEPS
+
+    from trmbounds.logs.check import STATES, Assumption, check_log
+    from trmbounds.logs.timeline import plot_timeline
+
+    extra = {"actor/pg_gain": [0.5, 0.5, 0.5, 0.5]}
+    log = write_jsonl(tmp_path / "m.jsonl", metric_rows("verl", extra))
+    r = check_log(log, assumption=Assumption(kl_max=1e-4), maps=["surrogate=actor/pg_gain"])
+    ax = plot_timeline(r)
+    fig = ax.figure
+    fig.draw_without_rendering()
+    # integer step ticks on a short run, inside the axes
+    lo, hi = ax.get_xlim()
+    ticks = [t for t in ax.get_xticks() if lo <= t <= hi]
+    assert ticks and all(float(t).is_integer() for t in ticks)
+    assert lo < min(STEPS) and max(STEPS) < hi
+    # no twin y-axis: every panel has its own place, one above the other
+    boxes = [a.get_position() for a in fig.axes]
+    assert len(boxes) == 3  # bound, states, acceptance
+    assert all(b1.y0 >= b2.y1 - 1e-9 for b1, b2 in zip(boxes, boxes[1:]))
+    # nothing drawn on top of the bound lines (the states are a strip of their own)
+    assert not [c for c in ax.collections if c.__class__.__name__ == "PathCollection"]
+    labels = [ln.get_label() for ln in ax.get_lines()]
+    assert any(lab.startswith("surrogate gain") for lab in labels)
+    # every state is in the legend, with its count
+    legend = fig.axes[1].get_legend()
+    texts = [t.get_text() for t in legend.get_texts()]
+    counts = r.counts()
+    assert texts == [f"{s} ({counts[s]:,})" for s in STATES]
+
+
+def test_timeline_written_by_check(tmp_path, verl):
+    from matplotlib.image import imread
+
+    out = tmp_path / "t.png"
+    r = run(verl, "--kl-max", "1e-4", "--plot", out)
+    assert r.exit_code == 0
+    h, w = imread(out).shape[:2]
+    assert (w, h) == (1350, 825)  # 9 x 5.5 in at 150 dpi, as plot curves|heatmap

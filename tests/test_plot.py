@@ -196,7 +196,7 @@ def test_heatmap_budget_contour_is_the_largest_threshold():
         assert d == pytest.approx(exact, rel=0.08)
     labels = [t.get_text() for t in ax.texts]
     assert any("beta" in s or "β" in s or r"\beta" in s for s in labels)
-    assert any("vacuous" in s for s in labels)
+    assert any("VACUOUS" in s for s in labels)
 
 
 # ---------------------------------------------------------------- the command
@@ -318,3 +318,43 @@ def test_output_is_validated_before_any_work(tmp_path):
     r = runner.invoke(app, ["plot", "curves", "--kl-max", "-1", "-o", str(out), "--force"])
     assert r.exit_code == 2 and "kl_max" in r.stderr
     assert out.read_bytes() == b"not an image"  # never overwritten by a failed run
+
+
+# ---------------------------------------------------------------- what a reader sees
+def test_curves_envelope_under_the_members_and_a_sane_window():
+    ax = P.curves(1e-4, kl_avg=1e-6, mark_T=4096, ax=new_ax())
+    lines = [ln for ln in ax.get_lines() if len(ln.get_xdata()) > 2]  # the curves
+    env = next(ln for ln in lines if ln.get_label().startswith(P.LABELS["unified"]))
+    members = [ln for ln in lines if ln is not env]
+    assert len(members) == 4
+    # the envelope is drawn under every member: the tightest family stays visible on it
+    assert all(env.get_zorder() < m.get_zorder() for m in members)
+    assert env.get_alpha() is not None and env.get_alpha() < 0.5
+    lo, hi = ax.get_ylim()
+    assert math.log10(hi / lo) <= 8.01  # not 11 decades
+    assert hi <= 100 * 1.0 * 1.01  # the vacuous band: at most two decades above B = a
+    assert "varepsilon" in ax.get_title()  # the TV assumption, sqrt(delta/2), is stated
+
+
+def test_curves_mark_label_sits_at_its_point():
+    ax = P.curves(1e-4, kl_avg=1e-6, mark_T=4096, ax=new_ax())
+    u = B.unified(4096, 1e-4, None, 4096 * 1e-6)
+    (note,) = [t for t in ax.texts if "T = 4{,}096" in t.get_text()]
+    assert note.xy == (4096, pytest.approx(u, rel=1e-12))
+    lo, hi = ax.get_ylim()
+    assert lo < u < hi and ax.get_xlim()[0] < 4096 < ax.get_xlim()[1]
+
+
+def test_heatmap_tells_vacuous_cells_apart_and_marks_the_papers_threshold():
+    ax = P.heatmap(16, 2**20, (1e-8, 1e-1), points=(60, 40), ax=new_ax())
+    meshes = [c for c in ax.collections if c.__class__.__name__ == "QuadMesh"]
+    assert len(meshes) == 2  # the non-vacuous colours, and the vacuous cells in grey
+    T, d, v = P.heatmap_data(16, 2**20, (1e-8, 1e-1), points=(60, 40))
+    colour = np.ma.getmaskarray(meshes[0].get_array()).reshape(v.shape)
+    grey = np.ma.getmaskarray(meshes[1].get_array()).reshape(v.shape)
+    assert np.array_equal(~colour, v < 1.0) and np.array_equal(~grey, v >= 1.0)
+    hlines = [ln for ln in ax.get_lines() if list(ln.get_ydata()) == [0.05, 0.05]]
+    assert hlines, "the paper's TRM-Max threshold delta = 0.05"
+    vlines = {ln.get_xdata()[0] for ln in ax.get_lines() if len(set(ln.get_xdata())) == 1}
+    assert {4096, 8192, 16384, 32768} <= vlines
+    assert any("VACUOUS" in t.get_text() for t in ax.texts)

@@ -412,27 +412,22 @@ def curves(
         if growing and name in ("mix_kl", "mix_tv"):
             scaling = "T^{3/2}"  # D_KL^seq grows like T
         label = LABELS[name] + (f"  $\\propto {scaling}$" if scaling else "")
-        main = name == "unified"
-        ax.plot(
-            Ts,
-            y,
-            label=label,
-            color=_COLORS[name],
-            lw=2.6 if main else 1.5,
-            ls="--" if main else "-",
-            zorder=4 if main else 3,
-        )
+        if name == "unified":
+            # A wide pale band UNDER the members: the tightest member stays visible on it.
+            ax.plot(Ts, y, label=label + ": the lowest curve", color="0.15", lw=7.0,
+                    alpha=0.22, solid_capstyle="butt", zorder=2)  # fmt: skip
+        else:
+            ax.plot(Ts, y, label=label, color=_COLORS[name], lw=1.6, zorder=3)
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ax.set_xlim(Ts[0], Ts[-1])
     _pow2_axis(ax.xaxis, Ts[0], Ts[-1])
-    ys = np.concatenate([v[v > 0] for v in data.values()] + [np.array([a])])
-    ylo, yhi = float(ys.min()), float(ys.max())
-    ax.set_ylim(ylo / 3.0, yhi * 3.0)
-    # Vacuity: B >= a guarantees nothing.
-    ax.axhspan(a, yhi * 3.0, color="0.92", zorder=0, lw=0)
+    ylo, yhi = _y_window(data, a, _mark_value(mark_T, data, Ts))
+    ax.set_ylim(ylo, yhi)
+    # Vacuity: B >= a guarantees nothing (a light band; the curves matter below it).
+    ax.axhspan(a, yhi, color="0.94", zorder=0, lw=0)
     ax.axhline(a, color="0.35", lw=1.0, ls=":", zorder=2)
-    fx, ha, above = _vacuity_label_spot(Ts, data, a, ylo / 3.0, yhi * 3.0)
+    fx, ha, above = _vacuity_label_spot(Ts, data, a, ylo, yhi)
     ax.annotate(
         f"vacuous above $B = a = {_sci(a)}$",
         xy=(fx, a),
@@ -458,19 +453,26 @@ def curves(
             constants=constants,
         )
         for name, v in at.items():
-            ax.plot([mark_T], [float(v[0])], "o", ms=4, color=_COLORS[name], zorder=5)
+            ax.plot([mark_T], [float(v[0])], "o", ms=4.5, color=_COLORS[name], zorder=5,
+                    markeredgecolor="white", markeredgewidth=0.6)  # fmt: skip
         u = at.get("unified")
-        text = f"$T = {mark_T}$" + (f"\n$B^* = {_sci(float(u[0]))}$" if u is not None else "")
+        y0 = float(u[0]) if u is not None else min(float(v[0]) for v in at.values())
+        text = f"$T = {mark_T:,}$".replace(",", "{,}") + (
+            f"\n$B^* = {_sci(y0)}$" if u is not None else ""
+        )
+        # Beside the marked point (left of it when it is near the right edge).
+        right = math.log(mark_T / Ts[0]) / math.log(Ts[-1] / Ts[0]) < 0.8
         ax.annotate(
             text,
-            xy=(mark_T, 1.0),
-            xycoords=("data", "axes fraction"),
-            xytext=(4, -4),
+            xy=(mark_T, min(max(y0, ylo), yhi)),
+            xytext=(7 if right else -7, -4),
             textcoords="offset points",
             fontsize=8,
             va="top",
-            ha="left",
-            color="0.2",
+            ha="left" if right else "right",
+            color="0.15",
+            zorder=6,
+            bbox=dict(boxstyle="round,pad=0.2", facecolor="white", edgecolor="none", alpha=0.85),
         )
     ax.set_xlabel("response length $T$ (tokens)")
     ax.set_ylabel("bound on |Error| (reward units)")
@@ -481,6 +483,32 @@ def curves(
     # Outside the axes: inside, a legend always covers some of the curves or the line.
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     return ax
+
+
+def _mark_value(mark_T, data, Ts) -> float | None:
+    """The unified bound (or the lowest curve) at ``mark_T``, interpolated on the grid."""
+    if mark_T is None:
+        return None
+    y = data.get("unified")
+    if y is None:
+        y = np.min(np.vstack(list(data.values())), axis=0)
+    return float(np.exp(np.interp(math.log(mark_T), np.log(Ts), np.log(np.maximum(y, 1e-300)))))
+
+
+def _y_window(data, a: float, keep: float | None = None) -> tuple[float, float]:
+    """The y-range of the curves plot: around the vacuity line, at most 8 decades.
+
+    From a third of the lowest value to three times the highest, cut to at most
+    :math:`10^2 a` above (deep in the vacuous region nothing more is learnt) and to 8
+    decades in all; the line :math:`B = a` is always inside, with room above it.
+    """
+    ys = np.concatenate([v[np.isfinite(v) & (v > 0)] for v in data.values()] + [np.array([a])])
+    lo, hi = float(ys.min()) / 3.0, float(ys.max()) * 3.0
+    top = max(min(hi, 1e2 * a), 10.0 * a)
+    if keep is not None and math.isfinite(keep) and keep > 0:  # the marked point is shown
+        top = max(top, min(hi, 2.0 * keep))
+    bottom = min(max(lo, top * 1e-8), a / 10.0)
+    return bottom, top
 
 
 def _vacuity_label_spot(Ts, data, a, ylo, yhi):
@@ -502,9 +530,12 @@ def _vacuity_label_spot(Ts, data, a, ylo, yhi):
 
 
 def _title(kl_max, tv_max, kl_seq, kl_avg, tv_seq, constants) -> str:
-    parts = [rf"$\delta = {_sci(float(kl_max))}$"]
+    d = float(kl_max)
+    parts = [rf"$\delta = {_sci(d)}$"]
     if tv_max is not None:
         parts.append(rf"$\varepsilon = {_sci(float(tv_max))}$")
+    else:  # the TV maximum the bounds use: Pinsker's worst case, an assumption too
+        parts.append(rf"$\varepsilon = \sqrt{{\delta/2}} = {_sci(math.sqrt(d / 2))}$")
     if kl_seq is not None:
         parts.append(rf"$D_{{KL}}^{{seq}} = {_sci(float(kl_seq))}$")
     elif kl_avg is not None:
@@ -513,7 +544,11 @@ def _title(kl_max, tv_max, kl_seq, kl_avg, tv_seq, constants) -> str:
         parts.append(r"$D_{KL}^{seq} = T\delta$")
     if tv_seq is not None:
         parts.append(rf"$D_{{TV}}^{{seq}} = {_sci(float(tv_seq))}$")
-    return "TRM error bounds vs response length\n" + ", ".join(parts) + f" ({constants} constants)"
+    return (
+        "TRM error bounds vs response length, assuming\n"
+        + ", ".join(parts)
+        + f" ({constants} constants)"
+    )
 
 
 def heatmap_data(
@@ -628,19 +663,31 @@ def heatmap(
     ax.set_xlim(Ts[0], Ts[-1])
     ax.set_ylim(deltas[0], deltas[-1])
     _pow2_axis(ax.xaxis, Ts[0], Ts[-1])
+    # Non-vacuous cells in colour (how far below the range a), vacuous ones grey: the two
+    # regions differ at a glance, not only by a contour label.
+    good = np.where((v > 0) & (v < a), v, np.nan)
+    top = min(vmax, a)
     mesh = ax.pcolormesh(
         Ts,
         deltas,
-        np.ma.masked_invalid(np.where(v > 0, v, np.nan)),
-        norm=LogNorm(vmin=vmin, vmax=vmax),
+        np.ma.masked_invalid(good),
+        norm=LogNorm(vmin=min(vmin, top / 10), vmax=top),
         cmap="viridis",
         shading="nearest",
         rasterized=True,
     )
+    vac = np.isfinite(v) & (v >= a)
+    if vac.any():
+        from matplotlib.colors import ListedColormap
+
+        ax.pcolormesh(Ts, deltas, np.ma.masked_where(~vac, np.ones_like(v)),
+                      cmap=ListedColormap(["0.86"]), shading="nearest", rasterized=True)  # fmt: skip
+        ax.text(0.98, 0.88, rf"VACUOUS: $B^* \geq a = {_sci(a)}$" + "\nno guarantee",
+                transform=ax.transAxes, ha="right", va="top", fontsize=9, color="0.2",
+                bbox=dict(facecolor="0.86", edgecolor="none", alpha=0.9))  # fmt: skip
     cb = ax.figure.colorbar(mesh, ax=ax, pad=0.02)
-    cb.set_label("unified bound $B^*$ (reward units)")
+    cb.set_label("unified bound $B^*$ where non-vacuous (reward units)")
     levels = sorted({*budgets, a})
-    styles = {lv: ("-" if lv == a else "--") for lv in levels}
     levels = [lv for lv in levels if vmin < lv < vmax]
     if levels:
         cs = ax.contour(
@@ -648,14 +695,11 @@ def heatmap(
             deltas,
             v,
             levels=levels,
-            colors="white",
-            linestyles=[styles[lv] for lv in levels],
-            linewidths=[1.8 if lv == a else 1.3 for lv in levels],
+            colors=["black" if lv == a else "white" for lv in levels],
+            linestyles=["-" if lv == a else "--" for lv in levels],
+            linewidths=[1.6 if lv == a else 1.3 for lv in levels],
         )
-        names = {
-            lv: (f"vacuous: $B^*={_sci(lv)}$" if lv == a else rf"$\beta={_sci(lv)}$")
-            for lv in levels
-        }
+        names = {lv: (f"$B^*={_sci(lv)}$" if lv == a else rf"$\beta={_sci(lv)}$") for lv in levels}
         # Label each line on its longest piece (automatic placement can put a label
         # across the frame).
         spots = []
@@ -665,6 +709,7 @@ def heatmap(
                 x, y = seg[int(len(seg) * (j + 1) / (len(cs.allsegs) + 1))]
                 spots.append((x, y))
         ax.clabel(cs, fmt=names, fontsize=8, inline=True, inline_spacing=6, manual=spots)
+    _heatmap_marks(ax, Ts, deltas)
     ax.set_xlabel("response length $T$ (tokens)")
     ax.set_ylabel(r"TRM-Max threshold $\delta$ (max token KL)")
     if kl_avg is not None and float(kl_avg) > deltas[0]:
@@ -694,6 +739,36 @@ def heatmap(
         title = f"Unified bound $B^*$ over $(T, \\delta)$\n{ties}, {seq} ({constants} constants)"
     ax.set_title(title, fontsize=10)
     return ax
+
+
+#: The paper's TRM-Max threshold (Li et al., Section 6), marked on the heatmap.
+PAPER_TRM_MAX = 0.05
+#: Common response lengths, marked on the heatmap.
+COMMON_LENGTHS = (4096, 8192, 16384, 32768)
+
+
+def _heatmap_marks(ax, Ts, deltas) -> None:
+    """The paper's threshold delta = 0.05 and common lengths (where inside the map)."""
+    if deltas[0] < PAPER_TRM_MAX < deltas[-1]:
+        ax.axhline(PAPER_TRM_MAX, color="C3", lw=1.2, ls="--", zorder=4)
+        ax.annotate(
+            rf"paper's TRM-Max $\delta = {PAPER_TRM_MAX:g}$",
+            xy=(0.01, PAPER_TRM_MAX),
+            xycoords=("axes fraction", "data"),
+            xytext=(0, 3),
+            textcoords="offset points",
+            fontsize=8,
+            color="C3",
+            va="bottom",
+            bbox=dict(facecolor="white", edgecolor="none", alpha=0.7, pad=1),
+        )
+    for T in COMMON_LENGTHS:
+        if Ts[0] < T < Ts[-1]:
+            ax.axvline(T, color="white", lw=0.8, ls=":", alpha=0.9, zorder=4)
+            ax.annotate(f"{T // 1024}k", xy=(T, 0.0), xycoords=("data", "axes fraction"),
+                        xytext=(0, 3), textcoords="offset points", fontsize=7, ha="center",
+                        color="0.1", bbox=dict(facecolor="white", edgecolor="none",
+                                               alpha=0.7, pad=0.5))  # fmt: skip
 
 
 def adaptive_routes(T: int, kl_max, tv_max, *, ax=None):

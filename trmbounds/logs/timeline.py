@@ -1,58 +1,154 @@
-"""A timeline plot of a check: the bound, the budget and the acceptance rate per step.
+"""A timeline plot of a check: the bound per step, the state of every step, acceptance.
 
-matplotlib is imported inside :func:`plot_timeline` only.
+matplotlib is imported inside :func:`plot_timeline` only. The states come from
+:data:`trmbounds.logs.check.STATES`, so a new state is drawn (and in the legend)
+without a change here.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from .check import ACCEPT_TARGET, STATES, CheckResult
+from . import check as _check
+from .check import ACCEPT_TARGET, CheckResult
 
-__all__ = ["plot_timeline"]
+__all__ = ["plot_timeline", "STATE_COLORS"]
+
+#: Colour of each state in the state strip (others get a colour from FALLBACK).
+STATE_COLORS = {
+    "refuted": "#b2182b",
+    "vacuous": "#f4a582",
+    "guaranteed": "#1a9850",
+    "non-vacuous": "#a6d96a",
+    "unknown": "#cccccc",
+}
+_FALLBACK = ("#762a83", "#2166ac", "#fee08b", "#8c510a", "#c51b7d", "#01665e")
+
+
+def state_colors() -> dict[str, str]:
+    """A colour for every state of :data:`~trmbounds.logs.check.STATES`."""
+    out, k = {}, 0
+    for s in _check.STATES:
+        if s in STATE_COLORS:
+            out[s] = STATE_COLORS[s]
+        else:
+            out[s] = _FALLBACK[k % len(_FALLBACK)]
+            k += 1
+    return out
 
 
 def plot_timeline(result: CheckResult, ax=None):
-    """Plot :math:`B^*` per step against the budget :math:`a`, and the acceptance rate.
+    """Plot :math:`B^*` per step against the budget :math:`a`, the states and acceptance.
+
+    Three panels sharing the step axis (integer ticks): the unified bound under the
+    assumption and under the estimates, the range :math:`a` (vacuous above it) and the
+    logged surrogate gain :math:`L` when there is one (improvement is guaranteed
+    where :math:`L > B^*`), on a log scale; a strip with the state of every step
+    (every state of :data:`~trmbounds.logs.check.STATES` is in the legend, with its
+    count); the acceptance rate and the paper's 70 % recommendation, when logged.
 
     Parameters
     ----------
     result : CheckResult
     ax : matplotlib Axes, optional
-        Created (with its figure) when not given.
+        The bound panel is drawn on it, and the other panels are added to its figure
+        below it; by default a new 9 x 5.5 in figure (the size of the other plots).
 
     Returns
     -------
     matplotlib.axes.Axes
-        The bound axes; the acceptance rate is on a twin axis.
+        The bound panel.
     """
-    import matplotlib.pyplot as plt
+    from matplotlib.colors import BoundaryNorm, ListedColormap
+    from matplotlib.patches import Patch
+    from matplotlib.ticker import MaxNLocator
 
+    acc = result.acceptance
+    has_acc = acc is not None and bool(np.any(np.isfinite(acc)))
     if ax is None:
-        _, ax = plt.subplots(figsize=(9, 4.5), layout="constrained")
-    x = result.step
+        from matplotlib.figure import Figure
+
+        fig = Figure(figsize=(9, 5.5), layout="constrained")
+        ax = fig.add_subplot()
+    fig = ax.figure
+    ratios = [5, 0.6] + ([2.2] if has_acc else [])
+    gs = ax.get_subplotspec().subgridspec(len(ratios), 1, height_ratios=ratios, hspace=0.05)
+    ax.set_subplotspec(gs[0])
+    strip = fig.add_subplot(gs[1], sharex=ax)
+    ax_acc = fig.add_subplot(gs[2], sharex=ax) if has_acc else None
+
+    x = np.asarray(result.step, dtype=float)
+    xlabel = "training step"
+    if x.size and not (np.all(np.isfinite(x)) and np.all(np.diff(x) > 0)):
+        x, xlabel = np.arange(1, x.size + 1, dtype=float), "record (steps not increasing)"
     a = result.assumption.adv_range
     if result.assumption.given:
-        ax.plot(x, result.bound, color="C0", lw=1.5, label="B* under the assumption")
-    ax.plot(x, result.bound_est, color="C1", lw=1, ls="--", label="B* under the estimates")
-    ax.axhline(a, color="k", lw=1, ls=":", label=f"budget a = {a:g} (vacuous above)")
-    ref = result.state == STATES.index("refuted")
-    if ref.any():
-        y = np.where(np.isnan(result.unified[ref]), a, result.unified[ref])
-        ax.scatter(x[ref], y, color="red", marker="x", zorder=3, label="refuted")
+        ax.plot(x, result.bound, color="C0", lw=1.6, label="$B^*$ under the assumption", zorder=3)
+    ax.plot(x, result.bound_est, color="C1", lw=1.2, ls="--", zorder=3,
+            label="$B^*$ under the estimates")  # fmt: skip
+    sur = result.stats.get("surrogate")
+    if sur is not None and np.any(np.isfinite(sur.values) & (sur.values > 0)):
+        ax.plot(x, np.where(sur.values > 0, sur.values, np.nan), color="C4", lw=1.2, zorder=3,
+                label="surrogate gain $L$ (guaranteed where $L > B^*$)")  # fmt: skip
+    ax.axhline(
+        a, color="0.35", lw=1.0, ls=":", zorder=2, label=f"range $a = {a:g}$ (vacuous above)"
+    )
+    ys = np.concatenate(
+        [np.asarray(v, float) for v in (result.bound, result.bound_est)] + [np.array([a])]
+    )
+    ys = ys[np.isfinite(ys) & (ys > 0)]
     ax.set_yscale("log")
-    ax.set_xlabel("step")
-    ax.set_ylabel("unified bound B* (reward units)")
-    acc = result.acceptance
-    handles, labels = ax.get_legend_handles_labels()
-    if acc is not None and np.any(~np.isnan(acc)):
-        ax2 = ax.twinx()
-        ax2.plot(x, acc, color="C2", lw=1, label="acceptance rate")
-        ax2.axhline(ACCEPT_TARGET, color="C2", lw=0.8, ls=":", label="70 % target")
-        ax2.set_ylim(0, 1.02)
-        ax2.set_ylabel("acceptance rate")
-        h2, l2 = ax2.get_legend_handles_labels()
-        handles, labels = handles + h2, labels + l2
-    ax.legend(handles, labels, loc="best", fontsize="small")
-    ax.set_title(f"trmbounds check: {result.path}", fontsize="small")
+    if ys.size:
+        ax.set_ylim(ys.min() / 3, ys.max() * 3)
+        ax.axhspan(a, ys.max() * 3, color="0.94", zorder=0, lw=0)
+    ax.set_ylabel("unified bound $B^*$\n(reward units)")
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+    ax.tick_params(labelbottom=False)
+
+    # One cell per step, coloured by its state: nothing drawn over the lines.
+    colors = state_colors()
+    names = list(_check.STATES)
+    cmap = ListedColormap([colors[s] for s in names])
+    norm = BoundaryNorm(np.arange(len(names) + 1) - 0.5, len(names))
+    edges = _edges(x)
+    strip.pcolormesh(edges, [0, 1], np.asarray(result.state, float)[None, :], cmap=cmap,
+                     norm=norm, shading="flat", rasterized=True)  # fmt: skip
+    strip.set_yticks([])
+    strip.set_ylabel("state", rotation=0, ha="right", va="center", fontsize=9)
+    counts = result.counts()
+    strip.legend(
+        handles=[Patch(color=colors[s], label=f"{s} ({counts.get(s, 0):,})") for s in names],
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1.0 if not has_acc else 1.5),
+        fontsize=8,
+        frameon=False,
+        title="state of each step",
+        title_fontsize=8,
+    )
+    last = strip
+    if ax_acc is not None:
+        strip.tick_params(labelbottom=False)
+        ax_acc.plot(x, acc, color="C2", lw=1.2, label="acceptance rate")
+        ax_acc.axhline(ACCEPT_TARGET, color="C2", lw=0.8, ls=":",
+                       label=f"{ACCEPT_TARGET:.0%} recommended (paper)")  # fmt: skip
+        ax_acc.set_ylim(0, 1.02)
+        ax_acc.set_ylabel("acceptance")
+        ax_acc.grid(True, alpha=0.3)
+        ax_acc.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+        last = ax_acc
+    ax.set_xlim(edges[0], edges[-1])
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    last.set_xlabel(xlabel)
+    ax.set_title(f"trmbounds check: {result.path}", fontsize=10)
     return ax
+
+
+def _edges(x: np.ndarray) -> np.ndarray:
+    """Cell edges around each step (half-way to the neighbours)."""
+    if x.size == 0:
+        return np.array([0.0, 1.0])
+    if x.size == 1:
+        return np.array([x[0] - 0.5, x[0] + 0.5])
+    mid = (x[1:] + x[:-1]) / 2
+    return np.concatenate([[x[0] - (mid[0] - x[0])], mid, [x[-1] + (x[-1] - mid[-1])]])
