@@ -455,3 +455,21 @@ def test_fuzz_options(tmp_path, data):
     r = runner.invoke(app, args)
     assert_clean(r, allowed=(0, 1, 2) if "--fail-on" in args else (0, 2))
     assert digest([log]) == before
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        (b'{"prompt": ' + DEEP + b"}\n", "line 1: JSON nested too deeply"),
+        (b'{"prompt": "a"}\n{"prompt": 1' + b"0" * 5000 + b"}\n", "line 2: a number with"),
+        (b"\xff\xfe\x00", "not UTF-8"),
+    ],
+)
+def test_bad_prompt_file_is_one_line_before_any_model_is_loaded(tmp_path, data, message):
+    p = tmp_path / "prompts.jsonl"
+    p.write_bytes(data)
+    r = runner.invoke(app, ["measure", "--roll", "no-such-model", "--prompts", str(p),
+                            "-o", str(tmp_path / "m.json")])  # fmt: skip
+    assert_clean(r)
+    assert r.exit_code == 2 and message in r.stderr
+    assert not (tmp_path / "m.json").exists()

@@ -162,8 +162,10 @@ def load_prompts(path: str | os.PathLike | None) -> list[Any]:
             continue
         try:
             rec = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InputFileError(f"{p}: line {lineno}: invalid JSON ({exc.msg})") from None
+        except (ValueError, RecursionError) as exc:  # also: nested too deep, > 4,300 digits
+            from ._io import decode_reason
+
+            raise InputFileError(f"{p}: line {lineno}: {decode_reason(exc)}") from None
         if isinstance(rec, str):
             out.append(rec)
         elif isinstance(rec, dict) and isinstance(rec.get("prompt", rec.get("text")), str):
