@@ -217,3 +217,17 @@ def test_timeline_written_by_check(tmp_path, verl):
     assert r.exit_code == 0
     h, w = imread(out).shape[:2]
     assert (w, h) == (1350, 825)  # 9 x 5.5 in at 150 dpi, as plot curves|heatmap
+
+
+def test_timeline_of_one_step_has_an_integer_tick(tmp_path):
+    from trmbounds.logs.check import Assumption, check_log
+    from trmbounds.logs.timeline import plot_timeline
+
+    p = tmp_path / "s.json"
+    p.write_text('{"T": 100, "kl_max": 0.01, "status": {"kl_max": "empirical"}}')
+    ax = plot_timeline(check_log(p, assumption=Assumption(kl_max=0.02)))
+    ax.figure.draw_without_rendering()
+    for panel in ax.figure.axes:
+        lo, hi = panel.get_xlim()
+        assert [t for t in panel.get_xticks() if lo <= t <= hi] == [0.0]
+    assert all(len(ln.get_xdata()) == 1 and ln.get_marker() == "o" for ln in ax.get_lines()[:2])

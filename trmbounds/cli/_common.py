@@ -123,9 +123,13 @@ class Group(TyperGroup):
         except (Interrupted, KeyboardInterrupt):
             typer.echo("Interrupted (Ctrl-C); no partial output was left.", err=True)
             code = EXIT_INTERRUPTED
-        except _Abort:
-            typer.echo("Aborted.", err=True)
-            code = 1
+        except _Abort as exc:
+            if isinstance(exc.__context__, KeyboardInterrupt):  # Ctrl-C before the command ran
+                typer.echo("Interrupted (Ctrl-C); no partial output was left.", err=True)
+                code = EXIT_INTERRUPTED
+            else:
+                typer.echo("Aborted.", err=True)
+                code = 1
         except BrokenPipeError:  # pragma: no cover - `trmbounds ... | head`
             code = 0
         except OSError as exc:  # a disk full, a file vanished mid-run: one line

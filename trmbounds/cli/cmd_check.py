@@ -315,9 +315,19 @@ def _int_or(x: float):
 
 
 def _inputs(log: Path) -> list[Path]:
-    """Every file this check reads: the log (or the event files of a directory)."""
+    """Every file this check reads: the log (or the files of a directory), and the
+    per-position file a statistics file names."""
     if log.is_dir():
         return [f for f in log.rglob("*") if f.is_file()][:10000]
+    if log.suffix.lower() == ".json" and log.stat().st_size < (64 << 20):
+        from .._io import load_json
+
+        try:
+            pp = load_json(log, "statistics file").get("per_position")
+        except (TrmboundsError, AttributeError):
+            return [log]  # reported when the file is read
+        if isinstance(pp, str) and pp and "\x00" not in pp:
+            return [log, log.parent / pp]
     return [log]
 
 

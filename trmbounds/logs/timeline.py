@@ -61,7 +61,7 @@ def plot_timeline(result: CheckResult, ax=None):
     """
     from matplotlib.colors import BoundaryNorm, ListedColormap
     from matplotlib.patches import Patch
-    from matplotlib.ticker import MaxNLocator
+    from matplotlib.ticker import FixedLocator, MaxNLocator
 
     acc = result.acceptance
     has_acc = acc is not None and bool(np.any(np.isfinite(acc)))
@@ -82,10 +82,13 @@ def plot_timeline(result: CheckResult, ax=None):
     if x.size and not (np.all(np.isfinite(x)) and np.all(np.diff(x) > 0)):
         x, xlabel = np.arange(1, x.size + 1, dtype=float), "record (steps not increasing)"
     a = result.assumption.adv_range
+    # Small dots on short runs (a single step is otherwise invisible), none on long ones.
+    dots = dict(marker="o", ms=3.5) if x.size <= 50 else {}
     if result.assumption.given:
-        ax.plot(x, result.bound, color="C0", lw=1.6, label="$B^*$ under the assumption", zorder=3)
+        ax.plot(x, result.bound, color="C0", lw=1.6, label="$B^*$ under the assumption",
+                zorder=3, **dots)  # fmt: skip
     ax.plot(x, result.bound_est, color="C1", lw=1.2, ls="--", zorder=3,
-            label="$B^*$ under the estimates")  # fmt: skip
+            label="$B^*$ under the estimates", **dots)  # fmt: skip
     sur = result.stats.get("surrogate")
     if sur is not None and np.any(np.isfinite(sur.values) & (sur.values > 0)):
         ax.plot(x, np.where(sur.values > 0, sur.values, np.nan), color="C4", lw=1.2, zorder=3,
@@ -130,7 +133,7 @@ def plot_timeline(result: CheckResult, ax=None):
     if ax_acc is not None:
         strip.tick_params(labelbottom=False)
         ax_acc.plot(x, acc, color="C2", lw=1.2, label="acceptance rate")
-        ax_acc.axhline(ACCEPT_TARGET, color="C2", lw=0.8, ls=":",
+        ax_acc.axhline(ACCEPT_TARGET, color="0.15", lw=1.0, ls=":", zorder=4,
                        label=f"{ACCEPT_TARGET:.0%} recommended (paper)")  # fmt: skip
         ax_acc.set_ylim(0, 1.02)
         ax_acc.set_ylabel("acceptance")
@@ -138,7 +141,14 @@ def plot_timeline(result: CheckResult, ax=None):
         ax_acc.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
         last = ax_acc
     ax.set_xlim(edges[0], edges[-1])
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ints = np.arange(np.ceil(edges[0]), np.floor(edges[-1]) + 1)
+    for panel in (ax, strip, ax_acc):
+        if panel is None:
+            continue
+        if ints.size <= 12:  # a short run: every step (MaxNLocator falls back to fractions)
+            panel.xaxis.set_major_locator(FixedLocator(ints))
+        else:
+            panel.xaxis.set_major_locator(MaxNLocator(integer=True))
     last.set_xlabel(xlabel)
     ax.set_title(f"trmbounds check: {result.path}", fontsize=10)
     return ax
