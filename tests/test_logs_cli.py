@@ -206,7 +206,8 @@ def test_timeline_plot_reads_as_a_figure(tmp_path):
     legend = fig.axes[1].get_legend()
     texts = [t.get_text() for t in legend.get_texts()]
     counts = r.counts()
-    assert texts == [f"{s} ({counts[s]:,})" for s in STATES]
+    assert texts[: len(STATES)] == [f"{s} ({counts[s]:,})" for s in STATES]
+    assert all(t.startswith("flagged") for t in texts[len(STATES) :])
 
 
 def test_timeline_written_by_check(tmp_path, verl):

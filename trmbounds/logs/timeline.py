@@ -19,6 +19,7 @@ STATE_COLORS = {
     "refuted": "#b2182b",
     "vacuous": "#f4a582",
     "guaranteed": "#1a9850",
+    "estimated-gain": "#41b6c4",
     "non-vacuous": "#a6d96a",
     "unknown": "#cccccc",
 }
@@ -60,6 +61,7 @@ def plot_timeline(result: CheckResult, ax=None):
         The bound panel.
     """
     from matplotlib.colors import BoundaryNorm, ListedColormap
+    from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
     from matplotlib.ticker import FixedLocator, MaxNLocator
 
@@ -83,7 +85,7 @@ def plot_timeline(result: CheckResult, ax=None):
         x, xlabel = np.arange(1, x.size + 1, dtype=float), "record (steps not increasing)"
     a = result.assumption.adv_range
     # Small dots on short runs (a single step is otherwise invisible), none on long ones.
-    dots = dict(marker="o", ms=3.5) if x.size <= 50 else {}
+    dots = dict(marker="o", ms=3.5) if x.size <= 12 else {}
     if result.assumption.given:
         ax.plot(x, result.bound, color="C0", lw=1.6, label="$B^*$ under the assumption",
                 zorder=3, **dots)  # fmt: skip
@@ -117,11 +119,31 @@ def plot_timeline(result: CheckResult, ax=None):
     edges = _edges(x)
     strip.pcolormesh(edges, [0, 1], np.asarray(result.state, float)[None, :], cmap=cmap,
                      norm=norm, shading="flat", rasterized=True)  # fmt: skip
+    flag = getattr(result, "flag", None)
+    flagged = np.zeros(x.size, bool) if flag is None else ~np.isnan(np.asarray(flag, float))
+    if flagged.any():  # a detector far above the assumption: marked on the strip
+        strip.scatter(x[flagged], np.full(flagged.sum(), 0.5), marker="v", s=14,
+                      color="#c51b7d", edgecolors="white", linewidths=0.4, zorder=3)  # fmt: skip
+    strip.set_ylim(0, 1)
     strip.set_yticks([])
     strip.set_ylabel("state", rotation=0, ha="right", va="center", fontsize=9)
     counts = result.counts()
     strip.legend(
-        handles=[Patch(color=colors[s], label=f"{s} ({counts.get(s, 0):,})") for s in names],
+        handles=[Patch(color=colors[s], label=f"{s} ({counts.get(s, 0):,})") for s in names]
+        + (
+            [
+                Line2D(
+                    [],
+                    [],
+                    ls="",
+                    marker="v",
+                    color="#c51b7d",
+                    label=f"flagged ({int(flagged.sum()):,}): a detector doubts the assumption",
+                )
+            ]
+            if flagged.any()
+            else []
+        ),  # fmt: skip
         loc="upper left",
         bbox_to_anchor=(1.01, 1.0 if not has_acc else 1.5),
         fontsize=8,
