@@ -473,3 +473,19 @@ def test_bad_prompt_file_is_one_line_before_any_model_is_loaded(tmp_path, data, 
     assert_clean(r)
     assert r.exit_code == 2 and message in r.stderr
     assert not (tmp_path / "m.json").exists()
+
+
+def test_a_line_longer_than_the_record_limit_is_never_decoded(tmp_path, monkeypatch):
+    from trmbounds.logs import readers
+
+    monkeypatch.setattr(readers, "_BLOCK", 64)
+    monkeypatch.setattr(_io, "MAX_RECORD", 200)
+    p = tmp_path / "m.jsonl"
+    long = b'{"step": 2, "a": "' + b"x" * 1000 + b'"}\n'
+    p.write_bytes(b'{"step": 1, "a": 1}\n' + long + b'{"step": 3, "a": 3}\n{"step": 4, "a": 4}\n')
+    with pytest.raises(InputFileError, match="line 2: a line longer than"):
+        read_log(p)
+    bad = BadRecords(skip=True)
+    c = read_log(p, bad=bad)
+    assert bad.count == 1 and "line 2" in bad.messages[0]
+    assert c.lines.tolist() == [1, 3, 4] and c.columns["a"].tolist() == [1.0, 3.0, 4.0]
