@@ -264,6 +264,8 @@ def test_heatmap_command(tmp_path):
         (["curves", "--kl-max", "1e-4", "--kl-avg", "1e-3"], "exceeds kl_max"),
         (["curves", "--kl-max", "1e-4", "--out", "x.jpg"], "unsupported output format"),
         (["curves", "--kl-max", "1e-4", "--dpi", "0"], "--dpi must be positive"),
+        (["curves", "--kl-max", "1e-4", "--dpi", "1"], "--dpi must be at least 30"),
+        (["heatmap", "--size", "1", "1"], "too small: at least 3 x 2 in"),
         (["curves"], "Missing option '--kl-max'"),
         (["heatmap", "--budget", "0"], "--budget must be positive"),
         (["heatmap", "--budget-frac", "-1"], "--budget-frac must be positive"),

@@ -36,6 +36,7 @@ from trmbounds.errors import InputFileError, TrmboundsError
 from trmbounds.logs.readers import BadRecords, read_log
 
 runner = CliRunner()
+FIX = Path(__file__).parent / "fixtures"
 
 
 def digest(paths) -> dict:
@@ -332,6 +333,14 @@ def _seeds(tmp: Path) -> dict[str, bytes]:
         "m.csv": write_csv(tmp / "seed.csv", metric_rows("verl")).read_bytes(),
         "events.out.tfevents.1": _tfevents_bytes(tmp),
         "m.parquet": write_parquet(tmp / "seed.parquet", metric_rows("verl")).read_bytes(),
+        # per-token dumps in the frameworks' own layouts (tests/fixtures/make_dumps.py)
+        "train_data_step3.jsonl": (
+            FIX / "nemo-rl/logs/exp_001/train_data_step3.jsonl"
+        ).read_bytes(),
+        "rank_0.jsonl": (
+            FIX / "prime-rl/outputs/run_default/token_exports/step_3/rank_0.jsonl"
+        ).read_bytes(),
+        "3.pt": (FIX / "slime/dump_details/train_data/3.pt").read_bytes(),
     }
 
 
@@ -379,6 +388,12 @@ FILE_COMMANDS = {
     "m.csv": [["check", "{f}", "--kl-max", "0.05"], ["check", "{f}", "--skip-bad", "--json"]],
     "events.out.tfevents.1": [["check", "{f}", "--skip-bad"], ["check", "{f}", "--tv-max", "0.1"]],
     "m.parquet": [["check", "{f}", "--kl-max", "0.05"]],
+    "train_data_step3.jsonl": [
+        ["check", "{f}", "--kl-max", "0.05"],
+        ["check", "{f}", "--skip-bad"],
+    ],
+    "rank_0.jsonl": [["check", "{f}", "--kl-max", "0.05"], ["check", "{f}", "--skip-bad"]],
+    "3.pt": [["check", "{f}", "--kl-max", "0.05"]],
 }
 
 
@@ -388,7 +403,7 @@ def seeds(tmp_path_factory):
 
 
 @settings(
-    max_examples=120,
+    max_examples=200,
     deadline=None,
     derandomize=True,  # the same examples on every run (CI), found by the strategies
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
@@ -434,10 +449,12 @@ OPTION_COMMANDS = [
     ["plot", "heatmap", "--dpi", "{v}", "--size", "{v}", "{v}", "-o", "{o}.png"],
     ["check", "{log}", "--kl-max", "{v}", "--length", "{v}", "--adv-range", "{v}"],
     ["check", "{log}", "--tv-max", "{v}", "--fail-on", "{v}", "--trm-max", "{v}"],
+    ["check", "{log}", "--kl-max", "{v}", "--missing-mass", "{v}", "--reward-range", "{v}", "{v}"],
+    ["check", "{log}", "--kl-max", "0.01", "--map", "{v}", "--format", "{v}"],
 ]
 
 
-@settings(max_examples=60, deadline=None, derandomize=True,
+@settings(max_examples=150, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
 @given(data=st.data())
 def test_fuzz_options(tmp_path, data):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import sys
+import warnings
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
@@ -98,6 +99,17 @@ class Group(TyperGroup):
             raise
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        # numpy's floating-point warnings ("overflow encountered in divide") are noise on
+        # a terminal: the outputs already report infinite and undefined values.
+        with warnings.catch_warnings():
+            warnings.filterwarnings(
+                "ignore",
+                message=r".*(overflow|divide by zero|invalid value|underflow) encountered",
+                category=RuntimeWarning,
+            )
+            return self._main(args, prog_name, complete_var, standalone_mode, **extra)
+
+    def _main(self, args, prog_name, complete_var, standalone_mode, **extra):
         code: int = 0
         try:
             rv = super().main(

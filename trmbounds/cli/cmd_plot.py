@@ -58,6 +58,8 @@ app = typer.Typer(
 FORMATS = ("png", "svg", "pdf")
 MAX_PIXELS = 20000  # per side
 MIN_PIXELS = 200  # per side: matplotlib fails to set fonts on tiny canvases
+MIN_DPI = 30
+MIN_SIZE = (3.0, 2.0)  # inches
 
 # ---------------------------------------------------------------- shared options
 T_MIN_OPT = Annotated[int, typer.Option("--T-min", help="Shortest response length drawn.")]
@@ -108,8 +110,14 @@ def _figure(size: tuple[float, float], dpi: int):
     w, h = size
     if not (w > 0 and h > 0):
         raise TrmboundsError(f"--size must be positive, got {w:g} {h:g}")
+    if w < MIN_SIZE[0] or h < MIN_SIZE[1]:  # the labels and legend would not fit
+        raise TrmboundsError(
+            f"--size {w:g} {h:g} is too small: at least {MIN_SIZE[0]:g} x {MIN_SIZE[1]:g} in"
+        )
     if not dpi > 0:
         raise TrmboundsError(f"--dpi must be positive, got {dpi}")
+    if dpi < MIN_DPI:  # matplotlib cannot size its fonts below this
+        raise TrmboundsError(f"--dpi must be at least {MIN_DPI}, got {dpi}")
     if min(w, h) * dpi < MIN_PIXELS:
         raise TrmboundsError(
             f"--size {w:g} {h:g} at --dpi {dpi} is below {MIN_PIXELS} pixels per side: too "

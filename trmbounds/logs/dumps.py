@@ -45,6 +45,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import _io
 from ..errors import InputFileError
 from .readers import _BLOCK, BadRecords, Chunk, iter_log
 
@@ -210,7 +211,7 @@ def _looks_nemo(p: Path) -> bool:
         if b'"generation_logprobs"' not in first:
             return False
         obj = json.loads(first)
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # the reader reports a bad line
         return False
     return (
         isinstance(obj, dict)
@@ -320,6 +321,10 @@ def _nemo_fast(body: bytes, line0: int, unit, step_c, step, counts) -> Chunk | N
         return None
     if body.startswith(b"\n") or b"\n\n" in body or b"\r" in body:
         return None  # blank lines would shift the line numbers
+    try:
+        body.decode("utf-8")  # pyarrow accepts invalid UTF-8, then fails on it later
+    except UnicodeDecodeError:
+        return None
     wrapped = pa.list_(pa.list_(pa.float64()))
     schema = pa.schema([(k, wrapped) for k in _NEMO_LISTS] + [("sample_loss_mask",
                        pa.list_(pa.float64()))])  # fmt: skip
@@ -327,7 +332,7 @@ def _nemo_fast(body: bytes, line0: int, unit, step_c, step, counts) -> Chunk | N
     try:
         t = pj.read_json(io.BytesIO(body), parse_options=opts,
                          read_options=pj.ReadOptions(block_size=1 << 24))  # fmt: skip
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+    except (pa.ArrowException, *_io.DECODE_ERRORS):
         return None
     n = t.num_rows
     if n != body.count(b"\n"):
@@ -385,7 +390,7 @@ def _nemo_slow(src: DumpSource, body: bytes, line0: int, unit, step, bad, counts
         if not raw.strip():
             continue
         try:
-            obj = json.loads(raw)
+            obj = _io.json_record(raw)  # one-line reasons: UTF-8, depth, > 4,300 digits
             if not isinstance(obj, dict):
                 raise ValueError(f"expected a JSON object, got {type(obj).__name__}")
             roll = _floats(_unwrap(obj, "generation_logprobs", "log-probs"), roll_c)
@@ -395,7 +400,7 @@ def _nemo_slow(src: DumpSource, body: bytes, line0: int, unit, step, bad, counts
             if not isinstance(smask, (int, float)):  # bool is an int
                 raise ValueError("field 'sample_loss_mask': expected a number")
             smask = float(smask)
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, UnicodeDecodeError, RecursionError, TypeError, OverflowError) as exc:
             msg = str(exc)
             if isinstance(exc, json.JSONDecodeError):
                 msg = f"invalid JSON ({exc.msg})"
