@@ -42,6 +42,12 @@ def plain_help(cmd) -> None:
         paras = [p.strip("\n") for p in cmd.epilog.strip().split("\n\n")]
         cmd.epilog = "\n\n".join("\b\n" + p for p in paras if p.strip())
     for p in getattr(cmd, "params", []):
+        choices = [str(c) for c in getattr(p.type, "choices", None) or []]
+        if p.param_type_name == "option" and len("|".join(choices)) > 30:
+            # A long choice list as a metavar overflows 80 columns: list it in the help,
+            # where it wraps between names.
+            p.metavar = (p.name or "value").upper()
+            p.help = (p.help or "").rstrip() + " One of: " + ", ".join(choices) + "."
         if p.param_type_name == "argument":  # typer shows a required LOG as {log}
             name = p.metavar or (p.name or "").upper()
             shown = name if p.required else f"[{name}]"
