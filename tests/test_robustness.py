@@ -341,6 +341,7 @@ def _seeds(tmp: Path) -> dict[str, bytes]:
             FIX / "prime-rl/outputs/run_default/token_exports/step_3/rank_0.jsonl"
         ).read_bytes(),
         "3.pt": (FIX / "slime/dump_details/train_data/3.pt").read_bytes(),
+        "trainer_state.json": (FIX / "trl/grpo/trainer_state.json").read_bytes(),
     }
 
 
@@ -394,6 +395,7 @@ FILE_COMMANDS = {
     ],
     "rank_0.jsonl": [["check", "{f}", "--kl-max", "0.05"], ["check", "{f}", "--skip-bad"]],
     "3.pt": [["check", "{f}", "--kl-max", "0.05"]],
+    "trainer_state.json": [["check", "{f}", "--kl-max", "0.05"], ["check", "{f}", "--skip-bad"]],
 }
 
 

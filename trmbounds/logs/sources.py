@@ -10,12 +10,13 @@ step -- a resumed run -- is seen and counted, not silently overwritten.
 
 from __future__ import annotations
 
-import json
+import math
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from .. import _io
 from ..errors import InputFileError
 from . import frameworks as F
 from .readers import BadRecords, Chunk, _chunk_from_records, iter_log
@@ -149,12 +150,7 @@ def trainer_state_rows(
 ) -> Iterator[Chunk]:
     """The ``log_history`` entries of a trainer_state.json, one row each (row = 1-based entry)."""
     p = Path(path)
-    try:
-        doc = json.loads(p.read_bytes())
-    except OSError as exc:
-        raise InputFileError(f"cannot read {p}: {exc.strerror or exc}") from None
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InputFileError(f"{p}: not a valid JSON document ({exc})") from None
+    doc = _io.load_json(p, "trainer state file")  # one-line errors: UTF-8, depth, digits
     hist = doc.get("log_history") if isinstance(doc, dict) else None
     if not isinstance(hist, list):
         raise InputFileError(f"{p}: no 'log_history' list (not an HF trainer_state.json)")
@@ -169,7 +165,10 @@ def trainer_state_rows(
                 continue
             seen.add(k)
             if want is None or k in want:
-                row[k] = float(v)
+                try:
+                    row[k] = float(v)
+                except OverflowError:  # an integer beyond the doubles: infinite, not used
+                    row[k] = math.copysign(math.inf, v)
         recs.append(row)
         lines.append(i)
     if recs:
