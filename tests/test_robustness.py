@@ -77,7 +77,8 @@ BAD_FILES = {
     ),
     # per-position files (eval --per-position)
     "pp-latin1.csv": (b"0.1\n\xe9\n", "line 2: not UTF-8"),
-    "pp-binary.csv": (b"\xff\xfe\x00\x01", "binary"),
+    "pp-binary.csv": (b"\x00\x01\xff\xfe", "binary"),
+    "pp-utf16.csv": ("0.1\n0.2\n".encode("utf-16"), "UTF-16 text; save it as UTF-8"),
     "pp-deep.json": (DEEP, "nested too deeply"),
     "pp-bigint.json": (b"[1" + b"0" * 5000 + b"]", "4,300 digits"),
     "pp-strings.json": (b'["0.1", "0.1", "0.1"]', "array of numbers"),

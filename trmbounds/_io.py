@@ -126,6 +126,8 @@ def open_input(path: str | os.PathLike, what: str = "file"):
 
 
 def _decode_text(data: bytes, path) -> str:
+    if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        raise InputFileError(f"{path}: UTF-16 text; save it as UTF-8")
     if b"\x00" in data[:8192]:
         raise InputFileError(f"{path}: binary content, expected a text file")
     try:
