@@ -264,6 +264,8 @@ def test_output_paths_are_validated_before_any_work(tmp_path):
             "name the same file",
         ),  # fmt: skip
         (["measure", "--roll", "x", "--prompts", log, "--tokens", log, "--force"], "input file"),
+        (["examples", "/proc/ex"], "cannot create a directory in /proc/ex"),
+        (["examples", tmp_path / "file" / "ex"], "cannot create a directory"),
     ]
     for args, message in cases:
         r = runner.invoke(app, [str(a) for a in args])

@@ -12,7 +12,7 @@ import os
 from importlib import resources
 from pathlib import Path
 
-from .errors import InputFileError, TrmboundsError
+from .errors import TrmboundsError
 
 __all__ = ["EXAMPLES", "INDEX", "example_path", "index_text", "write_examples"]
 
@@ -89,11 +89,13 @@ def write_examples(directory: str | os.PathLike, force: bool = False) -> list[Pa
     Returns the paths written, the examples in the order of :data:`EXAMPLES`, then the
     index. Nothing is written when one of the files exists already, unless ``force``.
     """
+    from . import _io
+
     root = Path(directory)
     if root.exists() and not root.is_dir():
         raise TrmboundsError(f"{root} exists and is not a directory")
     targets = [root / name for name in (*EXAMPLES, INDEX)]
-    if not force:
+    if not force:  # before creating anything: every existing file, at once
         existing = [t for t in targets if t.exists() or t.is_symlink()]
         if existing:
             more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
@@ -101,17 +103,20 @@ def write_examples(directory: str | os.PathLike, force: bool = False) -> list[Pa
     for t in targets:
         if t.is_dir():
             raise TrmboundsError(f"{t} is a directory: cannot write the example there")
-    written = []
     try:
-        for name, t in zip((*EXAMPLES, INDEX), targets, strict=True):
-            t.parent.mkdir(parents=True, exist_ok=True)
-            data = index_text().encode() if name == INDEX else (_root() / name).read_bytes()
-            if t.is_symlink():
-                t.unlink()  # --force replaces the link, never the file it points to
-            t.write_bytes(data)
-            written.append(t)
+        for d in dict.fromkeys(t.parent for t in targets):
+            d.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise InputFileError(
-            f"cannot write the examples into {root}: {exc.strerror or exc}"
+        raise TrmboundsError(
+            f"cannot create a directory in {root}: {exc.strerror or exc}"
         ) from None
+    # The one output check (writable place, name length, ...), then atomic writes: a
+    # symlink is replaced by the file, never the file it points to.
+    _io.check_outputs([("examples", t) for t in targets], force=force)
+    written = []
+    for name, t in zip((*EXAMPLES, INDEX), targets, strict=True):
+        data = index_text().encode() if name == INDEX else (_root() / name).read_bytes()
+        with _io.atomic_output(t) as tmp:
+            tmp.write_bytes(data)
+        written.append(t)
     return written
