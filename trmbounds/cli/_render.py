@@ -59,14 +59,18 @@ def _sub_table(table, cols, title):
     return t
 
 
-def print_table(con, table, keep: tuple[str, ...] = ()) -> None:
+def print_table(con, table, keep: tuple[str, ...] = (), drop_empty: bool = False) -> None:
     """Print ``table`` so that no cell is ever cut or wrapped mid-number.
 
     If the table is wider than the console (80 columns in a pipe), its columns are
     split over several tables, each repeating the first (key) column and the columns
     named in ``keep``, instead of letting rich shrink them (which cuts numbers to
-    ``6.00…``).
+    ``6.00…``). With ``drop_empty``, columns holding nothing but "—" are left out first.
     """
+    if drop_empty and table.rows:  # a column of "—" only says nothing: leave it out
+        cols = [c for c in table.columns if not all(str(x) == "—" for x in c._cells)]
+        if len(cols) < len(table.columns):
+            table = _sub_table(table, cols, table.title)
     width = con.width
     if _width(con, table) <= width or len(table.columns) < 3:
         con.print(table)

@@ -452,7 +452,7 @@ def _render(result, report, plot) -> None:
             _styled(state)
             + ("" if math.isnan(result.flag[i]) else " [bold magenta]⚑[/bold magenta]"),
         )
-    print_table(con, st, keep=("status",))
+    print_table(con, st, keep=("status",), drop_empty=True)
     con.print(
         "[dim]ε ≥: certified lower bound on ε; δ proxy: max k2 (a detector); B*: under "
         + ("the assumption" if a.given else "the estimates (no assumption)")
