@@ -251,3 +251,19 @@ def test_every_json_output_is_one_document(tmp_path):
         r = narrow(*args)
         assert r.exit_code == 0
         json.loads(r.stdout)  # raises on two documents
+
+
+def test_print_table_leaves_out_empty_columns_when_asked():
+    from rich.table import Table
+
+    from trmbounds.cli._render import print_table
+
+    t = Table()
+    for c in ("step", "empty", "B*"):
+        t.add_column(c)
+    t.add_row("1", "—", "0.25")
+    t.add_row("2", "—", "0.5")
+    for drop, present in ((False, True), (True, False)):
+        buf = io.StringIO()
+        print_table(Console(file=buf, width=80), t, drop_empty=drop)
+        assert ("empty" in buf.getvalue()) is present and "0.25" in buf.getvalue()
