@@ -172,6 +172,8 @@ def test_bare_commands_print_help_once():
 
 def test_help_shows_defaults_and_whole_choice_lists():
     for cmd in (
+        [],
+        ["examples"],
         ["eval"],
         ["check"],
         ["solve"],
