@@ -417,13 +417,17 @@ def _render(result, report, plot) -> None:
         f"assumption: {assume};  a = {a.adv_range:g}{rr}{mm};  constants = {a.constants}\n"
         f"horizon T: {_horizon(result)};  B* rests on: {result.basis}"
     )
-    t = Table(title="statistics", title_justify="left", header_style="bold")
-    t.add_column("statistic")
-    t.add_column("status")
-    t.add_column("from")
-    for k, s in result.stats.items():
-        t.add_row(k, s.status, s.source)
-    print_table(con, t)
+    if result.stats:
+        # text only (no number to cut): the "from" column wraps, even inside a long name
+        t = Table(title="statistics", title_justify="left", header_style="bold")
+        t.add_column("statistic", no_wrap=True)
+        t.add_column("status", no_wrap=True)
+        t.add_column("from", overflow="fold")
+        for k, s in result.stats.items():
+            t.add_row(k, s.status, s.source)
+        con.print(t)
+    else:
+        con.print("statistics: none logged (the bound rests on the assumption alone)")
 
     n = len(result)
     idx = list(range(n)) if n <= 20 else sorted(result.worst(10))

@@ -43,8 +43,8 @@ def plot_timeline(result: CheckResult, ax=None):
 
     Three panels sharing the step axis (integer ticks): the unified bound under the
     assumption and under the estimates, the range :math:`a` (vacuous above it) and the
-    logged surrogate gain :math:`L` when there is one (improvement is guaranteed
-    where :math:`L > B^*`), on a log scale; a strip with the state of every step
+    surrogate estimate :math:`\hat L` and its one-sided 95 % lower bound when there are
+    (improvement is guaranteed where the lower bound exceeds :math:`B^*`), on a log scale; a strip with the state of every step
     (every state of :data:`~trmbounds.logs.check.STATES` is in the legend, with its
     count); the acceptance rate and the paper's 70 % recommendation, when logged.
 
@@ -94,7 +94,12 @@ def plot_timeline(result: CheckResult, ax=None):
     sur = result.stats.get("surrogate")
     if sur is not None and np.any(np.isfinite(sur.values) & (sur.values > 0)):
         ax.plot(x, np.where(sur.values > 0, sur.values, np.nan), color="C4", lw=1.2, zorder=3,
-                label="surrogate gain $L$ (guaranteed where $L > B^*$)")  # fmt: skip
+                label=r"surrogate estimate $\hat L$")  # fmt: skip
+        lcb = result.stats.get("surrogate_lcb")
+        if lcb is not None and np.any(np.isfinite(lcb.values) & (lcb.values > 0)):
+            ax.plot(x, np.where(lcb.values > 0, lcb.values, np.nan), color="C4", lw=1.0,
+                    ls=":", zorder=3,
+                    label="its 95 % lower bound (guaranteed where above $B^*$)")  # fmt: skip
     ax.axhline(
         a, color="0.35", lw=1.0, ls=":", zorder=2, label=f"range $a = {a:g}$ (vacuous above)"
     )
