@@ -201,7 +201,7 @@ def test_timeline_plot_reads_as_a_figure(tmp_path):
     # nothing drawn on top of the bound lines (the states are a strip of their own)
     assert not [c for c in ax.collections if c.__class__.__name__ == "PathCollection"]
     labels = [ln.get_label() for ln in ax.get_lines()]
-    assert any(lab.startswith("surrogate gain") for lab in labels)
+    assert any(lab.startswith("surrogate estimate") for lab in labels)
     # every state is in the legend, with its count
     legend = fig.axes[1].get_legend()
     texts = [t.get_text() for t in legend.get_texts()]
