@@ -1,0 +1,283 @@
+"""Aggregation: per-token records into the statistics (with CIs) of a statistics file."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from ..errors import TrmboundsError
+from ..stats import Stats
+from ..trm import (
+    k1,
+    k2,
+    k3,
+    ln_trm_mask,
+    log_ppl_gap,
+    ser_mask,
+    trm_avg_mask,
+    trm_combined_mask,
+    trm_max_mask,
+)
+from .records import Records
+
+_Z95 = 1.959963984540054  # the 97.5 % quantile of the standard normal
+
+
+def normal_ci(x: np.ndarray) -> tuple[float, float, float]:
+    r"""Mean and normal 95 % interval :math:`\bar x \pm 1.96\, s/\sqrt n` (``s``: ddof 1).
+
+    With one value the interval is ``(nan, nan)``.
+
+    Examples
+    --------
+    >>> m, lo, hi = normal_ci(np.array([1.0, 2.0, 3.0, 4.0]))
+    >>> m, round(lo, 4), round(hi, 4)
+    (2.5, 1.2348, 3.7652)
+    """
+    x = np.asarray(x, dtype=np.float64)
+    n = x.size
+    if n == 0:
+        raise TrmboundsError("no values to average")
+    mean = float(x.mean())
+    if n < 2:
+        return mean, math.nan, math.nan
+    with np.errstate(over="ignore", invalid="ignore"):  # huge values: an infinite CI
+        half = _Z95 * float(x.std(ddof=1)) / math.sqrt(n)
+    return mean, mean - half, mean + half
+
+
+def aggregate(
+    records: Records,
+    *,
+    trm_max: float = 0.05,
+    trm_avg: float = 0.001,
+    ser: float = 0.05,
+    ln_trm: float | None = None,
+    truncated: bool = False,
+    adv_range: float | None = None,
+    reward_range: tuple[float, float] | None = None,
+    meta: dict[str, Any] | None = None,
+) -> Stats:
+    r"""Aggregate per-token records into :class:`~trmbounds.stats.Stats`.
+
+    .. math::
+
+        \hat\delta = \max_{i,t} KL(c_{i,t}),\quad
+        \hat\varepsilon = \max_{i,t} TV(c_{i,t}),\quad
+        \hat D_{KL}^{seq} = \frac1N\sum_i\sum_{t\le T_i} KL(c_{i,t}),
+
+        \hat D_{TV}^{seq} = \frac1N\sum_i \tfrac12\Big|\exp\Big(\sum_{t\le T_i}
+        \log\rho_{i,t}\Big) - 1\Big|,\qquad
+        \hat{\bar D}_t = \frac1N\sum_i TV(c_{i,t})\,\mathbb 1[t \le T_i]
+
+    :math:`T = \max_i T_i` (the longest response). **After a response's end** a
+    finished response stays finished under both policies (EOS is an absorbing state:
+    both emit padding with probability 1), so :math:`TV = KL = 0` there exactly, and
+    :math:`\bar D_t` averages over all N responses with those zeros. This makes the
+    length-T padded response distributions the objects the bounds are about, and
+    keeps :math:`D_{TV}^{seq} \le \sum_t \bar D_t`. Estimated TVs above 1 (Monte Carlo
+    noise) are clipped to 1.
+
+    Parameters
+    ----------
+    records : Records
+    trm_max, trm_avg, ser : float
+        Thresholds at which the acceptance rates of TRM-Max, TRM-Avg, their
+        combination and SER are reported (in ``meta["acceptance"]``).
+    ln_trm : float, optional
+        LN-TRM threshold :math:`\delta_W`; its weights use the measured
+        :math:`\hat\varepsilon`, :math:`\hat\delta`.
+    truncated : bool
+        The rollouts were sampled with top-k / top-p: report ``missing_mass``.
+    adv_range, reward_range
+        Passed to :class:`~trmbounds.stats.Stats`.
+    meta : dict, optional
+        Provenance merged into ``Stats.meta``.
+
+    Examples
+    --------
+    Two responses, of lengths 2 and 1; the second contributes TV 0 at t = 2:
+
+    >>> z = np.zeros((2, 2))
+    >>> rec = Records(kl=np.array([[0.02, 0.01], [0.04, 0.0]]),
+    ...               tv=np.array([[0.1, 0.05], [0.14, 0.0]]), missing_mass=z,
+    ...               logp_roll=np.log([[0.5, 0.5], [0.4, 1.0]]),
+    ...               logp_theta=np.log([[0.6, 0.5], [0.3, 1.0]]),
+    ...               mask=np.array([[True, True], [True, False]]),
+    ...               prompt_index=np.array([0, 1]), tokens=np.zeros((2, 2), int))
+    >>> s = aggregate(rec)
+    >>> s.T, s.kl_max, s.tv_max, round(s.kl_seq, 6), round(s.tv_seq, 6)
+    (2, 0.04, 0.14, 0.035, 0.1125)
+    >>> s.per_position.round(6).tolist(), s.status["kl_max"]
+    ([0.12, 0.025], 'empirical')
+    """
+    thr = {}
+    for name, v in (("trm_max", trm_max), ("trm_avg", trm_avg), ("ser", ser)):
+        try:
+            x = float(v)
+        except (TypeError, ValueError):
+            raise TrmboundsError(f"{name} threshold must be a number, got {v!r}") from None
+        if not (math.isfinite(x) and x >= 0):
+            raise TrmboundsError(f"{name} threshold must be a finite number >= 0, got {v!r}")
+        thr[name] = x
+    m = np.asarray(records.mask, dtype=bool)
+    N = m.shape[0]
+    if N == 0 or not m.any():
+        raise TrmboundsError("no response tokens were measured")
+    L = m.sum(1)
+    T = int(L.max())
+    m = m[:, :T]
+    kl = np.where(m, records.kl[:, :T], 0.0)
+    tv = np.clip(np.where(m, records.tv[:, :T], 0.0), 0.0, 1.0)
+    mm = np.where(m, records.missing_mass[:, :T], 0.0)
+    lr = np.where(m, records.logp_theta[:, :T] - records.logp_roll[:, :T], 0.0)
+
+    i_kl = np.unravel_index(int(np.argmax(kl)), kl.shape)
+    i_tv = np.unravel_index(int(np.argmax(tv)), tv.shape)
+    kl_max, tv_max = float(kl[i_kl]), float(tv[i_tv])
+
+    kl_seq, kl_lo, kl_hi = normal_ci(kl.sum(1))
+    s = lr.sum(1)
+    with np.errstate(over="ignore"):
+        tv_path = 0.5 * np.abs(np.expm1(s))
+    overflow = int(np.sum(np.isposinf(tv_path)))
+    if overflow:
+        # a path's ratio exceeds the float range: the estimator (a mean including that
+        # term) is infinite, so the estimate is the cap 1 and no normal CI exists
+        tv_seq_raw, tv_seq, tv_lo, tv_hi = math.inf, 1.0, math.nan, math.nan
+    else:
+        tv_seq, tv_lo, tv_hi = normal_ci(tv_path)
+        tv_seq_raw = tv_seq
+        tv_seq = min(1.0, tv_seq)
+    dbar = tv.sum(0) / N
+    dbar_half = _Z95 * tv.std(0, ddof=1) / math.sqrt(N) if N > 1 else np.full(T, math.nan)
+    mm_mean, mm_lo, mm_hi = normal_ci(mm.sum(1))
+
+    k1s, k1lo, k1hi = normal_ci(np.where(m, k1(lr), 0.0).sum(1))
+    k3tok = np.where(m, k3(lr), 0.0)
+    k3s, k3lo, k3hi = normal_ci(k3tok.sum(1))
+    k2tok = np.where(m, k2(lr), 0.0)
+    with np.errstate(over="ignore", invalid="ignore"):  # absurd log-probs: inf / NaN
+        p_r, p_t = np.exp(records.logp_roll[:, :T]), np.exp(records.logp_theta[:, :T])
+        absdiff = np.where(m, np.abs(p_r - p_t), 0.0)
+        tv_proxy = np.where(m, 0.5 * np.abs(np.expm1(lr)), 0.0)
+    n_tok = int(m.sum())
+
+    def rate(x):
+        return float(x.acceptance)
+
+    acceptance = {
+        "trm_max": {
+            "threshold": thr["trm_max"],
+            "exact_kl": rate(trm_max_mask(kl, thr["trm_max"], m)),
+            "proxy_k2": rate(trm_max_mask(k2tok, thr["trm_max"], m)),
+        },
+        "trm_avg": {
+            "threshold": thr["trm_avg"],
+            "exact_kl": rate(trm_avg_mask(kl, thr["trm_avg"], m)),
+            "proxy_k3": rate(trm_avg_mask(k3tok, thr["trm_avg"], m)),
+        },
+        "combined": {
+            "threshold_max": thr["trm_max"],
+            "threshold_avg": thr["trm_avg"],
+            "exact_kl": rate(trm_combined_mask(kl, thr["trm_max"], thr["trm_avg"], m)),
+            "proxy_k2_k3": rate(
+                trm_combined_mask(k2tok, thr["trm_max"], thr["trm_avg"], m, kl_avg=k3tok)
+            ),
+        },
+        "ser": {"threshold": thr["ser"], "rate": rate(ser_mask(lr, thr["ser"], m))},
+    }
+    if ln_trm is not None:
+        x = float(ln_trm)
+        if not (math.isfinite(x) and x >= 0):
+            raise TrmboundsError(f"ln_trm threshold must be a finite number >= 0, got {ln_trm!r}")
+        acceptance["ln_trm"] = {
+            "threshold": x,
+            "eps": tv_max,
+            "delta": kl_max,
+            "weights": "measured tv_max / kl_max",
+            "rate": rate(ln_trm_mask(lr, x, tv_max, kl_max, m)),
+        }
+
+    def ci(lo, hi):
+        return None if math.isnan(lo) else [lo, hi]
+
+    info: dict[str, Any] = dict(meta or {})
+    info.update(
+        {
+            "n_sequences": N,
+            "n_tokens": n_tok,
+            "mean_length": float(L.mean()),
+            "maxima": (
+                f"kl_max and tv_max are maxima over the {n_tok} measured contexts "
+                "(empirical: lower estimates of the maxima over all reachable contexts)"
+            ),
+            "argmax": {
+                "kl_max": {"sequence": int(i_kl[0]), "position": int(i_kl[1]) + 1},
+                "tv_max": {"sequence": int(i_tv[0]), "position": int(i_tv[1]) + 1},
+            },
+            "ci_method": "normal: mean +- 1.96 sd / sqrt(n_sequences)",
+            "ci95": {
+                "kl_seq": ci(kl_lo, kl_hi),
+                "tv_seq": ci(tv_lo, tv_hi),
+                "missing_mass": ci(mm_lo, mm_hi) if truncated else None,
+            },
+            "per_position_definition": (
+                "mean over all n_sequences of TV(c_t); a response that ended before t "
+                "contributes 0 (EOS is absorbing under both policies)"
+            ),
+            "per_position_ci95_halfwidth": [None if math.isnan(h) else float(h) for h in dbar_half],
+            "estimators": {
+                "kl_seq": "mean over responses of sum_t exact KL(c_t) along the sampled path",
+                "tv_seq": "mean over responses of 0.5*|prod_t rho_t - 1| (log space)",
+            },
+            "proxies": {
+                "k1_seq": {"mean": k1s, "ci95": ci(k1lo, k1hi)},
+                "k3_seq": {"mean": k3s, "ci95": ci(k3lo, k3hi)},
+                "k2_max": float(k2tok.max()),
+                "k3_max": float(k3tok.max()),
+                "tv_token_proxy_mean": float(tv_proxy.sum() / n_tok),
+                "abs_p_minus_q_max": float(absdiff.max()),
+                "abs_p_minus_q_mean": float(absdiff.sum() / n_tok),
+                "log_ppl_gap": log_ppl_gap(lr, np.zeros_like(lr), m),
+                "note": "sample-based detectors from the sampled token (SPEC §4), not bounds",
+            },
+            "acceptance": acceptance,
+            "support_fixups": int(records.support_fixups),
+        }
+    )
+    if tv_seq_raw > 1 or overflow:
+        info["tv_seq_clipped"] = {"raw_mean": tv_seq_raw, "overflowed_paths": overflow}
+        if overflow:
+            info["tv_seq_clipped"]["note"] = (
+                f"{overflow} response(s) have a sequence ratio prod_t rho_t beyond the float "
+                "range: the estimate is infinite, reported as the cap 1 with no CI"
+            )
+    status = {
+        "kl_max": "empirical",
+        "tv_max": "empirical",
+        "kl_seq": "estimate",
+        "tv_seq": "estimate",
+        "per_position": "estimate",
+    }
+    kw: dict[str, Any] = {}
+    if truncated:
+        kw["missing_mass"] = mm_mean
+        status["missing_mass"] = "estimate"
+    if reward_range is not None:
+        kw["reward_range"] = reward_range
+    elif adv_range is not None:
+        kw["adv_range"] = adv_range
+    return Stats(
+        T=T,
+        kl_max=kl_max,
+        tv_max=tv_max,
+        kl_seq=kl_seq,
+        tv_seq=tv_seq,
+        per_position=np.clip(dbar, 0.0, 1.0),
+        status=status,
+        meta=info,
+        **kw,
+    )

@@ -1,0 +1,225 @@
+"""Scoring: both policies' full logits at every sampled context, through the blocked
+divergence kernel (:func:`trmbounds.trm.token_divergences`), within a memory budget."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from ..errors import TrmboundsError
+from ..trm import BLOCK_ELEMENTS, token_divergences
+from .models import _Scorer
+from .records import Records
+from .sampling import _check_sampling, _check_seed, _left_pad, _sample_batch
+
+_MEM_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 10**3,
+    "kb": 10**3,
+    "m": 10**6,
+    "mb": 10**6,
+    "g": 10**9,
+    "gb": 10**9,
+    "kib": 2**10,
+    "mib": 2**20,
+    "gib": 2**30,
+}
+
+
+# ----------------------------------------------------------------------- inputs
+def parse_memory(text: str | int | float) -> int:
+    """Bytes from a memory size such as ``"512MB"``, ``"2GiB"`` or ``1e9``.
+
+    Examples
+    --------
+    >>> parse_memory("512MB"), parse_memory("2GiB"), parse_memory(1e9)
+    (512000000, 2147483648, 1000000000)
+    """
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        value, unit = float(text), ""
+    else:
+        m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([A-Za-z]*)\s*", str(text))
+        if not m or m.group(2).lower() not in _MEM_UNITS:
+            raise TrmboundsError(f"cannot read memory size {text!r}; use e.g. 512MB, 2GB or 1GiB")
+        value, unit = float(m.group(1)), m.group(2).lower()
+    value *= _MEM_UNITS[unit]
+    if not math.isfinite(value) or value < 1:
+        raise TrmboundsError(f"memory size must be a positive, finite size, got {text!r}")
+    return int(value)
+
+
+def _head_rows(V: int, budget: int, batch_size: int, top: bool) -> int:
+    """Rows of logits per lm-head chunk so that the vocabulary-sized buffers fit ``budget``.
+
+    Counted against the budget: the two lm-head outputs, at float32 size per value
+    whatever the model dtype (a low-precision matmul may go through a float32
+    buffer), ``8*V`` bytes per row; the divergence kernel's block of
+    :data:`~trmbounds.trm.BLOCK_ELEMENTS` values with up to 8 float32 temporaries
+    (16 with the top-p sort: values, int64 indices, cumulative sums); the sampler's
+    per-step ``batch_size × V`` float32 buffers (4 of them). Model weights,
+    activations and the KV cache are not counted.
+    """
+    block = max(1, BLOCK_ELEMENTS // V) * V
+    workspace = block * 4 * (16 if top else 8) + batch_size * V * 4 * 4
+    per_row = V * 8
+    rows = (budget - workspace) // per_row
+    if rows < 1:
+        need = workspace + per_row
+        raise TrmboundsError(
+            f"max-memory {budget / 1e6:.0f} MB is too small for vocabulary {V} and batch "
+            f"size {batch_size}: need at least {math.ceil(need / 1e6)} MB"
+        )
+    return int(rows)
+
+
+def sample_and_score(
+    roll_model: Any,
+    train_model: Any,
+    prompt_ids: Sequence[Sequence[int]],
+    *,
+    num_samples: int = 4,
+    max_new_tokens: int = 64,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    seed: int = 0,
+    batch_size: int = 8,
+    max_memory: int | str = "1GB",
+    eos_ids: set[int] | None = None,
+    pad_id: int | None = None,
+    device: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> Records:
+    r"""Sample responses from ``roll_model`` and score them under both models.
+
+    Each prompt is answered ``num_samples`` times; sequences are processed in batches
+    of ``batch_size`` (prompt-major order) with one ``torch.Generator`` seeded with
+    ``seed``, so a run is reproducible on CPU for the same batch size. Sampling uses
+    the KV cache and keeps the rollout's final hidden states; scoring re-applies the
+    rollout lm-head to exactly those (the scored :math:`\pi_{roll}` is the distribution
+    that was sampled from) and runs the training model once over prompt + response
+    (teacher forcing, as a trainer does). lm-heads are applied in chunks of rows sized
+    by ``max_memory`` (:func:`_head_rows`), so no (batch × length × vocabulary) logit
+    tensor is ever built.
+
+    Both policies are scored at ``temperature``; only the rollout policy is truncated
+    by ``top_k`` / ``top_p`` (the sampler's distribution; the trainer's policy keeps
+    full support, which is what ``missing_mass`` measures).
+
+    ``progress(done, total)`` is called after every batch.
+    """
+    import torch
+
+    _check_sampling(num_samples, max_new_tokens, batch_size, temperature, top_k, top_p)
+    seed = _check_seed(seed)
+    if not prompt_ids or any(len(p) == 0 for p in prompt_ids):
+        raise TrmboundsError("need at least one prompt, and no empty prompt")
+    budget = parse_memory(max_memory)
+    device = device or str(next(roll_model.parameters()).device)
+    eos = set(eos_ids or ())
+    pad = pad_id if pad_id is not None else (min(eos) if eos else 0)
+    sr, st = _Scorer(roll_model), _Scorer(train_model)
+    if sr.vocab != st.vocab:
+        raise TrmboundsError(f"vocabularies differ: roll {sr.vocab} vs train {st.vocab}")
+    V = sr.vocab
+    if top_k >= V:
+        top_k = 0  # keeps the whole vocabulary: no truncation
+    rows = _head_rows(V, budget, batch_size, top_p < 1)
+    if not (sr.split and st.split):
+        rows = 10**12  # full logits come from the forward; memory is the forward's
+
+    jobs = [(i, p) for i, p in enumerate(prompt_ids) for _ in range(num_samples)]
+    N = len(jobs)
+    res: dict[str, list] = {k: [] for k in ("kl", "tv", "mm", "lpr", "lpt", "tok", "len")}
+    fixups = 0
+    gen = torch.Generator(device=device)
+    gen.manual_seed(int(seed))
+    nb = math.ceil(N / batch_size)
+    with torch.inference_mode():
+        for b in range(nb):
+            chunk = jobs[b * batch_size : (b + 1) * batch_size]
+            prompts = [list(p) for _, p in chunk]
+            resp, lengths, hid = _sample_batch(
+                sr,
+                prompts,
+                n_new=max_new_tokens,
+                temperature=float(temperature),
+                top_k=int(top_k),
+                top_p=float(top_p),
+                eos=eos,
+                pad=pad,
+                gen=gen,
+                device=device,
+            )
+            ids, am = _left_pad(prompts, pad, device)
+            B, Lp, Lr = ids.shape[0], ids.shape[1], resp.shape[1]
+            ram = (torch.arange(Lr, device=device)[None, :] < lengths[:, None]).long()
+            seq = torch.cat([ids, resp], 1)
+            full_am = torch.cat([am, ram], 1)
+            pos = (full_am.cumsum(1) - 1).clamp(min=0)
+            bi, ji = torch.nonzero(ram.bool(), as_tuple=True)
+            if hid is not None:  # the rollout's own decode states (see _sample_batch)
+                hr = hid[bi, ji]
+            else:
+                hr = sr.states(seq, full_am, pos)[bi, Lp - 1 + ji]
+            ht = st.states(seq, full_am, pos)[bi, Lp - 1 + ji]
+            toks = resp[bi, ji]
+            n = toks.shape[0]
+            out = {k: torch.empty(n, dtype=torch.float64) for k in ("kl", "tv", "mm", "lpr", "lpt")}
+            for s in range(0, n, rows):
+                lr_ = sr.logits(hr[s : s + rows])
+                lt_ = st.logits(ht[s : s + rows])
+                d = token_divergences(
+                    lr_,
+                    lt_,
+                    toks[s : s + rows],
+                    temperature=temperature,
+                    top_k=top_k,
+                    top_p=top_p,
+                )
+                for k, v in zip(("kl", "tv", "mm", "lpr", "lpt"), d[:5], strict=True):
+                    out[k][s : s + rows] = v.double().cpu()
+                fixups += int(d.forced.sum())
+                del lr_, lt_, d
+            # arrays as wide as this batch's longest response (Lr), not max_new_tokens
+            bn, jn = bi.cpu().numpy(), ji.cpu().numpy()
+            for k in ("kl", "tv", "mm", "lpr", "lpt"):
+                arr = np.zeros((B, Lr))
+                arr[bn, jn] = out[k].numpy()
+                res[k].append(arr)
+            tarr = np.full((B, Lr), -1, dtype=np.int64)
+            tarr[bn, jn] = toks.cpu().numpy()
+            res["tok"].append(tarr)
+            res["len"].append(lengths.cpu().numpy())
+            if progress is not None:
+                progress(b + 1, nb)
+    lengths = np.concatenate(res["len"])
+    T = int(lengths.max())
+    mask = np.arange(T)[None, :] < lengths[:, None]
+
+    def cat(k):
+        fill = -1 if k == "tok" else 0.0
+        out = np.full((N, T), fill, dtype=res[k][0].dtype)
+        r = 0
+        for a in res[k]:
+            out[r : r + a.shape[0], : a.shape[1]] = a[:, :T]
+            r += a.shape[0]
+        return out
+
+    return Records(
+        kl=cat("kl"),
+        tv=cat("tv"),
+        missing_mass=cat("mm"),
+        logp_roll=cat("lpr"),
+        logp_theta=cat("lpt"),
+        mask=mask,
+        prompt_index=np.array([i for i, _ in jobs]),
+        tokens=cat("tok"),
+        support_fixups=fixups,
+        vocab_size=V,
+    )
