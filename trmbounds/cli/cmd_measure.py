@@ -322,7 +322,7 @@ def _render_measurement(stats, path: Path, con) -> None:
     )
     table.add_column("statistic")
     table.add_column("value", justify="right")
-    table.add_column("95% CI (normal)")
+    table.add_column("95% CI")
     table.add_column("status")
 
     def row(label, key, value):

@@ -14,14 +14,17 @@ per-token records into :class:`~trmbounds.stats.Stats` (the statistics file of
 - ``kl_seq`` (``estimate``): :math:`\frac1N\sum_i\sum_t KL(c_{i,t})` — the exact
   per-context KL summed along each sampled path is an unbiased estimate of
   :math:`D_{KL}^{seq}` (chain rule), with lower variance than summing k3;
-- ``tv_seq`` (``estimate``): :math:`\frac1N\sum_i \tfrac12|\prod_t\rho_{i,t} - 1|`,
-  unbiased for :math:`D_{TV}^{seq}` under full support (computed in log space);
+- ``tv_seq`` (``estimate``): :math:`\frac1N\sum_i (1 - \prod_t\rho_{i,t})^+`, unbiased
+  for :math:`D_{TV}^{seq}` by the identity :math:`TV(P, Q) = E_P[(1 - dQ/dP)^+]`, which
+  holds without full support; every term lies in [0, 1] (computed in log space);
 - ``per_position`` (``estimate``): :math:`\bar D_t = \frac1N\sum_i TV(c_{i,t})` with
   TV = 0 after a response's end (see :func:`aggregate`);
 - ``missing_mass`` (``estimate``, only with top-k/top-p sampling):
   :math:`m = \frac1N\sum_i\sum_t \pi_\theta(\text{outside supp}\,\pi_{roll}|c_{i,t})`.
 
-Confidence intervals are normal intervals, mean ± 1.96·sd/√N over the N sequences.
+Confidence intervals are normal intervals, mean ± 1.96·sd/√N over the N sequences;
+for ``tv_seq`` a Wilson interval when fewer than 10 effective events carry the mean
+(:func:`~trmbounds.measure.aggregation.bounded_mean_ci`).
 
 The package follows the data: :mod:`.prompts` (reading prompts), :mod:`.models`
 (loading models, logits by rows), :mod:`.sampling` (sampling responses),

@@ -174,11 +174,7 @@ def measure(
                 f"{100 * (1 - ended):.0f}% of responses hit --max-new-tokens "
                 f"({max_new_tokens}) before EOS: T is the truncated horizon"
             )
-    over = stats.meta.get("tv_seq_clipped", {}).get("overflowed_paths", 0)
-    if over:
-        warnings.append(
-            f"{over} response(s) have a sequence ratio prod_t rho_t beyond the float range: "
-            "the tv_seq estimate is infinite and reported as its cap 1 (no CI)"
-        )
+    if "ci_note_tv_seq" in stats.meta:
+        warnings.append(stats.meta["ci_note_tv_seq"])
     warnings.extend(stats.warnings)
     return Measurement(stats, records, warnings)
