@@ -46,6 +46,10 @@ Examples:
   # try it offline in seconds: a tiny random-weight model, bf16 vs fp32 (numbers are illustrative)
 
   trmbounds measure --demo -o measured.json --tokens tokens.jsonl
+
+  # the engine that really sampled (vLLM responses): certified KL/TV intervals per token
+
+  trmbounds measure --rollouts vllm.jsonl --rollout-format vllm --train ./my-model -o m.json
 """
 
 
@@ -60,6 +64,18 @@ class Attn(str, Enum):
     eager = "eager"
     sdpa = "sdpa"
     flash_attention_2 = "flash_attention_2"
+
+
+class RolloutFormat(str, Enum):
+    native = "native"
+    vllm = "vllm"
+    sglang = "sglang"
+
+
+class LogprobsMode(str, Enum):
+    raw = "raw"
+    temperature = "temperature"
+    processed = "processed"
 
 
 app = typer.Typer(add_completion=False)
@@ -199,6 +215,34 @@ def measure_cmd(
             show_default=False,
         ),
     ] = None,
+    rollouts: Annotated[
+        Path | None,
+        typer.Option(
+            "--rollouts",
+            help="An engine's rollouts (JSONL: token ids, sampled log-probs, top-k "
+            "log-probs; docs/rollouts.md) scored by --train: certified per-token KL/TV "
+            "intervals instead of sampling with --roll.",
+            show_default=False,
+        ),
+    ] = None,
+    rollout_format: Annotated[
+        RolloutFormat,
+        typer.Option(
+            "--rollout-format",
+            help="Layout of --rollouts: native records, vLLM /v1/completions responses, "
+            "or SGLang /generate responses.",
+        ),
+    ] = RolloutFormat.native,
+    logprobs_mode: Annotated[
+        LogprobsMode | None,
+        typer.Option(
+            "--logprobs-mode",
+            help="What the engine's log-probs describe, for records without their own: raw "
+            "(before temperature and top-k/top-p), temperature, or processed (the "
+            "distribution sampled from). Needed with temperature != 1 or truncation.",
+            show_default=False,
+        ),
+    ] = None,
     force: FORCE_OPT = False,
     adv_range: ADV_RANGE_OPT = None,
     reward_range: REWARD_RANGE_OPT = None,
@@ -214,14 +258,30 @@ def measure_cmd(
     """
     if adv_range is not None and reward_range is not None:
         raise TrmboundsError("give --adv-range or --reward-range, not both")
-    if demo and any(x is not None for x in (roll, train, tokenizer, roll_attn, train_attn)):
+    if rollouts is not None:
+        if demo or roll is not None:
+            raise TrmboundsError(
+                "give one of --roll (sample with a model), --demo or --rollouts (an engine's file)"
+            )
+        if train is None:
+            raise TrmboundsError(
+                "--rollouts needs --train MODEL (the training policy that scores them)"
+            )
+        if prompts is not None:
+            raise TrmboundsError("--prompts is for --roll; --rollouts carries its own prompts")
+    elif demo and any(x is not None for x in (roll, train, tokenizer, roll_attn, train_attn)):
         raise TrmboundsError(
             "--demo builds its own model: drop --roll, --train, --tokenizer and --*-attn"
         )
-    if not demo and roll is None:
-        raise TrmboundsError("give --roll MODEL (a model directory or hub id), or --demo")
+    elif not demo and roll is None:
+        raise TrmboundsError(
+            "give --roll MODEL (a model directory or hub id), --rollouts FILE with --train "
+            "MODEL, or --demo"
+        )
     out_path, *rest = check_outputs(
-        [("-o/--output", output), ("--tokens", tokens)], inputs=[prompts], force=force
+        [("-o/--output", output), ("--tokens", tokens)],
+        inputs=[prompts, rollouts],
+        force=force,
     )
     tokens_path = rest[0] if rest else None
     from ..measure import load_prompts, measure, parse_memory, write_token_dump
@@ -231,7 +291,7 @@ def measure_cmd(
     from ..stats import evaluate
 
     parse_memory(max_memory)
-    prompt_list = load_prompts(prompts)
+    prompt_list = load_prompts(prompts) if rollouts is None else []
     err = console(stderr=True)
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
@@ -250,35 +310,60 @@ def measure_cmd(
         def progress(done: int, total: int) -> None:
             bar.update(task, completed=done, total=total)
 
-        models = {
-            "roll": roll,
-            "train": train,
-            "roll_attn": roll_attn.value if roll_attn else None,
-            "train_attn": train_attn.value if train_attn else None,
-            "tokenizer": tokenizer,
-        }
-        m = (run_demo if demo else measure)(
-            **({} if demo else models),
-            roll_dtype=roll_dtype.value if roll_dtype else ("bfloat16" if demo else "float32"),
-            train_dtype=train_dtype.value if train_dtype else "float32",
-            prompts=prompt_list,
-            num_samples=num_samples,
-            max_new_tokens=max_new_tokens,
-            temperature=temperature,
-            top_k=top_k,
-            top_p=top_p,
-            seed=seed,
-            device=device,
-            batch_size=batch_size,
-            max_memory=max_memory,
-            trm_max=trm_max,
-            trm_avg=trm_avg,
-            ser=ser,
-            ln_trm=ln_trm,
-            adv_range=adv_range,
-            reward_range=reward_range,
-            progress=progress,
-        )
+        if rollouts is not None:
+            from ..measure import measure_rollouts
+
+            m = measure_rollouts(
+                rollouts,
+                train,
+                rollout_format=rollout_format.value,
+                train_dtype=train_dtype.value if train_dtype else "float32",
+                train_attn=train_attn.value if train_attn else None,
+                temperature=temperature,
+                top_p=top_p,
+                top_k=top_k,
+                logprobs_mode=logprobs_mode.value if logprobs_mode else None,
+                device=device,
+                batch_size=batch_size,
+                max_memory=max_memory,
+                trm_max=trm_max,
+                trm_avg=trm_avg,
+                ser=ser,
+                ln_trm=ln_trm,
+                adv_range=adv_range,
+                reward_range=reward_range,
+                progress=progress,
+            )
+        else:
+            models = {
+                "roll": roll,
+                "train": train,
+                "roll_attn": roll_attn.value if roll_attn else None,
+                "train_attn": train_attn.value if train_attn else None,
+                "tokenizer": tokenizer,
+            }
+            m = (run_demo if demo else measure)(
+                **({} if demo else models),
+                roll_dtype=roll_dtype.value if roll_dtype else ("bfloat16" if demo else "float32"),
+                train_dtype=train_dtype.value if train_dtype else "float32",
+                prompts=prompt_list,
+                num_samples=num_samples,
+                max_new_tokens=max_new_tokens,
+                temperature=temperature,
+                top_k=top_k,
+                top_p=top_p,
+                seed=seed,
+                device=device,
+                batch_size=batch_size,
+                max_memory=max_memory,
+                trm_max=trm_max,
+                trm_avg=trm_avg,
+                ser=ser,
+                ln_trm=ln_trm,
+                adv_range=adv_range,
+                reward_range=reward_range,
+                progress=progress,
+            )
     stats = m.stats
     text = dumps(stats.to_dict())
     write_atomic(out_path, _json.dumps(_json.loads(text), indent=1) + "\n")
@@ -346,17 +431,30 @@ def _render_measurement(stats, path: Path, con) -> None:
     acc = meta.get("acceptance", {})
     if acc:
         a_max, a_avg, a_c, a_s = (acc[k] for k in ("trm_max", "trm_avg", "combined", "ser"))
+        key = "exact_kl" if "exact_kl" in a_max else "kl_hi"
+        label = "exact KL" if key == "exact_kl" else "KL upper ends"
         con.print(
-            "acceptance (exact KL | proxy): "
-            f"TRM-Max δ={a_max['threshold']:g}: {a_max['exact_kl']:.1%} | k2 {a_max['proxy_k2']:.1%};  "
-            f"TRM-Avg δ={a_avg['threshold']:g}: {a_avg['exact_kl']:.1%} | k3 {a_avg['proxy_k3']:.1%};  "
-            f"combined: {a_c['exact_kl']:.1%} | {a_c['proxy_k2_k3']:.1%};  "
+            f"acceptance ({label} | proxy): "
+            f"TRM-Max δ={a_max['threshold']:g}: {a_max[key]:.1%} | k2 {a_max['proxy_k2']:.1%};  "
+            f"TRM-Avg δ={a_avg['threshold']:g}: {a_avg[key]:.1%} | k3 {a_avg['proxy_k3']:.1%};  "
+            f"combined: {a_c[key]:.1%} | {a_c['proxy_k2_k3']:.1%};  "
             f"SER δ={a_s['threshold']:g}: {a_s['rate']:.1%}"
             + (
                 f";  LN-TRM δ_W={acc['ln_trm']['threshold']:g}: {acc['ln_trm']['rate']:.1%}"
                 if "ln_trm" in acc
                 else ""
             )
+        )
+    iv = meta.get("intervals")
+    if iv:
+        con.print(
+            "certified per-token intervals from the engine's top-k (docs/measure.md): "
+            f"reported mass min {fmt(iv['reported_mass_min'])}, mean "
+            f"{fmt(iv['reported_mass_mean'])}; KL width max {fmt(iv['kl_width_max'])}, TV "
+            f"width max {fmt(iv['tv_width_max'])}. δ̂, ε̂, D_KL^seq, D̄_t use the upper "
+            f"ends; certified lower bounds of the maxima: KL ≥ {fmt(iv['kl_max_lower'])}, "
+            f"TV ≥ {fmt(iv['tv_max_lower'])}. D_TV^seq is the bounded estimate from "
+            "sampled-token log-probs."
         )
     con.print(
         "δ̂ and ε̂ are maxima over the measured contexts only: lower estimates of the "

@@ -38,14 +38,16 @@ that need them; importing this package does not import them.
 
 from __future__ import annotations
 
-from .aggregation import aggregate, normal_ci
+from .aggregation import aggregate, bounded_mean_ci, normal_ci
+from .intervals import TokenIntervals, token_intervals
 from .models import DTYPES, load_model, load_tokenizer, resolve_device, resolve_dtype
 from .models import _Scorer as _Scorer  # noqa: F401  (tests reach it here)
 from .prompts import BUILTIN_PROMPTS, load_prompts
 from .records import Measurement, Records, write_token_dump
-from .run import measure
+from .rollouts import LOGPROBS_MODES, ROLLOUT_FORMATS, Rollout, read_rollouts
+from .run import measure, measure_rollouts
 from .sampling import MIN_TEMPERATURE as MIN_TEMPERATURE
-from .scoring import parse_memory, sample_and_score
+from .scoring import parse_memory, sample_and_score, score_rollouts
 
 __all__ = [
     "BUILTIN_PROMPTS",
@@ -63,4 +65,13 @@ __all__ = [
     "write_token_dump",
     "normal_ci",
     "measure",
+    "measure_rollouts",
+    "read_rollouts",
+    "Rollout",
+    "ROLLOUT_FORMATS",
+    "LOGPROBS_MODES",
+    "score_rollouts",
+    "token_intervals",
+    "TokenIntervals",
+    "bounded_mean_ci",
 ]

@@ -20,6 +20,12 @@ class Records:
     ``mask`` is ``True`` on real response tokens (the EOS token included);
     ``kl``/``tv``/``missing_mass`` are exact full-vocabulary values at each context,
     ``logp_roll``/``logp_theta`` the sampled token's log-probabilities (0 on padding).
+
+    From an engine's rollouts (``source == "intervals"``) the rollout distribution is
+    known only on its top-k: ``kl_lo``/``kl_hi``/``tv_lo``/``tv_hi`` hold the certified
+    per-token intervals, ``kl``/``tv`` their **upper ends** and ``missing_mass`` the
+    upper end of the missing mass (:mod:`trmbounds.measure.intervals`), and
+    ``reported_mass`` the probability the engine reported at each context.
     """
 
     kl: np.ndarray
@@ -33,6 +39,15 @@ class Records:
     support_fixups: int = 0
     #: vocabulary size of the scored models (0 when unknown)
     vocab_size: int = 0
+    #: ``"exact"`` (both full distributions) or ``"intervals"`` (an engine's top-k)
+    source: str = "exact"
+    kl_lo: np.ndarray | None = None
+    kl_hi: np.ndarray | None = None
+    tv_lo: np.ndarray | None = None
+    tv_hi: np.ndarray | None = None
+    reported_mass: np.ndarray | None = None
+    #: rollouts sampled with top-k / top-p truncation (missing mass measured)
+    truncated: bool = False
 
     @property
     def log_ratio(self) -> np.ndarray:
@@ -61,14 +76,30 @@ def write_token_dump(records: Records, path: str | os.PathLike) -> None:
     exact ``kl_token`` / ``tv_token`` (and ``missing_mass_token``) of its context: the
     per-token dump format ``trmbounds check`` reads (``docs/logs.md``). The caller
     decides whether ``path`` may be overwritten.
+
+    Records from an engine's rollouts carry no exact values: their lines hold the
+    certified ``kl_lo``, ``kl_hi``, ``tv_lo``, ``tv_hi``, the ``reported_mass`` and,
+    with truncated sampling, ``missing_mass_hi`` instead (``prompt_index`` is then the
+    rollout's index in the file).
     """
-    cols = {
+    cols: dict[str, Any] = {
         "logp_roll": records.logp_roll,
         "logp_theta": records.logp_theta,
-        "kl_token": records.kl,
-        "tv_token": records.tv,
-        "missing_mass_token": records.missing_mass,
     }
+    if records.source == "intervals":
+        cols.update(
+            kl_lo=records.kl_lo,
+            kl_hi=records.kl_hi,
+            tv_lo=records.tv_lo,
+            tv_hi=records.tv_hi,
+            reported_mass=records.reported_mass,
+        )
+        if records.truncated:
+            cols["missing_mass_hi"] = records.missing_mass
+    else:
+        cols.update(
+            kl_token=records.kl, tv_token=records.tv, missing_mass_token=records.missing_mass
+        )
     try:
         with open(path, "w", encoding="utf-8") as fh:
             for i, L in enumerate(records.lengths):

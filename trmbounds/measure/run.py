@@ -178,3 +178,149 @@ def measure(
         warnings.append(stats.meta["ci_note_tv_seq"])
     warnings.extend(stats.warnings)
     return Measurement(stats, records, warnings)
+
+
+def measure_rollouts(
+    rollouts: str | os.PathLike,
+    train: str | os.PathLike | Any,
+    *,
+    rollout_format: str = "native",
+    train_dtype: str = "float32",
+    train_attn: str | None = None,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    top_k: int = 0,
+    logprobs_mode: str | None = None,
+    device: str | None = "auto",
+    batch_size: int = 8,
+    max_memory: int | str = "1GB",
+    trm_max: float = 0.05,
+    trm_avg: float = 0.001,
+    ser: float = 0.05,
+    ln_trm: float | None = None,
+    adv_range: float | None = None,
+    reward_range: tuple[float, float] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> Measurement:
+    r"""Certified divergence intervals between the engine that sampled and the trainer.
+
+    ``rollouts`` is a rollout file (:mod:`trmbounds.measure.rollouts`, ``docs/rollouts.md``):
+    the engine's sampled tokens, their log-probs and its top-k log-probs per position.
+    ``train`` (a model directory, hub id or loaded causal LM) scores every response
+    with full logits; per token the certified intervals ``kl_lo <= KL <= kl_hi`` and
+    ``tv_lo <= TV <= tv_hi`` follow (:mod:`trmbounds.measure.intervals`). The statistics
+    use the **upper ends**: ``kl_max``/``tv_max`` are the largest ``kl_hi``/``tv_hi``
+    over the measured contexts (certified at each measured context, empirical with
+    respect to all contexts); ``kl_seq`` and ``per_position`` average the upper ends
+    along the sampled paths (estimates of upper bounds); ``tv_seq`` is the bounded
+    estimator :math:`E[(1 - \prod_t\rho_t)^+]` from the engine's and the trainer's
+    log-probs of the sampled tokens (an estimate of the value itself). Sampling
+    settings (``temperature``, ``top_p``, ``top_k``, ``logprobs_mode``) are defaults for
+    records that do not carry their own
+    (:func:`~trmbounds.measure.rollouts.sampling_settings`).
+    """
+    from .rollouts import check_vocab, read_rollouts, sampling_settings
+    from .scoring import score_rollouts
+
+    for name, v in (("trm_max", trm_max), ("trm_avg", trm_avg), ("ser", ser), ("ln_trm", ln_trm)):
+        if name == "ln_trm" and v is None:
+            continue
+        if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
+            raise TrmboundsError(f"{name} threshold must be a finite number >= 0, got {v!r}")
+    parse_memory(max_memory)
+    resolve_dtype(train_dtype)
+    ros, skipped = read_rollouts(rollouts, rollout_format)
+    dev = resolve_device(device)
+    train_ref = train if isinstance(train, (str, os.PathLike)) else None
+    if train_ref is not None:  # a bad file fails before the weights load
+        v0 = _config_vocab(train_ref)
+        if v0:
+            check_vocab(ros, v0, rollouts)
+    model = load_model(train_ref, train_dtype, train_attn, dev) if train_ref is not None else train
+    from .models import _Scorer
+
+    V = _Scorer(model).vocab
+    check_vocab(ros, V, rollouts)
+    temps, truncated = sampling_settings(
+        ros,
+        V,
+        temperature=temperature,
+        top_p=top_p,
+        top_k=top_k,
+        logprobs_mode=logprobs_mode,
+        path=rollouts,
+    )
+    pad = getattr(getattr(model, "config", None), "pad_token_id", None)
+    records = score_rollouts(
+        model,
+        ros,
+        temps,
+        batch_size=batch_size,
+        max_memory=max_memory,
+        pad_id=int(pad) if isinstance(pad, int) else 0,
+        truncated=truncated,
+        device=dev,
+        progress=progress,
+    )
+    import torch
+    import transformers
+
+    from .. import __version__
+
+    meta: dict[str, Any] = {
+        "tool": "trmbounds measure --rollouts",
+        "version": __version__,
+        "rollouts": {
+            "file": str(rollouts),
+            "format": rollout_format,
+            "n_rollouts": len(ros),
+            "skipped_empty": skipped,
+            "temperatures": sorted(set(temps)),
+            "truncated_sampling": truncated,
+        },
+        "train": {
+            "model": str(train_ref) if train_ref is not None else type(model).__name__,
+            "dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
+            "attn": getattr(getattr(model, "config", None), "_attn_implementation", None),
+        },
+        "device": dev,
+        "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
+    }
+    stats = aggregate(
+        records,
+        trm_max=trm_max,
+        trm_avg=trm_avg,
+        ser=ser,
+        ln_trm=ln_trm,
+        truncated=truncated,
+        adv_range=adv_range,
+        reward_range=reward_range,
+        meta=meta,
+    )
+    warnings: list[str] = []
+    if skipped:
+        warnings.append(f"{skipped} rollout(s) with an empty response were skipped")
+    if truncated:
+        warnings.append(
+            "top-k/top-p sampling truncates the engine's distribution, which breaks full "
+            f"support (docs/theory.md): the missing mass m <= {stats.missing_mass:.4g} (upper "
+            "ends) is added to the PDI-family bounds and the Adaptive bounds are not reported"
+        )
+    if "ci_note_tv_seq" in stats.meta:
+        warnings.append(stats.meta["ci_note_tv_seq"])
+    warnings.extend(stats.warnings)
+    return Measurement(stats, records, warnings)
+
+
+def _config_vocab(ref: str | os.PathLike) -> int:
+    """The vocabulary size in a model's config (0 if it cannot be read cheaply)."""
+    from pathlib import Path
+
+    cfg = Path(ref).expanduser() / "config.json"
+    try:
+        import json
+
+        v = json.loads(cfg.read_text(encoding="utf-8")).get("vocab_size")
+    except (OSError, ValueError, AttributeError):
+        return 0
+    return int(v) if isinstance(v, int) and v > 0 else 0

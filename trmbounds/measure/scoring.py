@@ -223,3 +223,147 @@ def sample_and_score(
         support_fixups=fixups,
         vocab_size=V,
     )
+
+
+def _s_sets(rollouts):
+    """Per token of ``rollouts``: the reported ids S (top-k + sampled), their engine
+    log-probs, p_min; padded to the widest S, padding repeating the sampled id."""
+    rows = []
+    for ro in rollouts:
+        for t, y in enumerate(ro.response_ids):
+            ids, lps = ro.top_ids[t], ro.top_logprobs[t]
+            p_min = math.exp(float(lps.min())) if lps.size else 1.0
+            if not (ids == y).any():
+                ids = np.append(ids, y)
+                lps = np.append(lps, ro.logprobs[t])
+            rows.append((ids, lps, p_min, y))
+    K = max(len(r[0]) for r in rows)
+    n = len(rows)
+    s_ids = np.empty((n, K), dtype=np.int64)
+    s_lp = np.full((n, K), -math.inf)
+    valid = np.zeros((n, K), dtype=bool)
+    p_min = np.empty(n)
+    sampled = np.empty(n, dtype=np.int64)
+    for i, (ids, lps, pm, y) in enumerate(rows):
+        k = len(ids)
+        s_ids[i, :k], s_ids[i, k:] = ids, y
+        s_lp[i, :k] = lps
+        valid[i, :k] = True
+        p_min[i], sampled[i] = pm, y
+    return s_ids, s_lp, valid, p_min, sampled
+
+
+def score_rollouts(
+    train_model: Any,
+    rollouts: Sequence[Any],
+    temperatures: Sequence[float],
+    *,
+    batch_size: int = 8,
+    max_memory: int | str = "1GB",
+    pad_id: int = 0,
+    truncated: bool = False,
+    device: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> Records:
+    r"""Score an engine's rollouts with the training model's full logits.
+
+    Runs ``train_model`` once over prompt + response of each rollout (teacher forcing),
+    applies its lm-head in chunks of rows sized by ``max_memory`` (no
+    batch × length × vocabulary tensor), and computes per token the certified intervals
+    of :func:`~trmbounds.measure.intervals.token_intervals` against the engine's top-k
+    log-probs, with :math:`q = \mathrm{softmax}(y/\tau)` at the rollout's temperature
+    ``temperatures[i]`` (its ``logprobs_mode`` was checked by the caller). The records'
+    ``kl``/``tv``/``missing_mass`` are the upper ends; ``logp_roll`` the engine's
+    log-probs of the sampled tokens.
+    """
+    import torch
+
+    from .intervals import token_intervals
+
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise TrmboundsError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    if not rollouts:
+        raise TrmboundsError("no rollouts to score")
+    budget = parse_memory(max_memory)
+    device = device or str(next(train_model.parameters()).device)
+    st = _Scorer(train_model)
+    V = st.vocab
+    rows = _head_rows(V, budget, batch_size, False)
+    if not st.split:
+        rows = 10**12
+    N = len(rollouts)
+    T = max(len(r.response_ids) for r in rollouts)
+    names = ("kl_lo", "kl_hi", "tv_lo", "tv_hi", "reported_mass", "logp_theta", "missing_mass_hi")
+    res = {k: np.zeros((N, T)) for k in names}
+    lpr = np.zeros((N, T))
+    toks = np.full((N, T), -1, dtype=np.int64)
+    nb = math.ceil(N / batch_size)
+    with torch.inference_mode():
+        for b in range(nb):
+            chunk = list(rollouts[b * batch_size : (b + 1) * batch_size])
+            temps = temperatures[b * batch_size : (b + 1) * batch_size]
+            B = len(chunk)
+            Lr = max(len(r.response_ids) for r in chunk)
+            resp = torch.full((B, Lr), pad_id, dtype=torch.long)
+            ram = torch.zeros((B, Lr), dtype=torch.long)
+            for i, r in enumerate(chunk):
+                resp[i, : len(r.response_ids)] = torch.tensor(r.response_ids)
+                ram[i, : len(r.response_ids)] = 1
+            ids, am = _left_pad([list(r.prompt_ids) for r in chunk], pad_id, device)
+            resp, ram = resp.to(device), ram.to(device)
+            Lp = ids.shape[1]
+            seq = torch.cat([ids, resp], 1)
+            full_am = torch.cat([am, ram], 1)
+            pos = (full_am.cumsum(1) - 1).clamp(min=0)
+            bi, ji = torch.nonzero(ram.bool(), as_tuple=True)  # row-major: rollout, position
+            ht = st.states(seq, full_am, pos)[bi, Lp - 1 + ji]
+            s_ids, s_lp, valid, p_min, sampled = _s_sets(chunk)
+            tau = np.array([temps[i] for i in bi.cpu().numpy()], dtype=np.float64)
+            n = ht.shape[0]
+            out = {k: np.empty(n) for k in names}
+            for s in range(0, n, rows):
+                e = min(n, s + rows)
+                lt_ = st.logits(ht[s:e])
+                for t_val in np.unique(tau[s:e]):
+                    sel = np.nonzero(tau[s:e] == t_val)[0] + s
+                    sl = torch.as_tensor(sel - s, device=lt_.device)
+                    iv = token_intervals(
+                        lt_.index_select(0, sl) if len(sel) < e - s else lt_,
+                        torch.as_tensor(s_ids[sel], device=lt_.device),
+                        torch.as_tensor(s_lp[sel], device=lt_.device),
+                        torch.as_tensor(valid[sel], device=lt_.device),
+                        torch.as_tensor(p_min[sel], device=lt_.device),
+                        torch.as_tensor(sampled[sel], device=lt_.device),
+                        temperature=float(t_val),
+                    )
+                    for k, v in zip(names, iv, strict=True):
+                        out[k][sel] = v.double().cpu().numpy()
+                del lt_
+            bn, jn = bi.cpu().numpy(), ji.cpu().numpy()
+            rows_n = bn + b * batch_size
+            for k in names:
+                res[k][rows_n, jn] = out[k]
+            toks[rows_n, jn] = sampled
+            lpr[rows_n, jn] = np.concatenate([r.logprobs for r in chunk])
+            if progress is not None:
+                progress(b + 1, nb)
+    lengths = np.array([len(r.response_ids) for r in rollouts])
+    mask = np.arange(T)[None, :] < lengths[:, None]
+    return Records(
+        kl=res["kl_hi"],
+        tv=res["tv_hi"],
+        missing_mass=res["missing_mass_hi"] if truncated else np.zeros((N, T)),
+        logp_roll=lpr,
+        logp_theta=res["logp_theta"],
+        mask=mask,
+        prompt_index=np.arange(N),
+        tokens=toks,
+        vocab_size=V,
+        source="intervals",
+        kl_lo=res["kl_lo"],
+        kl_hi=res["kl_hi"],
+        tv_lo=res["tv_lo"],
+        tv_hi=res["tv_hi"],
+        reported_mass=res["reported_mass"],
+        truncated=truncated,
+    )

@@ -1,0 +1,359 @@
+"""``measure --rollouts``: certified per-token intervals from an engine's top-k log-probs.
+
+The trainer is a tiny random Llama (64-token vocabulary); the "engine" is the same model
+with perturbed logits (tests/engine_sim.py), sampling responses and writing top-k
+log-probs in each supported layout (native, vLLM completions, SGLang /generate, laid
+out as their source writes them; sources cited in engine_sim.py). References: the exact
+KL(p || q) and TV of every context from both full distributions (the engine's, kept by
+the simulator, and the model's own full-forward softmax in float64), independent of
+trmbounds' code.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from trmbounds.cli import app
+from trmbounds.errors import TrmboundsError
+from trmbounds.measure import measure_rollouts, read_rollouts
+from trmbounds.stats import evaluate, load_stats
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+from engine_sim import WRITERS, engine_rollouts, exact_divergences  # noqa: E402
+
+V = 64
+PROMPTS = [[2, 5, 6, 7], [2, 9], [2, 10, 11, 12, 13, 14], [2, 20, 21], [2, 30]]
+
+
+def _tiny(seed=0):
+    torch.manual_seed(seed)
+    cfg = transformers.LlamaConfig(
+        vocab_size=V,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        eos_token_id=3,
+        bos_token_id=2,
+        pad_token_id=0,
+    )
+    return transformers.LlamaForCausalLM(cfg).eval()
+
+
+@pytest.fixture(scope="module")
+def model():
+    return _tiny()
+
+
+@pytest.fixture(scope="module")
+def model64():
+    return _tiny().double()
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory, model):
+    d = tmp_path_factory.mktemp("tiny-trainer")
+    model.save_pretrained(d)
+    return d
+
+
+@pytest.fixture(scope="module")
+def rolls(model):
+    return engine_rollouts(model, PROMPTS, seed=1, noise=0.5, n_new=6)
+
+
+def _write(tmp_path, name, lines):
+    p = tmp_path / name
+    p.write_text("\n".join(lines) + "\n")
+    return p
+
+
+def _contains(rec, model, rolls, temperature=1.0, tol=1e-6):
+    widths = []
+    for i, r in enumerate(rolls):
+        kl, tv = exact_divergences(model, r, temperature)
+        L = len(kl)
+        assert (rec.kl_lo[i, :L] <= kl + tol).all(), (i, rec.kl_lo[i, :L], kl)
+        assert (kl <= rec.kl_hi[i, :L] + tol).all(), (i, kl, rec.kl_hi[i, :L])
+        assert (rec.tv_lo[i, :L] <= tv + tol).all(), (i, rec.tv_lo[i, :L], tv)
+        assert (tv <= rec.tv_hi[i, :L] + tol).all(), (i, tv, rec.tv_hi[i, :L])
+        widths.append(
+            np.stack([rec.kl_hi[i, :L] - rec.kl_lo[i, :L], rec.tv_hi[i, :L] - rec.tv_lo[i, :L]])
+        )
+    return np.concatenate(widths, 1)
+
+
+@pytest.mark.parametrize("fmt", ["native", "vllm", "sglang"])
+@pytest.mark.parametrize("k", [1, 3, 20])
+def test_intervals_contain_the_exact_values(tmp_path, model, rolls, fmt, k):
+    path = _write(tmp_path, "r.jsonl", WRITERS[fmt](rolls, k))
+    m = measure_rollouts(path, model, rollout_format=fmt, device="cpu", batch_size=2)
+    w = _contains(m.records, model, rolls)
+    assert (w >= 0).all()
+    # the sampled tokens and the engine's log-probs are carried over unchanged
+    for i, r in enumerate(rolls):
+        L = len(r["response_ids"])
+        assert m.records.tokens[i, :L].tolist() == r["response_ids"]
+        np.testing.assert_allclose(
+            m.records.logp_roll[i, :L],
+            [math.log(d[y]) for d, y in zip(r["dists"], r["response_ids"])],
+            rtol=0,
+            atol=1e-12,
+        )
+
+
+def test_widths_shrink_as_k_grows_and_vanish_at_k_equal_v(tmp_path, model64, rolls):
+    # a float64 trainer: the float round-off the ends are widened by is ~1e-14
+    prev = None
+    for k in (1, 2, 5, 20, V):
+        path = _write(tmp_path, f"r{k}.jsonl", WRITERS["native"](rolls, k))
+        m = measure_rollouts(path, model64, device="cpu")
+        w = _contains(m.records, model64, rolls, tol=1e-9)
+        if prev is not None:  # finer partition: the lower end rises, the upper falls
+            assert (w <= prev + 1e-9).all(), k
+        prev = w
+    assert w.max() < 1e-6  # k = V: both intervals collapse to the exact values
+    # the reported mass is the engine's own probability of the reported tokens
+    assert m.records.reported_mass[m.records.mask].min() == pytest.approx(1.0, abs=1e-9)
+
+
+def test_temperature_and_top_p_processed_logprobs(tmp_path, model):
+    # the engine samples at temperature 0.7 with top-p 0.8 and reports the processed
+    # (truncated, renormalised) distribution; the trainer is scored at 0.7 and keeps
+    # full support, so the mass it puts outside the nucleus is missing mass
+    rolls = engine_rollouts(model, PROMPTS, seed=2, noise=0.3, temperature=0.7, top_p=0.8)
+    lines = WRITERS["native"](rolls, 5, temperature=0.7, top_p=0.8, logprobs_mode="processed")
+    path = _write(tmp_path, "tp.jsonl", lines)
+    m = measure_rollouts(path, model, device="cpu")
+    _contains(m.records, model, rolls, temperature=0.7)
+    assert m.stats.missing_mass is not None and m.stats.missing_mass > 0
+    assert any("truncates" in w for w in m.warnings)
+    # the upper end of the missing mass holds the exact missing mass at every context
+    for i, r in enumerate(rolls):
+        ids = torch.tensor([r["prompt_ids"] + r["response_ids"]])
+        with torch.no_grad():
+            lg = model(ids).logits[0].double().numpy() / 0.7
+        Lp = len(r["prompt_ids"])
+        for t, p in enumerate(r["dists"]):
+            q = np.exp(lg[Lp - 1 + t] - lg[Lp - 1 + t].max())
+            q /= q.sum()
+            assert q[p == 0].sum() <= m.records.missing_mass[i, t] + 1e-6
+    ev = evaluate(m.stats)
+    assert ev.to_dict()["bounds"]["adaptive"] is None  # no full support: no Adaptive
+
+
+@pytest.mark.parametrize(
+    "extra, defaults, message",
+    [
+        ({"temperature": 0.7}, {}, "temperature=0.7 but no logprobs_mode"),
+        ({"temperature": 0.7, "logprobs_mode": "raw_logprobs"}, {}, "temperature=0.7 with raw"),
+        ({"top_p": 0.9, "logprobs_mode": "temperature"}, {}, "top_p=0.9 with temperature"),
+        ({}, {"top_k": 5, "logprobs_mode": "raw"}, "top_k=5 with raw"),
+        ({"logprobs_mode": "processed_logits"}, {}, "returns logits"),
+        ({"temperature": 0.0, "logprobs_mode": "processed"}, {}, "greedy"),
+    ],
+)
+def test_sampling_settings_that_do_not_describe_the_sampled_distribution_are_refused(
+    tmp_path, model, rolls, extra, defaults, message
+):
+    path = _write(tmp_path, "s.jsonl", WRITERS["native"](rolls, 3, **extra))
+    with pytest.raises(TrmboundsError, match=message):
+        measure_rollouts(path, model, device="cpu", **defaults)
+
+
+def test_aggregates_use_upper_ends_and_tv_seq_is_the_bounded_estimator(tmp_path, model, rolls):
+    path = _write(tmp_path, "r.jsonl", WRITERS["sglang"](rolls, 3))
+    m = measure_rollouts(path, model, rollout_format="sglang", device="cpu")
+    rec, s = m.records, m.stats
+    mask = rec.mask
+    assert s.kl_max == pytest.approx(rec.kl_hi[mask].max(), rel=1e-12)
+    assert s.tv_max == pytest.approx(rec.tv_hi[mask].max(), rel=1e-12)
+    assert s.kl_seq == pytest.approx(np.where(mask, rec.kl_hi, 0).sum(1).mean(), rel=1e-12)
+    # tv_seq: mean over responses of (1 - prod_t rho_t)^+, rho from the engine's
+    # log-probs (the simulator's p) and the trainer's full-forward q
+    terms = []
+    for r in rolls:
+        ids = torch.tensor([r["prompt_ids"] + r["response_ids"]])
+        with torch.no_grad():
+            lg = torch.log_softmax(model(ids).logits[0].double(), -1).numpy()
+        Lp = len(r["prompt_ids"])
+        s_log = sum(
+            lg[Lp - 1 + t, y] - math.log(d[y])
+            for t, (d, y) in enumerate(zip(r["dists"], r["response_ids"]))
+        )
+        terms.append(max(0.0, 1 - math.exp(s_log)))
+    assert s.tv_seq == pytest.approx(sum(terms) / len(terms), abs=1e-6)
+    assert s.status["kl_max"] == "empirical" and s.status["tv_seq"] == "estimate"
+    ends = s.meta["interval_ends"]
+    assert ends["kl_max"].startswith("upper") and ends["tv_seq"].startswith("none")
+    iv = s.meta["intervals"]
+    assert iv["kl_max_lower"] == pytest.approx(rec.kl_lo[mask].max(), rel=1e-12)
+    assert iv["kl_max_lower"] <= s.kl_max
+    assert "kl_hi" in s.meta["acceptance"]["trm_max"]
+
+
+def test_cli_round_trip_through_eval_and_check(tmp_path, model_dir, rolls):
+    path = _write(tmp_path, "r.jsonl", WRITERS["vllm"](rolls, 4))
+    out, toks = tmp_path / "stats.json", tmp_path / "tokens.jsonl"
+    args = ["measure", "--rollouts", str(path), "--rollout-format", "vllm"]
+    args += ["--train", str(model_dir), "--device", "cpu", "-o", str(out), "--tokens", str(toks)]
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 0, r.output
+    assert "certified per-token intervals" in r.stdout
+    data = json.loads(out.read_text())
+    s = load_stats(out)
+    e = CliRunner().invoke(app, ["eval", "--stats", str(out), "--json"])
+    assert e.exit_code == 0, e.output
+    assert json.loads(e.stdout)["bounds"] == pytest.approx(evaluate(s).to_dict()["bounds"])
+    c = CliRunner().invoke(app, ["check", str(out), "--json"])
+    assert c.exit_code == 0, c.output
+    st = json.loads(c.stdout)["steps"][0]["stats"]
+    assert st["kl_seq"]["value"] == data["kl_seq"] and st["tv_seq"]["value"] == data["tv_seq"]
+    # the per-token dump carries the intervals, never exact-value columns
+    lines = [json.loads(x) for x in toks.read_text().splitlines()]
+    assert len(lines) == len(rolls)
+    assert {"kl_lo", "kl_hi", "tv_lo", "tv_hi", "reported_mass"} <= set(lines[0])
+    assert "kl_token" not in lines[0] and "tv_token" not in lines[0]
+    c2 = CliRunner().invoke(app, ["check", str(toks), "--json"])
+    assert c2.exit_code == 0, c2.output
+
+
+def _native_record(**over):
+    rec = {
+        "prompt_ids": [2, 5],
+        "response_ids": [7, 8],
+        "logprobs": [math.log(0.5), math.log(0.2)],
+        "top_logprobs": [
+            {"7": math.log(0.5), "9": math.log(0.3)},
+            {"9": math.log(0.6), "8": math.log(0.2)},
+        ],
+    }
+    rec.update(over)
+    return rec
+
+
+@pytest.mark.parametrize(
+    "rec, message",
+    [
+        (
+            {k: v for k, v in _native_record().items() if k != "logprobs"},
+            "missing field 'logprobs'",
+        ),
+        (_native_record(response_ids=[7, 99]), "outside the vocabulary"),
+        (
+            _native_record(top_logprobs=[{"7": math.log(0.5), "9": math.log(0.3)}, {"70": -1.0}]),
+            "outside the vocabulary",
+        ),
+        (
+            _native_record(top_logprobs=[{"9": math.log(0.3), "7": math.log(0.5)}, {"8": -1.6}]),
+            "not sorted",
+        ),
+        (
+            _native_record(top_logprobs=[{"7": math.log(0.5), "9": math.log(0.6)}, {"8": -1.6}]),
+            "not sorted",
+        ),
+        (
+            _native_record(top_logprobs=[{"7": math.log(0.5), "9": math.log(0.45)}, {"9": -0.1}]),
+            "sum to",
+        ),
+        (_native_record(logprobs=[math.log(0.5)]), "different lengths"),
+        (_native_record(logprobs=[0.5, -1.0]), "log-probability"),
+        (_native_record(response_ids=[7, "x"]), "not an integer token id"),
+    ],
+)
+def test_bad_rollout_files_exit_2_with_one_line(tmp_path, model_dir, rec, message):
+    p = tmp_path / "bad.jsonl"
+    p.write_text(json.dumps(rec) + "\n")
+    r = CliRunner().invoke(
+        app,
+        ["measure", "--rollouts", str(p), "--train", str(model_dir), "--device", "cpu",
+         "-o", str(tmp_path / "o.json")],
+    )  # fmt: skip
+    assert r.exit_code == 2, r.output
+    err = r.stderr.strip()
+    assert err.startswith("Error:") and len(err.splitlines()) == 1 and message in err, err
+    assert "line 1" in err or "vocabulary" in err
+
+
+def test_reader_formats_agree_and_skip_empty_responses(tmp_path, rolls):
+    by = {}
+    for fmt in ("native", "vllm", "sglang"):
+        lines = WRITERS[fmt](rolls, 3)
+        p = _write(tmp_path, f"{fmt}.jsonl", lines)
+        ros, skipped = read_rollouts(p, fmt)
+        assert skipped == 0 and len(ros) == len(rolls)
+        by[fmt] = ros
+    for a, b, c in zip(by["native"], by["vllm"], by["sglang"]):
+        assert a.prompt_ids == b.prompt_ids == c.prompt_ids
+        assert a.response_ids == b.response_ids == c.response_ids
+        np.testing.assert_allclose(a.logprobs, c.logprobs)
+    p = tmp_path / "e.jsonl"
+    p.write_text(
+        json.dumps(_native_record()) + "\n"
+        + json.dumps(_native_record(response_ids=[], logprobs=[], top_logprobs=[])) + "\n"
+    )  # fmt: skip
+    ros, skipped = read_rollouts(p)
+    assert len(ros) == 1 and skipped == 1
+    with pytest.raises(TrmboundsError, match="unknown rollout format"):
+        read_rollouts(p, "tgi")
+
+
+def test_cli_needs_train_with_rollouts_and_not_roll(tmp_path, model_dir):
+    p = tmp_path / "r.jsonl"
+    p.write_text(json.dumps(_native_record()) + "\n")
+    for args, msg in (
+        (["--rollouts", str(p)], "needs --train"),
+        (
+            ["--rollouts", str(p), "--train", str(model_dir), "--roll", str(model_dir)],
+            "or --rollouts",
+        ),
+    ):
+        r = CliRunner().invoke(app, ["measure", *args, "-o", str(tmp_path / "o.json")])
+        assert r.exit_code == 2 and msg in r.stderr, r.output
+
+
+def test_docs_vllm_offline_script_writes_readable_records(tmp_path, model, rolls):
+    # objects laid out as vLLM's RequestOutput / CompletionOutput / Logprob
+    # (vllm-project/vllm vllm/outputs.py, vllm/logprobs.py: Logprob(logprob, rank,
+    # decoded_token); one {token_id: Logprob} per position holding the top-k by rank
+    # and the sampled token whatever its rank)
+    import importlib.util
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    spec = importlib.util.spec_from_file_location(
+        "vllm_offline_rollouts",
+        Path(__file__).parents[1] / "docs" / "scripts" / "vllm_offline_rollouts.py",
+    )
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    k = 4
+    outs = []
+    for r in rolls:
+        pos = []
+        for d, y in zip(r["dists"], r["response_ids"]):
+            order = list(np.argsort(-d, kind="stable"))
+            entry = {}
+            for rank, v in enumerate(order[:k], start=1):
+                entry[int(v)] = SimpleNamespace(logprob=math.log(d[v]), rank=rank, decoded_token="")
+            entry[y] = SimpleNamespace(
+                logprob=math.log(d[y]), rank=order.index(y) + 1, decoded_token=""
+            )
+            pos.append(entry)
+        comp = SimpleNamespace(token_ids=r["response_ids"], logprobs=pos)
+        outs.append(SimpleNamespace(prompt_token_ids=r["prompt_ids"], outputs=[comp]))
+    lines = [json.dumps(x) for x in mod.records(outs, k, 1.0, 1.0, 0)]
+    path = _write(tmp_path, "offline.jsonl", lines)
+    m = measure_rollouts(path, model, device="cpu")
+    _contains(m.records, model, rolls)
+    # the same as the native writer's top-k
+    ref = measure_rollouts(_write(tmp_path, "n.jsonl", WRITERS["native"](rolls, k)), model)
+    np.testing.assert_allclose(m.records.kl_hi, ref.records.kl_hi, rtol=1e-12)
