@@ -260,45 +260,151 @@ def truncate_logits(logits: Any, top_k: int = 0, top_p: float = 1.0, keep: Any =
     return x
 
 
-#: Candidates examined by the fast top-p path before falling back to a full sort.
-TOP_P_CANDIDATES = 1024
+#: Bins of the top-p threshold search: logits within :data:`TOP_P_RANGE` nats of the
+#: row's maximum are binned by :data:`TOP_P_BINS` equal widths (lower ones share the last).
+TOP_P_BINS = 1024
+TOP_P_RANGE = 40.0
+#: Fast top-p path: rank directly the tokens within TOP_P_NEAR nats of the maximum when
+#: they hold top_p of the mass and are at most TOP_P_NEAR_MAX.
+TOP_P_NEAR = 8.0
+TOP_P_NEAR_MAX = 4096
 
 
 def _top_p_torch(x: Any, top_p: float) -> Any:
-    """Top-p on torch logits: keep the most likely tokens while the mass above is < top_p.
+    """Top-p on torch logits (see :func:`_top_p_keep`); returns truncated logits."""
+    if x.numel() == 0:
+        return x.clone()
+    x2 = x.reshape(-1, x.shape[-1])
+    return x2.masked_fill(~_top_p_keep(x2, top_p), -math.inf).reshape(x.shape)
 
-    Equivalent in exact arithmetic to Hugging Face's ``TopPLogitsWarper`` (sort
-    ascending, drop tokens whose cumulative probability is <= 1 - top_p). Fast path:
-    when the :data:`TOP_P_CANDIDATES` most likely tokens already hold ``top_p`` of the
-    mass (the usual case for a language model), only they are ranked (``topk``
-    instead of a full sort of the vocabulary); other rows take the full sort.
+
+def _top_p_keep(x: Any, top_p: float, keep: Any = None) -> Any:
+    """The top-p set of torch logits ``x`` (B, V) as a boolean mask: a token is kept iff
+    the mass of the tokens ranked above it is < top_p (the most likely token always).
+
+    Equivalent to Hugging Face's ``TopPLogitsWarper`` (sort ascending, drop tokens whose
+    cumulative probability is <= 1 - top_p; tokens tied with the last kept one are kept
+    too), without a sort of the vocabulary. Fast path (language-model-like rows): when
+    the tokens within :data:`TOP_P_NEAR` nats of the maximum hold ``top_p`` of the mass
+    and are at most :data:`TOP_P_NEAR_MAX`, only they are ranked. Otherwise the mass is
+    accumulated in :data:`TOP_P_BINS` bins of the logit (one scatter pass), the bin where
+    the cumulative mass from the top reaches ``top_p`` is found, and only the logits of
+    that bin are ranked. Tokens more than :data:`TOP_P_RANGE` nats below the maximum
+    count with weight ``exp(-TOP_P_RANGE)`` (4e-18; at most ``V`` of them), which no
+    threshold at ``top_p <= 1 - 1e-9`` can notice. ``keep`` (a top-k mask) restricts the
+    distribution first (Hugging Face order: top-k, then top-p of the renormalised rest).
     """
     import torch
 
-    shape = x.shape
-    x = x.reshape(-1, shape[-1])
+    B, V = x.shape
+    m = x.amax(-1, keepdim=True)
+    fin = torch.isfinite(m)[:, 0]
+    mz = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
+    # exp of clamped logits: no exp(-inf) (a slow path of the vectorised exp)
+    e = (x - mz).clamp_min_(-TOP_P_RANGE).exp_()
+    if keep is not None:
+        e.masked_fill_(~keep, 0.0)
+    tot = e.sum(-1)
+    thr = torch.full((B,), -math.inf, dtype=x.dtype, device=x.device)
+    todo = []
+    near = e >= math.exp(-TOP_P_NEAR)
+    nz = near.nonzero()
+    for i in range(B):
+        if not bool(fin[i]):
+            continue  # NaN / +inf / all -inf rows: left to the caller
+        cols = nz[nz[:, 0] == i, 1] if B > 1 else nz[:, 1]
+        if cols.numel() > TOP_P_NEAR_MAX or float(e[i, cols].sum()) < top_p * float(tot[i]):
+            todo.append(i)
+            continue
+        thr[i] = _rank_threshold(x[i, cols], mz[i], tot[i], 0.0, top_p)
+    for i in todo:
+        thr[i] = _bin_threshold(x[i], e[i], mz[i], tot[i], top_p, None if keep is None else keep[i])
+    out = x >= thr[:, None]
+    return out if keep is None else out & keep
+
+
+def _rank_threshold(vals, mz, tot, prev: float, top_p: float):
+    """The smallest kept logit among ``vals`` (mass ``prev`` above them)."""
+    import torch
+
+    vals = torch.sort(vals, descending=True).values
+    pr = (vals - mz).exp() / tot
+    above = prev + pr.cumsum(0) - pr
+    return vals[max(int((above < top_p).sum()), 1) - 1]
+
+
+def _bin_threshold(x, e, mz, tot, top_p: float, keep):
+    """:func:`_top_p_keep` for one row by :data:`TOP_P_BINS` bins of the logit."""
+    import torch
+
+    nb = TOP_P_BINS
+    rel = (mz - x).clamp_max_(TOP_P_RANGE).mul_(nb / TOP_P_RANGE).clamp_(max=nb - 1).long()
+    mass = torch.zeros(nb, dtype=e.dtype, device=x.device).index_add_(0, rel, e)
+    cum = mass.cumsum(0) / tot
+    b = min(int((cum < top_p).sum()), nb - 1)  # the first bin reaching top_p
+    prev = float(cum[b - 1]) if b > 0 else 0.0
+    sel = rel == b
+    if keep is not None:
+        sel &= keep
+    return _rank_threshold(x[sel], mz, tot, prev, top_p)
+
+
+def _keep_torch(x: Any, top_k: int, top_p: float) -> Any:
+    """Boolean mask of the top-k / top-p set of torch logits (B, V)."""
+    import torch
+
     V = x.shape[-1]
-    out = torch.full_like(x, -math.inf)
-    todo = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
-    k = min(V, TOP_P_CANDIDATES)
-    if k < V:
-        lse = torch.logsumexp(x, -1, keepdim=True)
-        vals, idx = torch.topk(x, k, dim=-1)
-        pk = (vals - lse).exp()
-        cum = pk.cumsum(-1)
-        above = cum - pk  # mass of the more likely tokens
-        kept = above < top_p
-        kept[:, 0] = True
-        out.scatter_(-1, idx, vals.masked_fill(~kept, -math.inf))
-        todo = cum[:, -1] < top_p  # nucleus not inside the candidates
-    if bool(todo.any()):
-        xs = x[todo]
-        srt, idx = torch.sort(xs, dim=-1, descending=False)
-        cum = srt.softmax(-1).cumsum(-1)
-        remove = cum <= 1 - top_p
-        remove[..., -1] = False
-        out[todo] = xs.masked_fill(remove.scatter(-1, idx, remove), -math.inf)
-    return out.reshape(shape)
+    keep = None
+    if top_k and top_k < V:
+        kth = torch.topk(x, top_k, dim=-1).values[..., -1:]
+        keep = x >= kth
+    if top_p < 1:
+        keep = _top_p_keep(x, top_p, keep)
+    if keep is None:
+        keep = torch.ones_like(x, dtype=torch.bool)
+    return keep
+
+
+def _block_truncated(a, b, tk, keep):
+    """KL, TV, missing mass (and the tokens' log-probs) of one block of rows whose
+    rollout distribution is ``softmax(a)`` restricted to ``keep``.
+
+    Only the kept tokens are normalised (no exp of -inf logits, a slow path of the
+    vectorised exp): with K the kept set and q the training distribution,
+    KL = sum_K [p (log p - log q) - p + q] + m and TV = (sum_K |p - q| + m) / 2, where
+    m = sum_{not K} q is the missing mass.
+    """
+    import torch
+
+    B = a.shape[0]
+    lq = torch.log_softmax(b, -1)
+    kl, tv = (
+        torch.empty(B, dtype=a.dtype, device=a.device),
+        torch.empty(B, dtype=a.dtype, device=a.device),
+    )
+    mm = torch.empty(B, dtype=a.dtype, device=a.device)
+    lpr = torch.empty(B, dtype=a.dtype, device=a.device) if tk is not None else None
+    lpt = lq.gather(-1, tk[:, None])[:, 0] if tk is not None else None
+    # m = sum of q outside K, summed directly (accurate when small)
+    mm[:] = lq.exp().masked_fill_(keep, 0.0).sum(-1)
+    for i in range(B):
+        idx = keep[i].nonzero()[:, 0]
+        ak = a[i, idx]
+        lpk = ak - torch.logsumexp(ak, 0)
+        lqk = lq[i, idx]
+        pk, qk = lpk.exp(), lqk.exp()
+        terms = torch.where(pk == 0, qk, pk * (lpk - lqk) - pk + qk)
+        kl[i] = (terms.sum() + mm[i]).clamp(min=0)
+        tv[i] = 0.5 * ((pk - qk).abs().sum() + mm[i])
+        if tk is not None:
+            j = int(torch.searchsorted(idx, tk[i : i + 1])[0])
+            lpr[i] = lpk[j]
+    bad = ~torch.isfinite(a.amax(-1)) & ~torch.isneginf(a.amax(-1))
+    if bool(bad.any()):  # NaN / +inf rollout logits give NaN, as in the plain path
+        for r in (kl, tv, mm, lpr):
+            if r is not None:
+                r[bad] = math.nan
+    return kl, tv, mm, lpr, lpt
 
 
 def _divergences_numpy(x, y, tokens, temperature, top_k, top_p, block_rows):
@@ -425,15 +531,16 @@ def _divergences_torch(x, y, tokens, temperature, top_k, top_p, block_rows):
                 a = a / temperature
                 b = b / temperature
             if truncated:
-                a0, a = a, truncate_logits(a, top_k, top_p)
+                keep = _keep_torch(a, top_k, top_p) & ~torch.isneginf(a)
                 if tk is not None:
-                    f = torch.isneginf(a.gather(-1, tk[:, None]))[:, 0]
+                    f = ~keep.gather(-1, tk[:, None])[:, 0]
                     forced[s : s + rows] = f
-                    if bool(f.any()):
-                        a.scatter_(-1, tk[:, None], a0.gather(-1, tk[:, None]))
-            # fast path without a support mask; rows with -inf rollout logits (truncation,
-            # or the caller's own masking) give NaN there and are redone with the mask
-            res = _block_torch(a, b, tk, masked=truncated)
+                    keep.scatter_(-1, tk[:, None], True)
+                res = _block_truncated(a, b, tk, keep)
+            else:
+                # fast path without a support mask; rows with -inf rollout logits (the
+                # caller's own masking) give NaN there and are redone with the mask
+                res = _block_torch(a, b, tk, masked=False)
             bad = ~torch.isfinite(res[0]) if not truncated else None
             if bad is not None and bool(bad.any()):
                 redo = _block_torch(a[bad], b[bad], None if tk is None else tk[bad], masked=True)

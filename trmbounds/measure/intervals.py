@@ -51,6 +51,10 @@ __all__ = ["TokenIntervals", "token_intervals", "CHUNK"]
 #: Tokens per chunk of the two-level selection of the smallest trainer probabilities.
 CHUNK = 256
 
+#: Values per working block (16 rows of a 150k vocabulary, 10 MB in float32): the
+#: per-row work is a few dozen small tensor operations, so rows are batched.
+INTERVAL_BLOCK_ELEMENTS = 16 * BLOCK_ELEMENTS
+
 
 class TokenIntervals(NamedTuple):
     """Per-token certified intervals and companions (float64 tensors, one per row)."""
@@ -119,7 +123,7 @@ def token_intervals(
     if not temperature > 0 or not math.isfinite(temperature):
         raise TrmboundsError(f"temperature must be a positive number, got {temperature}")
     n, V = logits_theta.shape
-    rows = max(1, BLOCK_ELEMENTS // V) if block_rows is None else int(block_rows)
+    rows = max(1, INTERVAL_BLOCK_ELEMENTS // V) if block_rows is None else int(block_rows)
     work = torch.float64 if logits_theta.dtype == torch.float64 else torch.float32
     dev = logits_theta.device
     out = {k: torch.empty(n, dtype=torch.float64, device=dev) for k in TokenIntervals._fields}
@@ -184,7 +188,8 @@ def _block(lq, ids, lp, valid, p_min, sampled):
     m_max = int(m_need.max()) if B else 0
     upart = torch.zeros(B, dtype=torch.float64, device=lq.device)
     if m_max > 0:
-        lqu = lq.scatter(1, ids, torch.full(ids.shape, math.inf, dtype=lq.dtype, device=lq.device))
+        # lq is this block's own tensor and every gather from it is done: mask S in place
+        lqu = lq.scatter_(1, ids, torch.full(ids.shape, math.inf, dtype=lq.dtype, device=lq.device))
         vals = _smallest(lqu, m_max).double()  # ascending, (B, m_max)
         i = torch.arange(m_max, device=lq.device)[None, :]
         w = torch.where(i < m_full[:, None], pm[:, None], zero)

@@ -288,7 +288,21 @@ def score_rollouts(
     device = device or str(next(train_model.parameters()).device)
     st = _Scorer(train_model)
     V = st.vocab
-    rows = _head_rows(V, budget, batch_size, False)
+    from .intervals import INTERVAL_BLOCK_ELEMENTS
+
+    # the lm-head output (float32 size per value) per row, and the interval kernel's
+    # block: its log-softmax, the logits' working copy and small temporaries (6 values
+    # of 4 bytes per element); model weights and activations are not counted
+    block_rows = max(1, INTERVAL_BLOCK_ELEMENTS // V)
+    while block_rows > 1 and budget < block_rows * V * 4 * 6 + V * 4:
+        block_rows //= 2
+    workspace = block_rows * V * 4 * 6
+    rows = (budget - workspace) // (V * 4)
+    if rows < 1:
+        raise TrmboundsError(
+            f"max-memory {budget / 1e6:.0f} MB is too small for vocabulary {V}: need at "
+            f"least {math.ceil((workspace + V * 4) / 1e6)} MB"
+        )
     if not st.split:
         rows = 10**12
     N = len(rollouts)
@@ -335,6 +349,7 @@ def score_rollouts(
                         torch.as_tensor(p_min[sel], device=lt_.device),
                         torch.as_tensor(sampled[sel], device=lt_.device),
                         temperature=float(t_val),
+                        block_rows=block_rows,
                     )
                     for k, v in zip(names, iv, strict=True):
                         out[k][sel] = v.double().cpu().numpy()
