@@ -357,3 +357,58 @@ def test_docs_vllm_offline_script_writes_readable_records(tmp_path, model, rolls
     # the same as the native writer's top-k
     ref = measure_rollouts(_write(tmp_path, "n.jsonl", WRITERS["native"](rolls, k)), model)
     np.testing.assert_allclose(m.records.kl_hi, ref.records.kl_hi, rtol=1e-12)
+
+
+def test_sharded_trainer_offloaded_to_disk_gives_the_same_intervals(tmp_path, rolls):
+    # a 4-layer tiny trainer under a CPU cap of half its size: accelerate's device_map
+    # "auto" keeps the first layers in RAM and offloads the rest to disk; the scores
+    # must be those of the same model in one piece
+    pytest.importorskip("accelerate")
+    torch.manual_seed(0)
+    cfg = transformers.LlamaConfig(
+        vocab_size=V, hidden_size=32, intermediate_size=64, num_hidden_layers=4,
+        num_attention_heads=2, num_key_value_heads=2, eos_token_id=3, bos_token_id=2,
+        pad_token_id=0,
+    )  # fmt: skip
+    whole = transformers.LlamaForCausalLM(cfg).eval()
+    d = tmp_path / "tiny4"
+    whole.save_pretrained(d)
+    size = sum(p.numel() * p.element_size() for p in whole.parameters())
+    path = _write(tmp_path, "r.jsonl", WRITERS["native"](rolls, 3))
+    ref = measure_rollouts(path, whole, device="cpu")
+    m = measure_rollouts(
+        path,
+        d,
+        device="cpu",
+        device_map="auto",
+        device_memory={"cpu": size // 2},
+        offload_folder=tmp_path / "offload",
+    )
+    placed = set(m.stats.meta["device_map"]["placement"].values())
+    assert "disk" in placed and "cpu" in placed, m.stats.meta["device_map"]
+    for k in ("kl_lo", "kl_hi", "tv_lo", "tv_hi"):
+        np.testing.assert_allclose(getattr(m.records, k), getattr(ref.records, k), atol=1e-6)
+
+
+def test_device_map_without_accelerate_is_a_clear_error(tmp_path, model_dir, rolls, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "accelerate", None)
+    path = _write(tmp_path, "r.jsonl", WRITERS["native"](rolls, 3))
+    with pytest.raises(TrmboundsError, match="needs accelerate"):
+        measure_rollouts(path, model_dir, device="cpu", device_map="auto")
+    with pytest.raises(TrmboundsError, match="unknown device map"):
+        measure_rollouts(path, model_dir, device="cpu", device_map="everywhere")
+
+
+def test_cli_device_map_auto(tmp_path, model_dir, rolls):
+    pytest.importorskip("accelerate")
+    path = _write(tmp_path, "r.jsonl", WRITERS["native"](rolls, 3))
+    out = tmp_path / "s.json"
+    r = CliRunner().invoke(
+        app,
+        ["measure", "--rollouts", str(path), "--train", str(model_dir), "--device-map", "auto",
+         "--offload-folder", str(tmp_path / "off"), "-o", str(out), "--json"],
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert json.loads(out.read_text())["meta"]["device_map"]["requested"] == "auto"

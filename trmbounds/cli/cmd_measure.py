@@ -243,6 +243,24 @@ def measure_cmd(
             show_default=False,
         ),
     ] = None,
+    device_map: Annotated[
+        str | None,
+        typer.Option(
+            "--device-map",
+            help="Shard the training model across every visible GPU, then CPU RAM, then "
+            "disk (transformers' device_map through accelerate): auto, balanced, "
+            "balanced_low_0 or sequential [default: one device, --device].",
+            show_default=False,
+        ),
+    ] = None,
+    offload_folder: Annotated[
+        Path | None,
+        typer.Option(
+            "--offload-folder",
+            help="With --device-map: where layers that fit on no device are offloaded.",
+            show_default=False,
+        ),
+    ] = None,
     force: FORCE_OPT = False,
     adv_range: ADV_RANGE_OPT = None,
     reward_range: REWARD_RANGE_OPT = None,
@@ -324,6 +342,8 @@ def measure_cmd(
                 top_k=top_k,
                 logprobs_mode=logprobs_mode.value if logprobs_mode else None,
                 device=device,
+                device_map=device_map,
+                offload_folder=offload_folder,
                 batch_size=batch_size,
                 max_memory=max_memory,
                 trm_max=trm_max,
@@ -354,6 +374,8 @@ def measure_cmd(
                 top_p=top_p,
                 seed=seed,
                 device=device,
+                device_map=device_map,
+                offload_folder=offload_folder,
                 batch_size=batch_size,
                 max_memory=max_memory,
                 trm_max=trm_max,

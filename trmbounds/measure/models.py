@@ -41,10 +41,29 @@ def resolve_device(name: str | None) -> str:
     return name
 
 
+#: Accepted ``device_map`` strategies (transformers / accelerate).
+DEVICE_MAPS = ("auto", "balanced", "balanced_low_0", "sequential")
+
+
 def load_model(
-    ref: str | os.PathLike, dtype: str = "float32", attn: str | None = None, device: str = "cpu"
+    ref: str | os.PathLike,
+    dtype: str = "float32",
+    attn: str | None = None,
+    device: str = "cpu",
+    *,
+    device_map: str | None = None,
+    device_memory: dict | None = None,
+    offload_folder: str | os.PathLike | None = None,
 ) -> Any:
-    """Load a causal LM with transformers (offline for a local directory; see :mod:`trmbounds.hub`)."""
+    """Load a causal LM with transformers (offline for a local directory; see
+    :mod:`trmbounds.hub`).
+
+    With ``device_map`` (``"auto"``: every visible GPU, then CPU RAM, then disk) the
+    model is sharded by accelerate (the ``[model]`` extra installs it) instead of moved
+    to ``device``; ``device_memory`` (e.g. ``{0: "20GiB", "cpu": "64GiB"}``) caps each
+    device and ``offload_folder`` holds the layers that fit nowhere. Its inputs then go
+    to the device of its first layer (:func:`input_device`).
+    """
     import torch  # noqa: F401  (fail early with a clear error if missing)
     from transformers import AutoModelForCausalLM
 
@@ -52,6 +71,22 @@ def load_model(
     kw: dict[str, Any] = {}
     if attn:
         kw["attn_implementation"] = attn
+    if device_map is not None:
+        if device_map not in DEVICE_MAPS:
+            raise TrmboundsError(
+                f"unknown device map {device_map!r}; use one of {', '.join(DEVICE_MAPS)}"
+            )
+        try:
+            import accelerate  # noqa: F401
+        except ImportError:
+            raise TrmboundsError(
+                "a device map needs accelerate: pip install 'trmbounds[model]' (or accelerate)"
+            ) from None
+        kw["device_map"] = device_map
+        if device_memory:
+            kw["max_memory"] = dict(device_memory)
+        if offload_folder is not None:
+            kw["offload_folder"] = str(offload_folder)
 
     def load(target: str, local_files_only: bool) -> Any:
         try:
@@ -64,7 +99,21 @@ def load_model(
             )
 
     model = load_pretrained(load, ref, "model")
+    if device_map is not None:
+        return model.eval()
     return model.to(device).eval()
+
+
+def input_device(model: Any) -> str:
+    """Where a model's inputs go: its first layer's device for a sharded model (a
+    ``hf_device_map``; CPU when that layer is offloaded), else its parameters' device."""
+    dm = getattr(model, "hf_device_map", None)
+    if dm:
+        first = next(iter(dm.values()))
+        if isinstance(first, int):
+            return f"cuda:{first}"
+        return "cpu" if str(first) in ("disk", "meta") else str(first)
+    return str(next(model.parameters()).device)
 
 
 def load_tokenizer(ref: str | os.PathLike) -> Any:
@@ -104,7 +153,7 @@ class _Scorer:
         give the model's own logits; otherwise use the model's full logits."""
         import torch
 
-        dev = next(self.model.parameters()).device
+        dev = input_device(self.model)
         ids = torch.tensor([[1, 2, 3, 4]], device=dev) % max(self.vocab, 1)
         am = torch.ones_like(ids)
         pos = torch.arange(4, device=dev)[None, :]

@@ -34,6 +34,9 @@ def measure(
     top_p: float = 1.0,
     seed: int = 0,
     device: str | None = "auto",
+    device_map: str | None = None,
+    device_memory: dict | None = None,
+    offload_folder: str | os.PathLike | None = None,
     batch_size: int = 8,
     max_memory: int | str = "1GB",
     trm_max: float = 0.05,
@@ -52,6 +55,9 @@ def measure(
     the paper's backend-mismatch source). Prompts are strings (tokenised with
     ``tokenizer``, default the roll model's), chats, or lists of token ids;
     ``None`` uses :data:`BUILTIN_PROMPTS`.
+
+    ``device_map`` (with ``device_memory``, ``offload_folder``) shards a training model
+    loaded from a path across devices (:func:`~trmbounds.measure.models.load_model`).
 
     Returns a :class:`Measurement` whose ``stats`` are written as the statistics
     file (:func:`aggregate` documents every estimator).
@@ -75,7 +81,15 @@ def measure(
     train_ref = train_src if isinstance(train_src, (str, os.PathLike)) else None
     roll_model = load_model(roll, roll_dtype, roll_attn, dev) if roll_ref is not None else roll
     if train_ref is not None:
-        train_model = load_model(train_ref, train_dtype, train_attn, dev)
+        train_model = load_model(
+            train_ref,
+            train_dtype,
+            train_attn,
+            dev,
+            device_map=device_map,
+            device_memory=device_memory,
+            offload_folder=offload_folder,
+        )
     else:
         train_model = train_src
     if prompts is None:
@@ -192,6 +206,9 @@ def measure_rollouts(
     top_k: int = 0,
     logprobs_mode: str | None = None,
     device: str | None = "auto",
+    device_map: str | None = None,
+    device_memory: dict | None = None,
+    offload_folder: str | os.PathLike | None = None,
     batch_size: int = 8,
     max_memory: int | str = "1GB",
     trm_max: float = 0.05,
@@ -217,7 +234,9 @@ def measure_rollouts(
     log-probs of the sampled tokens (an estimate of the value itself). Sampling
     settings (``temperature``, ``top_p``, ``top_k``, ``logprobs_mode``) are defaults for
     records that do not carry their own
-    (:func:`~trmbounds.measure.rollouts.sampling_settings`).
+    (:func:`~trmbounds.measure.rollouts.sampling_settings`). ``device_map`` (with
+    ``device_memory``, ``offload_folder``) shards a trainer larger than one device
+    (:func:`~trmbounds.measure.models.load_model`).
     """
     from .rollouts import check_vocab, read_rollouts, sampling_settings
     from .scoring import score_rollouts
@@ -236,8 +255,22 @@ def measure_rollouts(
         v0 = _config_vocab(train_ref)
         if v0:
             check_vocab(ros, v0, rollouts)
-    model = load_model(train_ref, train_dtype, train_attn, dev) if train_ref is not None else train
-    from .models import _Scorer
+    if train_ref is not None:
+        model = load_model(
+            train_ref,
+            train_dtype,
+            train_attn,
+            dev,
+            device_map=device_map,
+            device_memory=device_memory,
+            offload_folder=offload_folder,
+        )
+    else:
+        model = train
+    from .models import _Scorer, input_device
+
+    if getattr(model, "hf_device_map", None):
+        dev = input_device(model)  # a sharded model: inputs go to its first layer
 
     V = _Scorer(model).vocab
     check_vocab(ros, V, rollouts)
@@ -284,6 +317,10 @@ def measure_rollouts(
             "attn": getattr(getattr(model, "config", None), "_attn_implementation", None),
         },
         "device": dev,
+        "device_map": {
+            "requested": device_map,
+            "placement": getattr(model, "hf_device_map", None),
+        },
         "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
     }
     stats = aggregate(

@@ -12,7 +12,7 @@ import numpy as np
 
 from ..errors import TrmboundsError
 from ..trm import BLOCK_ELEMENTS, token_divergences
-from .models import _Scorer
+from .models import _Scorer, input_device
 from .records import Records
 from .sampling import _check_sampling, _check_seed, _left_pad, _sample_batch
 
@@ -120,7 +120,7 @@ def sample_and_score(
     if not prompt_ids or any(len(p) == 0 for p in prompt_ids):
         raise TrmboundsError("need at least one prompt, and no empty prompt")
     budget = parse_memory(max_memory)
-    device = device or str(next(roll_model.parameters()).device)
+    device = device or input_device(roll_model)
     eos = set(eos_ids or ())
     pad = pad_id if pad_id is not None else (min(eos) if eos else 0)
     sr, st = _Scorer(roll_model), _Scorer(train_model)
@@ -285,7 +285,7 @@ def score_rollouts(
     if not rollouts:
         raise TrmboundsError("no rollouts to score")
     budget = parse_memory(max_memory)
-    device = device or str(next(train_model.parameters()).device)
+    device = device or input_device(train_model)
     st = _Scorer(train_model)
     V = st.vocab
     from .intervals import INTERVAL_BLOCK_ELEMENTS
