@@ -251,6 +251,40 @@ def child_pipeline(mode: str, V: int, batch: int, length: int, budget: str) -> d
     return {"added_mb": mem.added_mb, "tokens": batch * length}
 
 
+def child_rollouts(V: int, batch: int, length: int, budget: str) -> dict:
+    """score_rollouts on rollouts of the wide model itself (top-20 of its own logits,
+    computed here chunk by chunk before the measured call)."""
+    import numpy as np
+    import torch
+
+    from trmbounds.measure.rollouts import Rollout
+    from trmbounds.measure.scoring import score_rollouts
+
+    model = _wide_model(V)
+    g = torch.Generator().manual_seed(0)
+    ros = []
+    with torch.inference_mode():
+        for _ in range(batch):
+            resp = torch.randint(0, V, (length,), generator=g)
+            ids = torch.cat([torch.tensor([1, 2, 3, 4]), resp])[None]
+            h = model.model(input_ids=ids).last_hidden_state[0, 3:-1]
+            tops, tls, lps = [], [], []
+            for j in range(0, length, 16):
+                lq = torch.log_softmax(model.lm_head(h[j : j + 16]).float(), -1).double()
+                t = torch.topk(lq, 20, -1)
+                tops += list(t.indices.numpy())
+                tls += list(t.values.numpy())
+                lps += lq.gather(1, resp[j : j + 16, None])[:, 0].tolist()
+            ros.append(
+                Rollout([1, 2, 3, 4], resp.tolist(), np.array(lps), tops, tls, line=len(ros) + 1)
+            )
+    t0 = time.perf_counter()
+    with PeakRSS() as mem:
+        rec = score_rollouts(model, ros, [1.0] * batch, batch_size=batch, max_memory=budget)
+    dt = time.perf_counter() - t0
+    return {"added_mb": mem.added_mb, "tokens": int(rec.mask.sum()), "seconds": dt}
+
+
 def _run_child(*args: str) -> dict:
     p = subprocess.run(
         [sys.executable, __file__, "--child", *args], capture_output=True, text=True, check=True
@@ -278,6 +312,8 @@ def main() -> None:
         kind, mode = a.child[0], a.child[1]
         if kind == "kernel":
             out = child_kernel(mode, a.vocab, a.tokens)
+        elif kind == "rollouts":
+            out = child_rollouts(a.vocab, a.batch, a.length, a.max_memory)
         else:
             out = child_pipeline(mode, a.vocab, a.batch, a.length, a.max_memory)
         print(json.dumps(out))
@@ -308,6 +344,11 @@ def main() -> None:
     )
     r = _run_child("pipeline", "naive", *common)
     print(f"  naive    peak added {r['added_mb']:7.1f} MiB   (full model(...).logits, float32)")
+    r = _run_child("rollouts", "intervals", *common, "--max-memory", a.max_memory)
+    print(
+        f"  --rollouts (score_rollouts, top-20 intervals) peak added {r['added_mb']:7.1f} MiB "
+        f"({r['tokens']} tokens, {r['seconds']:.1f} s)"
+    )
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ per-token records into :class:`~trmbounds.stats.Stats` (the statistics file of
 
 - ``kl_max`` / ``tv_max`` (status ``empirical``): maxima over the **measured**
   contexts only — lower estimates of the maxima over all reachable contexts that the
-  guarantee needs (SPEC §5.1);
+  guarantee needs (docs/theory.md §6);
 - ``kl_seq`` (``estimate``): :math:`\frac1N\sum_i\sum_t KL(c_{i,t})` — the exact
   per-context KL summed along each sampled path is an unbiased estimate of
   :math:`D_{KL}^{seq}` (chain rule), with lower variance than summing k3;

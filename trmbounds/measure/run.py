@@ -172,7 +172,7 @@ def measure(
     warnings: list[str] = []
     if truncated:
         warnings.append(
-            f"top-k/top-p sampling truncates pi_roll, which breaks full support (SPEC §5.3): "
+            f"top-k/top-p sampling truncates pi_roll, which breaks full support (docs/theory.md §6): "
             f"measured missing mass m = {stats.missing_mass:.4g} is added to the PDI-family "
             "bounds and the Adaptive bounds are not reported"
         )
