@@ -412,3 +412,33 @@ def test_cli_device_map_auto(tmp_path, model_dir, rolls):
     )  # fmt: skip
     assert r.exit_code == 0, r.output
     assert json.loads(out.read_text())["meta"]["device_map"]["requested"] == "auto"
+
+
+@pytest.mark.parametrize(
+    "fmt, mutate, message",
+    [
+        ("vllm", lambda d: d["choices"][0].pop("token_ids"), "return_token_ids"),
+        ("vllm", lambda d: d["choices"][0].pop("logprobs"), "logprobs=k"),
+        (
+            "vllm",
+            lambda d: d["choices"][0]["logprobs"]["top_logprobs"].__setitem__(0, {"the": -0.1}),
+            "return_tokens_as_token_ids",
+        ),
+        ("sglang", lambda d: d.pop("prompt_ids"), "prompt_ids"),
+        ("sglang", lambda d: d["meta_info"].pop("output_top_logprobs"), "top_logprobs_num"),
+    ],
+)
+def test_bad_engine_responses_exit_2_with_one_line(
+    tmp_path, model_dir, rolls, fmt, mutate, message
+):
+    d = json.loads(WRITERS[fmt](rolls[:1], 3)[0])
+    mutate(d)
+    p = _write(tmp_path, "bad.jsonl", [json.dumps(d)])
+    r = CliRunner().invoke(
+        app,
+        ["measure", "--rollouts", str(p), "--rollout-format", fmt, "--train", str(model_dir),
+         "-o", str(tmp_path / "o.json")],
+    )  # fmt: skip
+    assert r.exit_code == 2, r.output
+    err = r.stderr.strip()
+    assert err.startswith("Error:") and len(err.splitlines()) == 1 and message in err, err
