@@ -308,12 +308,15 @@ def _top_p_keep(x: Any, top_p: float, keep: Any = None) -> Any:
     thr = torch.full((B,), -math.inf, dtype=x.dtype, device=x.device)
     todo = []
     near = e >= math.exp(-TOP_P_NEAR)
-    nz = near.nonzero()
+    n_near = near.sum(-1)
     for i in range(B):
         if not bool(fin[i]):
             continue  # NaN / +inf / all -inf rows: left to the caller
-        cols = nz[nz[:, 0] == i, 1] if B > 1 else nz[:, 1]
-        if cols.numel() > TOP_P_NEAR_MAX or float(e[i, cols].sum()) < top_p * float(tot[i]):
+        if int(n_near[i]) > TOP_P_NEAR_MAX:
+            todo.append(i)
+            continue
+        cols = near[i].nonzero()[:, 0]
+        if float(e[i, cols].sum()) < top_p * float(tot[i]):
             todo.append(i)
             continue
         thr[i] = _rank_threshold(x[i, cols], mz[i], tot[i], 0.0, top_p)
@@ -339,7 +342,7 @@ def _bin_threshold(x, e, mz, tot, top_p: float, keep):
 
     nb = TOP_P_BINS
     rel = (mz - x).clamp_max_(TOP_P_RANGE).mul_(nb / TOP_P_RANGE).clamp_(max=nb - 1).long()
-    mass = torch.zeros(nb, dtype=e.dtype, device=x.device).index_add_(0, rel, e)
+    mass = torch.zeros(nb, dtype=e.dtype, device=x.device).scatter_add_(0, rel, e)
     cum = mass.cumsum(0) / tot
     b = min(int((cum < top_p).sum()), nb - 1)  # the first bin reaching top_p
     prev = float(cum[b - 1]) if b > 0 else 0.0
@@ -390,7 +393,8 @@ def _block_truncated(a, b, tk, keep):
     for i in range(B):
         idx = keep[i].nonzero()[:, 0]
         ak = a[i, idx]
-        lpk = ak - torch.logsumexp(ak, 0)
+        mk = ak.max()
+        lpk = ak - (mk + (ak - mk).exp().sum().log())
         lqk = lq[i, idx]
         pk, qk = lpk.exp(), lqk.exp()
         terms = torch.where(pk == 0, qk, pk * (lpk - lqk) - pk + qk)
