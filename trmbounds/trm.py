@@ -397,13 +397,16 @@ def _block_truncated(a, b, tk, keep):
         lpk = ak - (mk + (ak - mk).exp().sum().log())
         lqk = lq[i, idx]
         pk, qk = lpk.exp(), lqk.exp()
-        terms = torch.where(pk == 0, qk, pk * (lpk - lqk) - pk + qk)
+        zero = pk == 0  # -inf logits kept by a tie at -inf: outside the support too
+        terms = torch.where(zero, qk, pk * (lpk - lqk) - pk + qk)
         kl[i] = (terms.sum() + mm[i]).clamp(min=0)
         tv[i] = 0.5 * ((pk - qk).abs().sum() + mm[i])
+        mm[i] += torch.where(zero, qk, torch.zeros_like(qk)).sum()
         if tk is not None:
             j = int(torch.searchsorted(idx, tk[i : i + 1])[0])
             lpr[i] = lpk[j]
-    bad = ~torch.isfinite(a.amax(-1)) & ~torch.isneginf(a.amax(-1))
+    am = a.amax(-1)
+    bad = torch.isnan(am) | torch.isposinf(am)
     if bool(bad.any()):  # NaN / +inf rollout logits give NaN, as in the plain path
         for r in (kl, tv, mm, lpr):
             if r is not None:
@@ -535,7 +538,7 @@ def _divergences_torch(x, y, tokens, temperature, top_k, top_p, block_rows):
                 a = a / temperature
                 b = b / temperature
             if truncated:
-                keep = _keep_torch(a, top_k, top_p) & ~torch.isneginf(a)
+                keep = _keep_torch(a, top_k, top_p)
                 if tk is not None:
                     f = ~keep.gather(-1, tk[:, None])[:, 0]
                     forced[s : s + rows] = f
