@@ -368,42 +368,84 @@ def _keep_torch(x: Any, top_k: int, top_p: float) -> Any:
     return keep
 
 
-def _block_truncated(a, b, tk, keep):
+def _kept_indices(x: Any, top_k: int, top_p: float) -> list:
+    """Per row of torch logits (B, V), the ascending indices of the top-k / top-p set.
+
+    Top-p alone on a language-model-like row (the tokens within :data:`TOP_P_NEAR` nats
+    of the maximum hold ``top_p`` of the mass and are at most :data:`TOP_P_NEAR_MAX`)
+    costs a maximum, a log-sum-exp and one comparison over the vocabulary: only those
+    tokens are ranked and the kept set is taken from them. Every other case goes
+    through :func:`_keep_torch`.
+    """
+    import torch
+
+    B, V = x.shape
+    if top_p >= 1 or (top_k and top_k < V):
+        keep = _keep_torch(x, top_k, top_p)
+        return [keep[i].nonzero()[:, 0] for i in range(B)]
+    m = x.amax(-1)
+    out = []
+    for i in range(B):
+        mi = float(m[i])
+        if math.isfinite(mi):
+            cols = (x[i] >= mi - TOP_P_NEAR).nonzero()[:, 0]
+            if cols.numel() <= TOP_P_NEAR_MAX:
+                lse = torch.logsumexp(x[i], 0)
+                vals = x[i, cols]
+                if float((vals - lse).exp().sum()) >= top_p:
+                    thr = _rank_threshold(vals, lse, 1.0, 0.0, top_p)
+                    out.append(cols[vals >= thr])
+                    continue
+        out.append(_top_p_keep(x[i : i + 1], top_p)[0].nonzero()[:, 0])
+    return out
+
+
+def _block_truncated(a, b, tk, kept):
     """KL, TV, missing mass (and the tokens' log-probs) of one block of rows whose
-    rollout distribution is ``softmax(a)`` restricted to ``keep``.
+    rollout distribution is ``softmax(a)`` restricted to the index sets ``kept``.
 
     Only the kept tokens are normalised (no exp of -inf logits, a slow path of the
-    vectorised exp): with K the kept set and q the training distribution,
-    KL = sum_K [p (log p - log q) - p + q] + m and TV = (sum_K |p - q| + m) / 2, where
-    m = sum_{not K} q is the missing mass.
+    vectorised exp): with K the kept set, p its renormalised rollout distribution and q
+    the training distribution, KL = sum_K p (log p - log q) and
+    TV = (sum_K |p - q| + m) / 2, where m = 1 - sum_K q is the missing mass (summed in
+    float64; below 1e-3 it is summed over the complement instead, and KL takes the
+    form sum_K [p (log p - log q) - p + q] + m, whose terms cancel an error of the
+    training log-normaliser). The sampled token, when given, is always in K.
     """
     import torch
 
     B = a.shape[0]
     lq = torch.log_softmax(b, -1)
-    kl, tv = (
-        torch.empty(B, dtype=a.dtype, device=a.device),
-        torch.empty(B, dtype=a.dtype, device=a.device),
-    )
-    mm = torch.empty(B, dtype=a.dtype, device=a.device)
-    lpr = torch.empty(B, dtype=a.dtype, device=a.device) if tk is not None else None
+    kw = dict(dtype=a.dtype, device=a.device)
+    kl, tv, mm = torch.empty(B, **kw), torch.empty(B, **kw), torch.empty(B, **kw)
+    lpr = torch.empty(B, **kw) if tk is not None else None
     lpt = lq.gather(-1, tk[:, None])[:, 0] if tk is not None else None
-    # m = sum of q outside K, summed directly (accurate when small)
-    mm[:] = lq.exp().masked_fill_(keep, 0.0).sum(-1)
+    forced = torch.zeros(B, dtype=torch.bool, device=a.device)
     for i in range(B):
-        idx = keep[i].nonzero()[:, 0]
+        idx = kept[i]
+        if tk is not None:
+            j = int(torch.searchsorted(idx, tk[i : i + 1])[0])
+            if j >= idx.numel() or int(idx[j]) != int(tk[i]):
+                forced[i] = True
+                idx = torch.cat([idx[:j], tk[i : i + 1], idx[j:]])
         ak = a[i, idx]
         mk = ak.max()
         lpk = ak - (mk + (ak - mk).exp().sum().log())
         lqk = lq[i, idx]
         pk, qk = lpk.exp(), lqk.exp()
         zero = pk == 0  # -inf logits kept by a tie at -inf: outside the support too
-        terms = torch.where(zero, qk, pk * (lpk - lqk) - pk + qk)
-        kl[i] = (terms.sum() + mm[i]).clamp(min=0)
-        tv[i] = 0.5 * ((pk - qk).abs().sum() + mm[i])
-        mm[i] += torch.where(zero, qk, torch.zeros_like(qk)).sum()
+        m_out = (1.0 - qk.double().sum()).clamp(min=0.0)
+        if float(m_out) < 1e-3:
+            # small missing mass: sum it directly and use the KL form whose terms cancel
+            # an error of the training log-normaliser (see token_divergences)
+            m_out = lq[i].exp().index_fill_(0, idx, 0.0).double().sum()
+            kl_terms = torch.where(zero, qk, pk * (lpk - lqk) - pk + qk).double().sum()
+            kl[i] = (kl_terms + m_out).clamp(min=0)
+        else:
+            kl[i] = torch.where(zero, 0.0, pk * (lpk - lqk)).double().sum().clamp(min=0)
+        tv[i] = 0.5 * ((pk - qk).abs().double().sum() + m_out)
+        mm[i] = m_out + torch.where(zero, qk, 0.0).double().sum()
         if tk is not None:
-            j = int(torch.searchsorted(idx, tk[i : i + 1])[0])
             lpr[i] = lpk[j]
     am = a.amax(-1)
     bad = torch.isnan(am) | torch.isposinf(am)
@@ -411,7 +453,7 @@ def _block_truncated(a, b, tk, keep):
         for r in (kl, tv, mm, lpr):
             if r is not None:
                 r[bad] = math.nan
-    return kl, tv, mm, lpr, lpt
+    return (kl, tv, mm, lpr, lpt), forced
 
 
 def _divergences_numpy(x, y, tokens, temperature, top_k, top_p, block_rows):
@@ -538,12 +580,9 @@ def _divergences_torch(x, y, tokens, temperature, top_k, top_p, block_rows):
                 a = a / temperature
                 b = b / temperature
             if truncated:
-                keep = _keep_torch(a, top_k, top_p)
+                res, f = _block_truncated(a, b, tk, _kept_indices(a, top_k, top_p))
                 if tk is not None:
-                    f = ~keep.gather(-1, tk[:, None])[:, 0]
                     forced[s : s + rows] = f
-                    keep.scatter_(-1, tk[:, None], True)
-                res = _block_truncated(a, b, tk, keep)
             else:
                 # fast path without a support mask; rows with -inf rollout logits (the
                 # caller's own masking) give NaN there and are redone with the mask
