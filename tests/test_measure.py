@@ -513,7 +513,7 @@ def test_cli_end_to_end_and_stats_file_round_trip_through_eval_and_check(model_d
     assert c2.exit_code == 0, c2.output
     st2 = json.loads(c2.stdout)["steps"][0]["stats"]
     assert json.loads(c2.stdout)["steps"][0]["T"] == data["T"]
-    for key in ("kl_seq", "per_position"):
+    for key in ("kl_seq", "tv_seq", "per_position"):
         assert st2[key]["value"] == pytest.approx(data[key], rel=1e-9, abs=1e-15), key
     # tv_seq from the dump's sampled-token log-probs, by the identity
     # D_TV^seq = E_roll[(1 - prod_t rho_t)^+] (docs/measure.md)
