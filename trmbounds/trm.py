@@ -278,7 +278,7 @@ def _top_p_torch(x: Any, top_p: float) -> Any:
     return x2.masked_fill(~_top_p_keep(x2, top_p), -math.inf).reshape(x.shape)
 
 
-def _top_p_keep(x: Any, top_p: float, keep: Any = None) -> Any:
+def _top_p_keep(x: Any, top_p: float, keep: Any = None, near_first: bool = True) -> Any:
     """The top-p set of torch logits ``x`` (B, V) as a boolean mask: a token is kept iff
     the mass of the tokens ranked above it is < top_p (the most likely token always).
 
@@ -307,12 +307,12 @@ def _top_p_keep(x: Any, top_p: float, keep: Any = None) -> Any:
     tot = e.sum(-1)
     thr = torch.full((B,), -math.inf, dtype=x.dtype, device=x.device)
     todo = []
-    near = e >= math.exp(-TOP_P_NEAR)
-    n_near = near.sum(-1)
+    near = e >= math.exp(-TOP_P_NEAR) if near_first else None
+    n_near = near.sum(-1) if near_first else None
     for i in range(B):
         if not bool(fin[i]):
             continue  # NaN / +inf / all -inf rows: left to the caller
-        if int(n_near[i]) > TOP_P_NEAR_MAX:
+        if not near_first or int(n_near[i]) > TOP_P_NEAR_MAX:
             todo.append(i)
             continue
         cols = near[i].nonzero()[:, 0]
@@ -388,15 +388,16 @@ def _kept_indices(x: Any, top_k: int, top_p: float) -> list:
     for i in range(B):
         mi = float(m[i])
         if math.isfinite(mi):
-            cols = (x[i] >= mi - TOP_P_NEAR).nonzero()[:, 0]
-            if cols.numel() <= TOP_P_NEAR_MAX:
+            near = x[i] >= mi - TOP_P_NEAR
+            if int(near.sum()) <= TOP_P_NEAR_MAX:
+                cols = near.nonzero()[:, 0]
                 lse = torch.logsumexp(x[i], 0)
                 vals = x[i, cols]
                 if float((vals - lse).exp().sum()) >= top_p:
                     thr = _rank_threshold(vals, lse, 1.0, 0.0, top_p)
                     out.append(cols[vals >= thr])
                     continue
-        out.append(_top_p_keep(x[i : i + 1], top_p)[0].nonzero()[:, 0])
+        out.append(_top_p_keep(x[i : i + 1], top_p, near_first=False)[0].nonzero()[:, 0])
     return out
 
 
