@@ -539,3 +539,26 @@ def test_masked_surrogate_ignores_non_finite_values_it_excludes():
     out = masked_surrogate(lt, torch.tensor([[1.0, math.nan]]), [True], torch.tensor(m))
     out.backward()
     assert out.item() == 1.0 and lt.grad.tolist() == [[1.0, 0.0]]
+
+
+@pytest.mark.parametrize("near_max", [4096, 0])
+def test_top_p_kernel_paths_against_reference(monkeypatch, near_max):
+    """near_max = 0 sends every row through the binned threshold search (flat rows); a
+    forced sampled token 60 nats below the maximum joins the kept set. float64 values
+    against the definition (ref_divergences)."""
+    import trmbounds.trm as trm
+
+    monkeypatch.setattr(trm, "TOP_P_NEAR_MAX", near_max)
+    rng = np.random.default_rng(21)
+    xr = rng.normal(0, 2, size=(6, 300))
+    xr[5, 7] = xr[5].max() - 60.0  # far below: kept only when sampled (forced)
+    xt = xr + rng.normal(0, 0.3, size=xr.shape)
+    tok = rng.integers(0, 300, size=6)
+    tok[5] = 7
+    for kw in ({"top_p": 0.9}, {"top_p": 0.5, "temperature": 0.8}, {"top_p": 0.99}):
+        kl, tv, mm = ref_divergences(xr, xt, tokens=tok, **kw)
+        d = token_divergences(torch.tensor(xr), torch.tensor(xt), torch.tensor(tok), **kw)
+        np.testing.assert_allclose(d.kl.numpy(), kl, rtol=1e-9, atol=1e-13)
+        np.testing.assert_allclose(d.tv.numpy(), tv, rtol=1e-9, atol=1e-13)
+        np.testing.assert_allclose(d.missing_mass.numpy(), mm, rtol=1e-9, atol=1e-13)
+        assert bool(d.forced[5])
