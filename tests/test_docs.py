@@ -41,6 +41,7 @@ PLACEHOLDERS = {
     "Qwen/Qwen2.5-0.5B-Instruct": "a 1 GB model from the hub (offline here: one-line error)",
     "wandb_export.csv": "a wandb export of your run",
     "tokens.parquet": "your trainer's per-token dump",
+    "rollouts.jsonl": "an inference engine's rollouts (docs/rollouts.md)",
 }
 
 #: Setup commands of the docs that are not trmbounds (installing, activating a venv).
