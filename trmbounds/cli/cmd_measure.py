@@ -441,12 +441,15 @@ def _render_measurement(stats, path: Path, con) -> None:
             stats.status.get(key, "—"),
         )
 
-    row("δ̂  max token KL", "kl_max", stats.kl_max)
-    row("ε̂  max token TV", "tv_max", stats.tv_max)
-    row("D_KL^seq", "kl_seq", stats.kl_seq)
+    up = " (upper)" if meta.get("interval_ends") else ""  # --rollouts: upper interval ends
+    row("δ̂  max token KL" + up, "kl_max", stats.kl_max)
+    row("ε̂  max token TV" + up, "tv_max", stats.tv_max)
+    row("D_KL^seq" + up, "kl_seq", stats.kl_seq)
     row("D_TV^seq", "tv_seq", stats.tv_seq)
     pp = stats.per_position
-    table.add_row("max_t D̄_t", fmt(float(pp.max())), "—", stats.status.get("per_position", "—"))
+    table.add_row(
+        "max_t D̄_t" + up, fmt(float(pp.max())), "—", stats.status.get("per_position", "—")
+    )
     if stats.missing_mass is not None:
         row("m  missing mass", "missing_mass", stats.missing_mass)
     print_table(con, table)
