@@ -39,12 +39,13 @@ def state_colors() -> dict[str, str]:
 
 
 def plot_timeline(result: CheckResult, ax=None):
-    """Plot :math:`B^*` per step against the budget :math:`a`, the states and acceptance.
+    r"""Plot :math:`B^*` per step against the budget :math:`a`, the states and acceptance.
 
     Three panels sharing the step axis (integer ticks): the unified bound under the
     assumption and under the estimates, the range :math:`a` (vacuous above it) and the
     surrogate estimate :math:`\hat L` and its one-sided 95 % lower bound when there are
-    (improvement is guaranteed where the lower bound exceeds :math:`B^*`), on a log scale; a strip with the state of every step
+    (improvement is guaranteed where the lower bound exceeds :math:`B^*`), on a log
+    scale; a strip with the state of every step
     (every state of :data:`~trmbounds.logs.check.STATES` is in the legend, with its
     count); the acceptance rate and the paper's 70 % recommendation, when logged.
 
