@@ -495,3 +495,28 @@ def test_tv_interval_covers_a_rare_divergence(tmp_path):
     lo, hi = r.stats["tv_seq"].ci
     assert np.mean((lo <= tv) & (tv <= hi)) >= 0.93
     assert any("Wilson" in n for n in r.notes)
+
+
+def test_eval_and_check_agree_on_a_statistics_file_with_a_cap(tmp_path):
+    from typer.testing import CliRunner
+
+    from trmbounds.cli import app
+
+    f = tmp_path / "s.json"
+    f.write_text(json.dumps({
+        "T": 10, "kl_max": 1e-4, "tv_max": 5e-3, "per_position": [1e-3] * 10,
+        "meta": {"sampling": {"max_new_tokens": 64}},
+        "status": {"kl_max": "empirical", "tv_max": "empirical", "per_position": "estimate"},
+    }))  # fmt: skip
+    # the bound at the cap, D̄_t = 0 past the longest measured response (independently
+    # built here: 54 zeros appended)
+    want = evaluate(Stats(T=64, kl_max=1e-4, tv_max=5e-3, per_position=[1e-3] * 10 + [0] * 54))
+    runner = CliRunner()
+    ev = json.loads(runner.invoke(app, ["eval", "--stats", str(f), "--json"]).stdout)
+    ck = json.loads(runner.invoke(app, ["check", str(f), "--json"]).stdout)
+    assert ev["bounds"]["unified"] == pytest.approx(want.unified, rel=1e-12)
+    assert "generation cap" in ev["horizon"]
+    assert ck["steps"][0]["unified"] == pytest.approx(want.unified, rel=1e-12)
+    assert ck["steps"][0]["T"] == 64 and ck["steps"][0]["T_source"] == "logged cap"
+    ev64 = runner.invoke(app, ["eval", "--stats", str(f), "--T", "64", "--json"])
+    assert json.loads(ev64.stdout)["bounds"]["unified"] == pytest.approx(want.unified, rel=1e-12)

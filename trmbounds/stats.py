@@ -358,6 +358,33 @@ class Stats:
             raise StatsError("meta must be an object")
         return cls(**kw)
 
+    def at_horizon(self, T: int) -> Stats:
+        r"""The same statistics at a longer horizon ``T`` (e.g. the generation cap).
+
+        Every bound grows with ``T``; a per-position array is extended with zeros
+        (:math:`\bar D_t = 0` after the longest response: both policies agree after EOS).
+        A horizon shorter than the statistics' ``T`` is refused: longer responses exist.
+
+        Examples
+        --------
+        >>> s = Stats(T=2, kl_max=1e-4, per_position=[1e-3, 2e-3]).at_horizon(4)
+        >>> s.T, s.per_position.tolist()
+        (4, [0.001, 0.002, 0.0, 0.0])
+        """
+        T = int(T)
+        if T < self.T:
+            raise StatsError(
+                f"horizon T = {T} is shorter than the statistics' T = {self.T}: responses of "
+                f"length {self.T} were measured, so the horizon is at least that"
+            )
+        if T == self.T:
+            return self
+        pp = self.per_position
+        changes: dict[str, Any] = {"T": T}
+        if pp is not None:
+            changes["per_position"] = np.pad(pp, (0, T - len(pp)))
+        return self.replace(**changes)
+
     def replace(self, **changes: Any) -> Stats:
         """A copy with some fields changed (validated again)."""
         d = {k: getattr(self, k) for k in _KEYS}

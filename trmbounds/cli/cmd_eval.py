@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from ..errors import TrmboundsError
-from ..stats import Stats, evaluate, load_per_position, load_stats
+from ..stats import Stats, evaluate, load_per_position, load_stats, stats_cap
 from ._common import (
     ADV_RANGE_OPT,
     CONSTANTS_OPT,
@@ -47,8 +47,9 @@ def build_stats(
     per_position: Path | None,
     adv_range: float | None,
     reward_range: tuple[float, float] | None,
-) -> Stats:
-    """Merge a statistics file with command-line values (the command line wins)."""
+) -> tuple[Stats, str | None]:
+    """Merge a statistics file with command-line values (the command line wins); also
+    say where the horizon T comes from when it is not the file's own T."""
     if adv_range is not None and reward_range is not None:
         raise TrmboundsError("give --adv-range or --reward-range, not both")
     overrides: dict = {
@@ -65,12 +66,27 @@ def build_stats(
         overrides["reward_range"] = reward_range
     if stats_file is not None:
         base = load_stats(stats_file)
-        return base.replace(**overrides) if overrides else base
+        # The horizon: --T, else the generation cap the file records (trmbounds measure),
+        # else its T; a longer horizon extends the per-position array with zeros.
+        T_cli = overrides.pop("T", None)
+        cap = stats_cap(base)
+        if overrides:
+            base = base.replace(**overrides)
+        if T_cli is not None:
+            base = base.at_horizon(T_cli) if T_cli >= base.T else base.replace(T=T_cli)
+        elif cap is not None and cap > base.T:
+            longest = base.T
+            note = (
+                f"horizon T = {cap:,}: the generation cap the statistics file records "
+                f"(meta.sampling.max_new_tokens); its longest measured response is {longest:,}"
+            )
+            return base.at_horizon(cap), note
+        return base, None
     if T is None:
         raise TrmboundsError("missing --T (the response length), or give --stats FILE")
     if kl_max is None and tv_max is None:
         raise TrmboundsError("give --kl-max or --tv-max (or --stats FILE): every bound needs one")
-    return Stats(**overrides)
+    return Stats(**overrides), None
 
 
 app = typer.Typer(add_completion=False)
@@ -109,11 +125,19 @@ def eval_cmd(
     Missing statistics are filled only with conservative upper bounds, and the output
     says which. Values are in reward units (multiplied by the advantage range).
     """
-    s = build_stats(stats, T, kl_max, tv_max, kl_seq, tv_seq, per_position, adv_range, reward_range)
+    s, horizon = build_stats(
+        stats, T, kl_max, tv_max, kl_seq, tv_seq, per_position, adv_range, reward_range
+    )
     result = evaluate(s, constants=constants.value)
     if json:
-        print_json(result.to_dict())
+        d = result.to_dict()
+        if horizon:
+            d["horizon"] = horizon
+        print_json(d)
         return
     from ._render import render_result
 
-    render_result(result, console())
+    con = console()
+    render_result(result, con)
+    if horizon:
+        con.print(horizon, markup=False)
