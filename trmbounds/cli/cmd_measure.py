@@ -328,6 +328,24 @@ def measure_cmd(
         def progress(done: int, total: int) -> None:
             bar.update(task, completed=done, total=total)
 
+        # what every way of measuring shares: sampling settings, devices, memory, masks
+        common = dict(
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            device=device,
+            device_map=device_map,
+            offload_folder=offload_folder,
+            batch_size=batch_size,
+            max_memory=max_memory,
+            trm_max=trm_max,
+            trm_avg=trm_avg,
+            ser=ser,
+            ln_trm=ln_trm,
+            adv_range=adv_range,
+            reward_range=reward_range,
+            progress=progress,
+        )
         if rollouts is not None:
             from ..measure import measure_rollouts
 
@@ -337,22 +355,8 @@ def measure_cmd(
                 rollout_format=rollout_format.value,
                 train_dtype=train_dtype.value if train_dtype else "float32",
                 train_attn=train_attn.value if train_attn else None,
-                temperature=temperature,
-                top_p=top_p,
-                top_k=top_k,
                 logprobs_mode=logprobs_mode.value if logprobs_mode else None,
-                device=device,
-                device_map=device_map,
-                offload_folder=offload_folder,
-                batch_size=batch_size,
-                max_memory=max_memory,
-                trm_max=trm_max,
-                trm_avg=trm_avg,
-                ser=ser,
-                ln_trm=ln_trm,
-                adv_range=adv_range,
-                reward_range=reward_range,
-                progress=progress,
+                **common,
             )
         else:
             models = {
@@ -369,22 +373,8 @@ def measure_cmd(
                 prompts=prompt_list,
                 num_samples=num_samples,
                 max_new_tokens=max_new_tokens,
-                temperature=temperature,
-                top_k=top_k,
-                top_p=top_p,
                 seed=seed,
-                device=device,
-                device_map=device_map,
-                offload_folder=offload_folder,
-                batch_size=batch_size,
-                max_memory=max_memory,
-                trm_max=trm_max,
-                trm_avg=trm_avg,
-                ser=ser,
-                ln_trm=ln_trm,
-                adv_range=adv_range,
-                reward_range=reward_range,
-                progress=progress,
+                **common,
             )
     stats = m.stats
     text = dumps(stats.to_dict())
