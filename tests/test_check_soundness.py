@@ -520,3 +520,103 @@ def test_eval_and_check_agree_on_a_statistics_file_with_a_cap(tmp_path):
     assert ck["steps"][0]["T"] == 64 and ck["steps"][0]["T_source"] == "logged cap"
     ev64 = runner.invoke(app, ["eval", "--stats", str(f), "--T", "64", "--json"])
     assert json.loads(ev64.stdout)["bounds"]["unified"] == pytest.approx(want.unified, rel=1e-12)
+
+
+def test_interval_statistics_files_refute_only_with_their_lower_ends(tmp_path):
+    # trmbounds measure --rollouts writes kl_max / tv_max as maxima of certified UPPER
+    # ends and the certified lower ends under meta.intervals (measure/aggregation.py).
+    # An independent review found check refuting --kl-max 0.5 with the upper ends 1.256 /
+    # 0.7925 while the exact maxima were 0.238 / 0.261 (lower ends 0.130 / 0.144).
+    def write(kl_lo, tv_lo):
+        f = tmp_path / f"iv{kl_lo}.json"
+        f.write_text(json.dumps({
+            "T": 6, "kl_max": 1.256, "tv_max": 0.7925,
+            "status": {"kl_max": "empirical", "tv_max": "empirical"},
+            "meta": {"interval_ends": {"kl_max": "upper: max of kl_hi", "tv_max": "upper"},
+                     "intervals": {"kl_max_lower": kl_lo, "tv_max_lower": tv_lo}},
+        }))  # fmt: skip
+        return f
+
+    r = check_log(write(0.130, 0.144), assumption=Assumption(kl_max=0.5), length="6")
+    assert STATES[r.state[0]] != "refuted"
+    assert r.stats["kl_lower_bound"].values[0] == 0.130
+    # a certified lower end above the assumption does refute: 0.6 > 0.5
+    r = check_log(write(0.6, 0.144), assumption=Assumption(kl_max=0.5), length="6")
+    assert STATES[r.state[0]] == "refuted" and "0.6" in r.refuted_by(0)
+
+
+def test_grouped_responses_are_averaged_per_group(tmp_path):
+    # 4 one-token sequences, rewards 1, rho - 1 = (0.2, 0, -0.2, 0), groups (1, 1, 2, 2):
+    # per group means (0.1, -0.1): L = 0, se = sd / sqrt(2) = 0.141421 / 1.414214 = 0.1;
+    # as 4 independent sequences: sd = sqrt(0.08 / 3) = 0.163299, se = 0.081650
+    lr = [[math.log(0.5)]] * 4
+    lt = [[math.log(0.5 * 1.2)], [math.log(0.5)], [math.log(0.5 * 0.8)], [math.log(0.5)]]
+    cols = {"inference_logprobs": lr, "trainer_logprobs": lt, "reward": [1.0] * 4,
+            "prompt": [1.0, 1.0, 2.0, 2.0]}  # fmt: skip
+    p = tmp_path / "g.parquet"
+    pq.write_table(pa.table(cols), p)
+    a = Assumption(kl_max=0.1)
+    g = check_log(p, assumption=a, length="1", maps={"group": "prompt"})
+    lo, hi = g.stats["surrogate"].ci
+    assert g.stats["surrogate"].values[0] == pytest.approx(0.0, abs=1e-12)
+    assert hi[0] == pytest.approx(1.959964 * 0.1, rel=1e-5)
+    i = check_log(p, assumption=a, length="1")
+    assert i.stats["surrogate"].ci[1][0] == pytest.approx(1.959964 * 0.081650, rel=1e-4)
+    assert any("independent" in n for n in i.notes)
+
+
+def test_grouped_sampling_keeps_the_lower_bound_valid():
+    # T = 2: the first token is the "prompt" (both policies 1/2, 1/2); on prompt 0 the
+    # second token gains (rho - 1 = +0.2 on the rewarded token), on prompt 1 it loses
+    # (-0.2): X in {0.2, 0} or {-0.2, 0}, exact L = 0. With G responses per prompt the
+    # per-sequence bound exceeds L far more often than 5 % (an independent review:
+    # 0.18 at G = 64, n = 16,000); averaged per group it does not.
+    from trmbounds.logs import tokens as TK
+
+    a, T = Assumption(kl_max=0.1), 2.0
+    o = TK._Options(0.05, 0.001, None, None, a, T)
+    rng = np.random.default_rng(0)
+    reps, n, G = 200, 16000, 64
+    over = {"grouped": 0, "per sequence": 0}
+    for _ in range(reps):
+        prompt = np.repeat(rng.integers(0, 2, n // G), G)
+        y2 = rng.integers(0, 2, n)
+        s = np.where(y2 == 0, np.where(prompt == 0, 0.2, -0.2), 0.0)  # sum_t (rho_t - 1)
+        for key, grp in (("grouped", np.repeat(np.arange(n // G), G).astype(float)),
+                         ("per sequence", None)):  # fmt: skip
+            accs = {}
+            TK._add_surrogate(o, accs, np.zeros(n), s, np.ones(n), grp)
+            _, _, _, zbar, zvar, nn = TK._surrogate_moments(list(accs.values()), grp is not None)
+            over[key] += float(TK._surrogate_lcb(zbar, zvar, nn, a, T)[0]) > 0.0
+    assert over["grouped"] <= 0.05 * reps + 3 * math.sqrt(0.05 * 0.95 * reps)
+    assert over["per sequence"] >= 0.08 * reps  # the failure the group column avoids
+
+
+def test_fully_masked_sequences_count_as_zero_in_the_surrogate(tmp_path):
+    # the masked surrogate is normalised by the whole batch (the paper): A: sum (rho - 1)
+    # = 0.8 with reward 1; B: 0; C, D: every token masked -> L = (0.8 + 0 + 0 + 0) / 4
+    rows = [
+        {"inference_logprobs": [math.log(0.5), math.log(0.25)],
+         "trainer_logprobs": [math.log(0.4), math.log(0.5)], "loss_mask": [1, 1], "reward": 1.0},
+        {"inference_logprobs": [math.log(0.5)], "trainer_logprobs": [math.log(0.5)],
+         "loss_mask": [1], "reward": 1.0},
+        {"inference_logprobs": [-1.0], "trainer_logprobs": [-3.0], "loss_mask": [0], "reward": 1.0},
+        {"inference_logprobs": [-1.0], "trainer_logprobs": [-2.0], "loss_mask": [0], "reward": 0.0},
+    ]  # fmt: skip
+    p = tmp_path / "m.jsonl"
+    p.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    r = check_log(p, assumption=Assumption(kl_max=0.2), length="2")
+    assert r.stats["surrogate"].values[0] == pytest.approx(0.2)
+    assert any("without response tokens" in n for n in r.notes)
+
+
+def test_surrogate_lower_bound_with_negative_rewards_and_missing_mass(tmp_path):
+    # theta = roll: L = 0 exactly. Rewards in [-1, 1], assumed m = 0.1: L = E[X] - r_min m
+    # with r_min < 0 is at least E[X]: no term may be added (the review found +0.0999)
+    rows = [{"inference_logprobs": [math.log(0.5)], "trainer_logprobs": [math.log(0.5)],
+             "reward": float(v)} for v in np.resize([-1.0, 0.5, 1.0], 300)]  # fmt: skip
+    p = tmp_path / "n.jsonl"
+    p.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    a = Assumption(kl_max=0.1, reward_range=(-1.0, 1.0), missing_mass=0.1)
+    r = check_log(p, assumption=a, length="1")
+    assert r.stats["surrogate_lcb"].values[0] <= 0.0

@@ -539,6 +539,22 @@ def _check_stats_file(p: Path, a: Assumption, Tvalue: float | None) -> CheckResu
     lb_ok = ("empirical", "lower_bound")
     kl_lb = s.kl_max if s.kl_max is not None and st.get("kl_max") in lb_ok else math.nan
     tv_lb = s.tv_max if s.tv_max is not None and st.get("tv_max") in lb_ok else math.nan
+    lb_src = {k: f"{k} ({st.get(k)})" for k in ("kl_max", "tv_max")}
+    ends = s.meta.get("interval_ends") if isinstance(s.meta, dict) else None
+    if isinstance(ends, dict) and any(str(ends.get(k, "")).startswith("upper") for k in lb_src):
+        # trmbounds measure --rollouts: kl_max / tv_max are maxima of the UPPER ends of
+        # certified intervals, not exact values: only the lower ends may refute.
+        iv = s.meta.get("intervals") if isinstance(s.meta.get("intervals"), dict) else {}
+        kl_lb, tv_lb = (
+            float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else math.nan
+            for v in (iv.get("kl_max_lower"), iv.get("tv_max_lower"))
+        )
+        lb_src = {k: f"meta.intervals.{k}_lower (certified lower ends)" for k in lb_src}
+        notes.append(
+            "the file's kl_max / tv_max are maxima of certified UPPER ends (engine top-k "
+            "log-probs): they do not refute; the certified lower ends "
+            "(meta.intervals.*_max_lower) do"
+        )
     if not a.given and all(
         st.get(k) in ("assumed", "certified") for k in ("kl_max", "tv_max") if k in st
     ):
@@ -582,9 +598,9 @@ def _check_stats_file(p: Path, a: Assumption, Tvalue: float | None) -> CheckResu
     one = lambda x: np.array([np.nan if x is None else float(x)])  # noqa: E731
     stats: dict[str, Stat] = {}
     if not math.isnan(kl_lb):
-        stats["kl_lower_bound"] = Stat(one(kl_lb), "lower_bound", f"kl_max ({st['kl_max']})")
+        stats["kl_lower_bound"] = Stat(one(kl_lb), "lower_bound", lb_src["kl_max"])
     if not math.isnan(tv_lb):
-        stats["tv_lower_bound"] = Stat(one(tv_lb), "lower_bound", f"tv_max ({st['tv_max']})")
+        stats["tv_lower_bound"] = Stat(one(tv_lb), "lower_bound", lb_src["tv_max"])
     for k in ("kl_seq", "tv_seq"):
         if getattr(s, k) is not None:
             stats[k] = Stat(one(getattr(s, k)), st.get(k, "estimate"), k)
