@@ -939,10 +939,10 @@ def _finish(p, cols, o: _Options, accs, bins, bad, invalid, length, step_col) ->
         )
     if empties:
         notes.append(
-            f"{empties} sequence(s) without response tokens (loss_mask all 0): left out of the "
+            f"{empties} sequence(s) without response tokens (every token masked): left out of the "
             "divergence estimates; 0 in the surrogate, which the paper normalises by the whole "
             "batch"
-        ) ignored")
+        )
     tot_tok = sum(A.n_tok for A in accs)
     tot_viol = sum(A.n_viol for A in accs)
     pv = tot_viol / tot_tok if tot_tok else float("nan")
