@@ -620,3 +620,42 @@ def test_surrogate_lower_bound_with_negative_rewards_and_missing_mass(tmp_path):
     a = Assumption(kl_max=0.1, reward_range=(-1.0, 1.0), missing_mass=0.1)
     r = check_log(p, assumption=a, length="1")
     assert r.stats["surrogate_lcb"].values[0] <= 0.0
+
+
+def _verl_rows(spec):
+    return "".join(
+        json.dumps({"step": i + 1, "data": {"response_length/max": mx,
+                    "response_length/clip_ratio": clip, "rollout_corr/k3_kl": 1e-6,
+                    "response_length/mean": mx / 2}}) + "\n"
+        for i, (mx, clip) in enumerate(spec)
+    )  # fmt: skip
+
+
+def test_a_cap_shown_at_some_steps_is_the_horizon_of_the_run(tmp_path):
+    # verl: clip_ratio > 0 at steps 1 and 3 shows the cap 1024; steps 2 and 4 had no cut
+    # response (max 900): the cap is the run's setting, so T = 1024 there too
+    p = tmp_path / "v.jsonl"
+    p.write_text(_verl_rows([(1024, 0.1), (900, 0.0), (1024, 0.2), (900, 0.0)]))
+    r = check_log(p, assumption=Assumption(kl_max=1e-5))
+    assert list(r.T) == [1024] * 4 and set(r.T_source) == {"logged cap"}
+    assert r.basis == "assumed"
+    want = evaluate(Stats(T=1024, kl_max=1e-5)).unified
+    np.testing.assert_allclose(r.bound, want, rtol=1e-12)
+    assert any("generation cap 1,024" in n for n in r.notes)
+    # a --length below a logged response is wrong there: said, and that length used
+    r = check_log(p, assumption=Assumption(kl_max=1e-5), length="1000")
+    assert list(r.T) == [1024, 1000, 1024, 1000]
+    assert any("--length 1000 is below the longest response" in n for n in r.notes)
+    assert r.summary()["length"] == 1000
+
+
+def test_the_estimate_never_uses_a_delta_the_log_refutes(tmp_path):
+    # no assumption: delta is estimated by the k2 detector, but a certified eps >= 0.04
+    # forces delta >= 2 eps^2 = 0.0032 (Pinsker): the estimate uses the larger
+    p = tmp_path / "d.jsonl"
+    p.write_text(json.dumps({"step": 1, "data": {"response_length/max": 64,
+        "rollout_corr/rollout_rs_seq_max_k2_max": 0.001, "training/rollout_probs_diff_max": 0.04,
+        "rollout_corr/k3_kl": 1e-5, "response_length/mean": 32}}) + "\n")  # fmt: skip
+    est = check_log(p, length="64").bound_est[0]
+    same = check_log(p, length="64", assumption=Assumption(kl_max=2 * 0.04**2)).bound_est[0]
+    assert est == pytest.approx(same, rel=1e-12)

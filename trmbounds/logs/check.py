@@ -213,6 +213,9 @@ def check_log(
         for k, v in parts.items()
     }
     n = len(cat.get("step", ()))
+    cap_notes: list[str] = []
+    if n and Tvalue is None:
+        _run_cap(cat, assumption, cap_notes)
     empty = np.zeros(0)
     get = lambda k: cat.get(k, empty)  # noqa: E731
     stats: dict[str, Stat] = {}
@@ -284,6 +287,14 @@ def check_log(
             "the logged surrogate is a batch estimate without a standard error: at most "
             "'estimated-gain', never 'guaranteed' (pass --map surrogate_se=COLUMN)"
         )
+    notes.extend(cap_notes)
+    if Tvalue is not None and n and np.any(get("T_source") == 2):
+        k = int(np.sum(get("T_source") == 2))
+        notes.append(
+            f"--length {Tvalue:g} is below the longest response logged at {k:,} step(s) (up to "
+            f"{np.nanmax(get('T')):,.0f}): the cap given is wrong there, so T = that length "
+            "(an empirical horizon)"
+        )
     notes.extend(_common_notes(assumption, T_src, n))
     res = CheckResult(
         path=str(p),
@@ -305,7 +316,12 @@ def check_log(
         T_source=T_src,
         flag=get("flag") if n else None,
         detector="max k2" if "kl_max_proxy" in stats else "max k3",
-        extra={"merge": merge_report.to_dict(), "preset_source": chosen.source, **src_extra},
+        extra={
+            "merge": merge_report.to_dict(),
+            "preset_source": chosen.source,
+            **src_extra,
+            "length": Tvalue,
+        },  # fmt: skip
     )
     return res
 
@@ -455,29 +471,23 @@ def _metric_block(p, chunk, preset, maps, Tvalue, a: Assumption, bad, invalid):
     det = np.where(np.isnan(k2), g("kl_proxy_max"), k2)  # a detector of delta
     acc = g("accept")
     acc = np.where(np.isnan(acc), 1.0 - g("reject_frac"), acc)
-    bound = unified_columns(T, a.kl_max, a.tv_max, assumption=a) if a.given else np.full(m, np.nan)
-    d_est = np.full(m, np.nan)
-    if a.kl_max is not None:
-        d_est[:] = a.kl_max
-    elif not a.given:
-        d_est = det
-    with np.errstate(invalid="ignore"):
-        kseq_b = np.where(kseq < 0, np.nan, kseq)  # a KL is >= 0: unknown (T delta) instead
-    bound_est = unified_columns(T, d_est, a.tv_max, kseq_b, g("tv_seq"), assumption=a)
     sur = g("surrogate")
     lcb = sur - Z_ONE_SIDED * g("surrogate_se")
-    sound = src < 2
-    state = states(T, bound, a, eps_lb, g("kl_max_seen"), sur, lcb, sound)
+    col = {"T": T, "T_source": src, "kl_seq": kseq, "tv_seq": g("tv_seq"),
+           "tv_lower_bound": eps_lb, "kl_lower_bound": g("kl_max_seen"), "surrogate": sur,
+           "surrogate_lcb": lcb, "det": det}  # fmt: skip
+    _verdicts(col, a)
     return (
         {
             "step": q["step"],
             "line": chunk.lines[keep].astype(np.float64),
             "T": T,
             "T_source": src,
-            "bound": bound,
-            "bound_est": bound_est,
-            "state": state.astype(np.float64),
+            "bound": col["bound"],
+            "bound_est": col["bound_est"],
+            "state": col["state"].astype(np.float64),
             "flag": detector_flags(det, a),
+            "det": det,
             "kl_seq": kseq,
             "tv_seq": g("tv_seq"),
             "tv_lower_bound": eps_lb,
@@ -492,6 +502,54 @@ def _metric_block(p, chunk, preset, maps, Tvalue, a: Assumption, bad, invalid):
             "surrogate_lcb": lcb,
         },
         no_metrics,
+    )
+
+
+def _verdicts(c: dict[str, np.ndarray], a: Assumption) -> None:
+    """B* under the assumption and under the estimates, and the state, per step, into
+    ``c`` from its horizon and statistics (per block, and again for a run-level cap)."""
+    T = c["T"]
+    m = len(T)
+    c["bound"] = (
+        unified_columns(T, a.kl_max, a.tv_max, assumption=a) if a.given else np.full(m, np.nan)
+    )
+    d_est = np.full(m, np.nan)
+    if a.kl_max is not None:
+        d_est[:] = a.kl_max
+    elif not a.given:
+        # the detector, but never below what the certified lower bound on eps forces:
+        # delta >= 2 eps^2 (Pinsker)
+        d_est = np.fmax(c["det"], 2.0 * c["tv_lower_bound"] ** 2)
+    with np.errstate(invalid="ignore"):
+        kseq = np.where(c["kl_seq"] < 0, np.nan, c["kl_seq"])  # a KL is >= 0: unknown
+    c["bound_est"] = unified_columns(T, d_est, a.tv_max, kseq, c["tv_seq"], assumption=a)
+    c["state"] = states(T, c["bound"], a, c["tv_lower_bound"], c["kl_lower_bound"],
+                        c["surrogate"], c["surrogate_lcb"], c["T_source"] < 2)  # fmt: skip
+
+
+def _run_cap(cat: dict[str, np.ndarray], a: Assumption, notes: list[str]) -> None:
+    """The generation cap is a run's setting: once some step shows it (a logged cap, or a
+    response cut at it), steps without that evidence use it too (the largest shown)."""
+    src = cat.get("T_source")
+    if src is None or not np.any(src == 1) or not np.any(src == 2):
+        return
+    cap = float(np.nanmax(np.where(src == 1, cat["T"], np.nan)))
+    with np.errstate(invalid="ignore"):
+        fix = (src == 2) & ~(cat["T"] > cap)  # no longer response than the cap there
+    if not fix.any():
+        return
+    nan = np.full(len(src), np.nan)
+    c = {k: cat.get(k, nan)[fix] for k in ("T", "T_source", "kl_seq", "tv_seq",
+         "tv_lower_bound", "kl_lower_bound", "surrogate", "surrogate_lcb", "det")}  # fmt: skip
+    c["T"] = np.full(int(fix.sum()), cap)
+    c["T_source"] = np.ones(int(fix.sum()))
+    _verdicts(c, a)
+    for k in ("T", "T_source", "bound", "bound_est", "state"):
+        cat[k] = cat[k].copy()
+        cat[k][fix] = c[k]
+    notes.append(
+        f"horizon: the log shows the generation cap {cap:,.0f} at some steps (a logged cap or "
+        f"a response cut at it); the {int(fix.sum()):,} other step(s) use it too"
     )
 
 
@@ -637,5 +695,5 @@ def _check_stats_file(p: Path, a: Assumption, Tvalue: float | None) -> CheckResu
         notes=notes,
         T_source=T_src,
         sound=sound,
-        extra={"missing_mass_status": mm_status} if mm_status else {},
+        extra={"length": Tvalue, **({"missing_mass_status": mm_status} if mm_status else {})},
     )

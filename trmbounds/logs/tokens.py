@@ -959,6 +959,7 @@ def _finish(p, cols, o: _Options, accs, bins, bad, invalid, length, step_col) ->
             "predicted_iid": (1.0 - pv) ** mL,
         })  # fmt: skip
     extra = {
+        "length": fixed,
         "sequences": int(n.sum()),
         "tokens": int(tot_tok),
         "thresholds": {
