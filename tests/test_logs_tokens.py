@@ -358,3 +358,27 @@ def test_surrogate_from_a_per_sequence_reward_by_hand(tmp_path, col):
     # L >= 4 * (-8.279006) - 2 = -35.116023 (two sequences prove nothing)
     assert r.stats["surrogate_lcb"].values[0] == pytest.approx(-35.116023, abs=1e-5)
     assert any("advantage R - b" in n for n in r.notes) == (col == "advantage")
+
+
+def test_estimate_uses_tv_seq_at_least_the_first_position(tmp_path):
+    # the hand dump: tv_seq estimate 0 but D̄_1 = 0.1, and D_TV^seq >= D̄_1 (the first
+    # token's marginal). With delta = 0.05 (eps = sqrt(0.025) = 0.158114), T = 2: Mixed TV
+    # with 0 would be 0; with 0.1 it is 4 * 2 * 0.158114 * 0.1 = 0.126491, and the Adaptive
+    # hybrid 4 * 0.1 * min(1, 1 * 0.158114, sqrt(0.025)) = 0.063246 is the minimum
+    # (PM-KL = PM-TV = Coupling = 4 * 0.158114^2 = 0.1, Mixed KL 0.363).
+    p = write_token_dump(tmp_path / "t.parquet", ROLL, THETA)
+    r = check_log(p, assumption=Assumption(kl_max=0.05), length="2")
+    assert r.bound_est[0] == pytest.approx(4 * 0.1 * math.sqrt(0.025), rel=1e-9)
+
+
+def test_exact_kl_supersedes_the_k2_detector(tmp_path):
+    # k2 of A's second token is (log 2)^2 / 2 = 0.240 > delta = 0.2, but the exact
+    # per-token KL (given, at most 0.01) is below delta: no flag
+    kl = [[0.01, 0.005], [0.0]]
+    tv = [[0.05, 0.05], [0.0]]
+    p = write_token_dump(tmp_path / "e.parquet", ROLL, THETA, kl=kl, tv=tv)
+    r = check_log(p, assumption=Assumption(kl_max=0.2, tv_max=0.3), length="2")
+    assert r.n_flagged == 0
+    r = check_log(write_token_dump(tmp_path / "k.parquet", ROLL, THETA),
+                  assumption=Assumption(kl_max=0.2, tv_max=0.3), length="2")  # fmt: skip
+    assert r.n_flagged == 1  # without the exact KL, the detector flags it

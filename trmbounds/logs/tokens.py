@@ -860,10 +860,15 @@ def _finish(p, cols, o: _Options, accs, bins, bad, invalid, length, step_col) ->
     with np.errstate(invalid="ignore"):  # a negative estimate of a KL: unknown (T delta)
         kseq_b = np.where(kseq[0] < 0, np.nan, kseq[0])
     for g in range(G):
-        d = a.kl_max if a.kl_max is not None else (None if a.tv_max is not None else k2[g])
-        bound_est[g] = float(
-            unified_columns(T[g], d, a.tv_max, kseq_b[g], tseq[0][g], pp[g], assumption=a)
-        )
+        # no assumption: delta by the detector (the exact max KL where given), never below
+        # what the certified lower bound on eps forces (delta >= 2 eps^2, Pinsker)
+        det_g = kl_lb[g] if exact_kl else k2[g]
+        d = a.kl_max if a.kl_max is not None else (
+            None if a.tv_max is not None else max(det_g, 2.0 * eps_lb[g] ** 2)
+        )  # fmt: skip
+        # D_TV^seq >= D̄_1 (the first token's marginal, the prompt being shared)
+        ts = max(tseq[0][g], float(pp[g][0])) if len(pp[g]) else tseq[0][g]
+        bound_est[g] = float(unified_columns(T[g], d, a.tv_max, kseq_b[g], ts, pp[g], assumption=a))
     sound = T_src != "empirical"
     state = states(T, bound, a, eps_lb, kl_lb, sur, lcb, sound)
     notes = [
@@ -990,7 +995,9 @@ def _finish(p, cols, o: _Options, accs, bins, bad, invalid, length, step_col) ->
         extra=extra,
         T_source=T_src,
         sound=sound,
-        flag=detector_flags(k2, a),
+        # with the exact per-token KL the detector is superseded: its maximum is a certified
+        # lower bound on delta, which refutes instead
+        flag=detector_flags(np.full(G, np.nan) if exact_kl else k2, a),
         detector="max k2",
     )
 
