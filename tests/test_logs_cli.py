@@ -127,9 +127,13 @@ def test_token_dump_via_cli(tmp_path):
 
 
 def test_installed_executable(tmp_path, verl):
-    exe = shutil.which("trmbounds")
+    import sys
+    from pathlib import Path
+
+    beside = Path(sys.executable).parent / "trmbounds"  # the venv's own, then PATH
+    exe = str(beside) if beside.exists() else shutil.which("trmbounds")
     if exe is None:
-        pytest.skip("trmbounds executable not on PATH")
+        pytest.skip("trmbounds executable not installed")
     res = subprocess.run([exe, "check", str(verl), "--tv-max", "0.01", "--json"],
                          capture_output=True, text=True, timeout=60)  # fmt: skip
     assert res.returncode == 0, res.stderr

@@ -61,7 +61,7 @@ def assert_hand(r, steps):
 # ------------------------------------------------------------------------ NeMo-RL
 def test_nemo_rl_directory_steps_from_file_names():
     r = check_log(NEMO)
-    assert r.kind == "tokens" and r.preset == "nemo-rl (per-token dump)"
+    assert r.kind == "tokens" and r.preset == "nemo-rl" and r.extra["dump"] == "nemo-rl"
     assert_hand(r, [3, 10])  # train_data_step3 before train_data_step10 (numeric order)
     assert r.columns["logp_roll"] == "generation_logprobs"
     assert r.columns["logp_theta"] == "prev_logprobs"
@@ -79,7 +79,7 @@ def test_nemo_rl_file_renamed_has_no_step(tmp_path):
     p = tmp_path / "dump.jsonl"
     shutil.copy(NEMO / "train_data_step10.jsonl", p)
     r = check_log(p)  # recognised by its wrapped generation_logprobs/prev_logprobs
-    assert r.preset == "nemo-rl (per-token dump)"
+    assert r.preset == "nemo-rl" and r.extra["dump"] == "nemo-rl"
     assert [s["step"] for s in r.to_dict()["steps"]] == [0]
     assert r.to_dict()["steps"][0]["stats"]["kl_seq"]["value"] == pytest.approx(K3_A, rel=REL)
     assert any("step is unknown" in n for n in r.notes)
@@ -113,7 +113,7 @@ def test_nemo_rl_sample_mask_must_be_0_or_1(tmp_path):
 # ------------------------------------------------------------------------ prime-rl
 def test_prime_rl_all_ranks_of_a_step_together():
     r = check_log(PRIME)
-    assert r.preset == "prime-rl (per-token dump)"
+    assert r.preset == "prime-rl" and r.extra["dump"] == "prime-rl"
     assert_hand(r, [3, 10])  # step 3: A on rank 0 and B on rank 1, one group
     assert r.columns["logp_roll"] == "inference_logprobs"
     assert r.columns["logp_theta"] == "trainer_logprobs"
@@ -158,7 +158,7 @@ def test_prime_rl_bad_record_names_its_file(tmp_path):
 # --------------------------------------------------------------------------- slime
 def test_slime_directory_steps_from_rollout_id():
     r = check_log(SLIME)
-    assert r.preset == "slime (per-token dump)"
+    assert r.preset == "slime" and r.extra["dump"] == "slime"
     assert_hand(r, [3, 10])
     assert r.columns["logp_roll"] == "rollout_log_probs"
     assert r.columns["logp_theta"] == "log_probs"
@@ -229,7 +229,7 @@ def test_cli_reads_a_dump_and_refuses_a_pickle():
     assert out.exit_code == 0, out.output
     data = json.loads(out.stdout)
     assert [s["step"] for s in data["steps"]] == [3, 10]
-    assert data["summary"]["preset"] == "nemo-rl (per-token dump)"
+    assert data["summary"]["preset"] == "nemo-rl" and data["summary"]["kind"] == "tokens"
     out = runner.invoke(app, ["check", str(SKYRL)])
     assert out.exit_code == 2
     err = out.stderr.strip()

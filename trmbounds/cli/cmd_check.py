@@ -438,7 +438,8 @@ def _render(result, report, plot) -> None:
         st.add_column(c, justify="right" if c != "status" else "left", no_wrap=c == "status")
     ks = result.stats.get("kl_seq")
     lb = result.stats.get("tv_lower_bound")
-    px = result.stats.get("kl_max_proxy")
+    px = result.stats.get("kl_max_proxy") or result.stats.get("kl_max_proxy_k3")
+    px_name = "max k2" if "kl_max_proxy" in result.stats else "max k3"
     acc = result.acceptance
     u = result.unified
     for i in idx:
@@ -456,12 +457,21 @@ def _render(result, report, plot) -> None:
             _styled(state)
             + ("" if math.isnan(result.flag[i]) else " [bold magenta]⚑[/bold magenta]"),
         )
+    import numpy as np
+
+    same = bool(np.all((result.bound_est[idx] == u[idx]) | np.isnan(u[idx])))
+    if same:  # B* est. adds nothing: no estimate is logged that lowers the bound
+        st.columns = [c for c in st.columns if c.header != "B* est."]
     print_table(con, st, keep=("status",), drop_empty=True)
-    con.print(
-        "[dim]ε ≥: certified lower bound on ε; δ proxy: max k2 (a detector); B*: under "
-        + ("the assumption" if a.given else "the estimates (no assumption)")
-        + "; B* est.: with the estimated D_KL^seq / D_TV^seq / D̄_t plugged in[/dim]"
-    )
+    legend = []
+    if lb is not None:
+        legend.append("ε ≥: certified lower bound on ε")
+    if px is not None:
+        legend.append(f"δ proxy: {px_name} (a detector)")
+    legend.append("B*: under " + ("the assumption" if a.given else "the estimates (no assumption)"))
+    if not same:
+        legend.append("B* est.: with the estimated D_KL^seq / D_TV^seq / D̄_t plugged in")
+    con.print("[dim]" + "; ".join(legend) + "[/dim]")
     ref = [i for i in range(n) if result.state[i] == STATES.index("refuted")]
     for i in ref[:5]:
         con.print(

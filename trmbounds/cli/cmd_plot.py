@@ -203,8 +203,8 @@ def curves_cmd(
 ) -> None:
     """Plot every bound against the response length T (log-log), with the vacuity line.
 
-    Each curve is labelled with how it grows in T; the unified bound B* is the dashed
-    envelope. Above the line B = a (the advantage range) a bound guarantees nothing.
+    Each curve is labelled with how it grows in T; the unified bound B* is the pale
+    band under them. Above the line B = a (the advantage range) a bound guarantees nothing.
     """
     path, ext = _target(out, out_old, "trmbounds-curves.png", force)
     fig = _figure(size, dpi)

@@ -133,7 +133,8 @@ def check_log(
             source=dump,
             **token_options,
         )
-        res.preset = f"{dump.framework} (per-token dump)"
+        res.preset = dump.framework  # the preset name; kind "tokens" says it is a dump
+        res.extra["dump"] = dump.framework
         res.notes.extend(dump.notes)
         return res
     fmt = sniff_format(p, format)
