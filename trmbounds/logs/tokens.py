@@ -782,6 +782,8 @@ def _finish(p, cols, o: _Options, accs, bins, bad, invalid, length, step_col) ->
 
     stats: dict[str, Stat] = {}
     kseq = est("klseq_exact" if exact_kl else "klseq")
+    with np.errstate(invalid="ignore"):  # a KL is >= 0: so is the lower end of its CI
+        kseq = (kseq[0], np.where(kseq[1] < 0, 0.0, kseq[1]), kseq[2])
     stats["kl_seq"] = Stat(
         kseq[0],
         "estimate",
