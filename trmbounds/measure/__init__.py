@@ -22,8 +22,9 @@ per-token records into :class:`~trmbounds.stats.Stats` (the statistics file of
 - ``missing_mass`` (``estimate``, only with top-k/top-p sampling):
   :math:`m = \frac1N\sum_i\sum_t \pi_\theta(\text{outside supp}\,\pi_{roll}|c_{i,t})`.
 
-Confidence intervals are normal intervals, mean ± 1.96·sd/√N over the N sequences;
-for ``tv_seq`` a Wilson interval when fewer than 10 effective events carry the mean
+Confidence intervals are normal intervals, mean ± 1.96·sd/√N over the N sequences,
+except for the means of [0, 1] values (``tv_seq`` and each :math:`\bar D_t`): always the
+Wilson interval with the largest variance such a mean allows
 (:func:`~trmbounds.measure.aggregation.bounded_mean_ci`).
 
 The package follows the data: :mod:`.prompts` (reading prompts), :mod:`.models`
