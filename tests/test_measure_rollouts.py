@@ -442,3 +442,137 @@ def test_bad_engine_responses_exit_2_with_one_line(
     assert r.exit_code == 2, r.output
     err = r.stderr.strip()
     assert err.startswith("Error:") and len(err.splitlines()) == 1 and message in err, err
+
+
+# ------------------------------------------------------- review fixes (issue: fix12)
+def test_zero_probability_top_k_entries_count_as_truncation(tmp_path, model):
+    # top-p 0.3 sampling with processed log-probs, but the records do not say so: the
+    # top-40 lists carry entries of probability 0 (-9999), which only a truncated
+    # distribution has. The missing mass must be reported and hold the exact one.
+    rolls = engine_rollouts(model, PROMPTS, seed=2, noise=0.5, n_new=6, top_p=0.3)
+    path = _write(tmp_path, "silent.jsonl", WRITERS["native"](rolls, 40))
+    m = measure_rollouts(path, model, device="cpu")
+    assert m.stats.meta["rollouts"]["truncated_sampling"] is True
+    assert "probability 0" in m.stats.meta["rollouts"]["truncation_evidence"]
+    assert m.stats.missing_mass is not None and m.stats.missing_mass > 0
+    assert any("treated as truncated" in w for w in m.warnings)
+    for i, r in enumerate(rolls):  # exact missing mass: q outside the engine's support
+        ids = torch.tensor([r["prompt_ids"] + r["response_ids"]])
+        with torch.no_grad():
+            lg = model(ids).logits[0].double().numpy()
+        Lp = len(r["prompt_ids"])
+        for t, p in enumerate(r["dists"]):
+            q = np.exp(lg[Lp - 1 + t] - lg[Lp - 1 + t].max())
+            q /= q.sum()
+            assert q[p == 0].sum() <= m.records.missing_mass[i, t] + 1e-6
+    _contains(m.records, model, rolls)
+
+
+def test_top_k_minus_one_is_off(tmp_path, model, rolls):
+    # vLLM's and SGLang's top_k = -1 means no top-k truncation
+    path = _write(tmp_path, "k.jsonl", WRITERS["native"](rolls, 3, top_k=-1))
+    m = measure_rollouts(path, model, device="cpu")
+    assert m.stats.meta["rollouts"]["truncated_sampling"] is False
+    assert m.stats.missing_mass is None
+    bad = _write(tmp_path, "k2.jsonl", WRITERS["native"](rolls, 3, top_k=-2))
+    with pytest.raises(TrmboundsError, match="top_k=-2"):
+        measure_rollouts(bad, model, device="cpu")
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"repetition_penalty": 1.1},
+        {"presence_penalty": 0.5, "logprobs_mode": "raw"},
+        {"logit_bias": {"5": -100}, "logprobs_mode": "temperature"},
+    ],
+)
+def test_penalties_need_processed_logprobs(tmp_path, model, rolls, extra):
+    # vLLM's raw log-probs are computed before penalties / logit_bias / bad words
+    path = _write(tmp_path, "pen.jsonl", WRITERS["native"](rolls, 3, **extra))
+    with pytest.raises(TrmboundsError, match="before penalties"):
+        measure_rollouts(path, model, device="cpu")
+    neutral = {k: (1.0 if k == "repetition_penalty" else 0.0) for k in extra if "penalty" in k}
+    ok = _write(tmp_path, "ok.jsonl", WRITERS["native"](rolls, 3, **neutral))
+    measure_rollouts(ok, model, device="cpu")  # neutral values are no penalty
+    proc = dict(extra, logprobs_mode="processed")
+    measure_rollouts(_write(tmp_path, "pr.jsonl", WRITERS["native"](rolls, 3, **proc)), model)
+
+
+def test_cli_records_the_generation_cap_and_refuses_sampling_options(tmp_path, model_dir, rolls):
+    path = _write(tmp_path, "r.jsonl", WRITERS["vllm"](rolls, 4))
+    base = ["measure", "--rollouts", str(path), "--rollout-format", "vllm"]
+    base += ["--train", str(model_dir), "--device", "cpu"]
+    out = tmp_path / "s.json"
+    r = CliRunner().invoke(app, [*base, "--max-new-tokens", "10", "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    s = load_stats(out)
+    assert s.meta["sampling"]["max_new_tokens"] == 10
+    from trmbounds.stats import stats_cap
+
+    assert stats_cap(s) == 10  # the horizon eval --stats and check read
+    # the statistics are the upper-end maxima; the certified lower bounds always written
+    iv = s.meta["intervals"]
+    assert 0 <= iv["kl_max_lower"] <= s.kl_max and 0 <= iv["tv_max_lower"] <= s.tv_max
+    flat = " ".join(r.stdout.split())
+    assert "lower estimates of the maxima" not in flat and "maxima of the upper ends" in flat
+    # a response longer than the cap: the cap is not the engine's
+    r = CliRunner().invoke(app, [*base, "--max-new-tokens", "5", "-o", str(tmp_path / "x.json")])
+    assert r.exit_code == 2 and "longer than --max-new-tokens 5" in r.stderr, r.output
+    # without a cap: no horizon recorded, and a warning says so
+    r = CliRunner().invoke(app, [*base, "-o", str(tmp_path / "y.json")])
+    assert r.exit_code == 0 and "no generation cap" in " ".join(r.stderr.split()), r.output
+    assert load_stats(tmp_path / "y.json").meta["sampling"]["max_new_tokens"] is None
+    for opt in (["-n", "2"], ["--num-samples", "2"], ["--seed", "3"], ["--roll-dtype", "float32"]):
+        r = CliRunner().invoke(app, [*base, *opt, "-o", str(tmp_path / "z.json")])
+        err = r.stderr.strip()
+        assert r.exit_code == 2 and len(err.splitlines()) == 1, r.output
+        assert err.startswith("Error:") and "only with --roll" in err, err
+
+
+def test_intervals_hold_at_a_large_vocabulary_with_every_token_reported():
+    # Review finding: at V = 151,936 the float32 log-softmax normaliser was off by ~1.5e-5,
+    # beyond the float32 widening: the exact KL of a one-hot engine fell outside. The
+    # exact values here come from a numpy float64 log-sum-exp (math.fsum), independent
+    # of the code under test.
+    from trmbounds.measure.intervals import token_intervals
+
+    Vb = 151_936
+    g = torch.Generator().manual_seed(21)
+    y = (torch.randn(8, Vb, dtype=torch.float64, generator=g) * 3).float()[2:3]
+    yy = y.double().numpy()[0]
+    mx = yy.max()
+    lse = mx + math.log(math.fsum(np.exp(yy - mx)))
+    a = int(yy.argmax())
+    kl, tv = lse - yy[a], 1 - math.exp(yy[a] - lse)  # KL(delta_a || q), TV
+    ids = torch.arange(Vb)
+    ids = torch.cat([torch.tensor([a]), ids[ids != a]])[None, :]  # k = V
+    lp = torch.full((1, Vb), -math.inf, dtype=torch.float64)
+    lp[0, 0] = 0.0
+    iv = token_intervals(
+        y, ids, lp, torch.ones(1, Vb, dtype=torch.bool), torch.zeros(1, dtype=torch.float64),
+        torch.tensor([a]),
+    )  # fmt: skip
+    assert float(iv.kl_lo[0]) <= kl <= float(iv.kl_hi[0]), (kl, iv.kl_lo, iv.kl_hi)
+    assert float(iv.tv_lo[0]) <= tv <= float(iv.tv_hi[0]), (tv, iv.tv_lo, iv.tv_hi)
+    assert float(iv.kl_hi[0] - iv.kl_lo[0]) < 1e-9  # k = V: collapsed to the exact value
+
+
+def test_kl_upper_end_keeps_unreported_mass_above_k_times_p_min():
+    # Review finding: the reader allows r <= |U| p_min + 1e-4; with r above |U| p_min the
+    # vertex at p_min dropped the excess mass, and the upper end fell below the exact KL.
+    # V = 4, top-2 reported, the two unreported tokens each 5e-6 above p_min (round-off of a reported p_min).
+    from trmbounds.measure.intervals import token_intervals
+
+    pm = 0.13333
+    p = np.array([0.6, pm, (1 - 0.6 - pm) / 2, (1 - 0.6 - pm) / 2])
+    q = np.array([0.5, 0.4 - 1e-8, 1e-8, 0.1])
+    kl = float(np.sum(p * np.log(p / q)))  # by the definition
+    tv = 0.5 * float(np.abs(p - q).sum())
+    iv = token_intervals(
+        torch.tensor(np.log(q))[None], torch.tensor([[0, 1]]),
+        torch.tensor(np.log(p[:2]))[None], torch.tensor([[True, True]]),
+        torch.tensor([pm], dtype=torch.float64), torch.tensor([0]),
+    )  # fmt: skip
+    assert float(iv.kl_lo[0]) <= kl <= float(iv.kl_hi[0]), (kl, iv.kl_lo, iv.kl_hi)
+    assert float(iv.tv_lo[0]) <= tv <= float(iv.tv_hi[0])

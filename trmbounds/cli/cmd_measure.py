@@ -155,11 +155,25 @@ def measure_cmd(
         ),
     ] = None,
     num_samples: Annotated[
-        int, typer.Option("--num-samples", "-n", min=1, help="Responses sampled per prompt.")
-    ] = 4,
+        int | None,
+        typer.Option(
+            "--num-samples",
+            "-n",
+            min=1,
+            help="Responses sampled per prompt [default: 4; not with --rollouts].",
+            show_default=False,
+        ),
+    ] = None,
     max_new_tokens: Annotated[
-        int, typer.Option("--max-new-tokens", min=1, help="Longest response (tokens).")
-    ] = 128,
+        int | None,
+        typer.Option(
+            "--max-new-tokens",
+            min=1,
+            help="Longest response (tokens) [default: 128]. With --rollouts: the engine's "
+            "generation cap (its max_tokens), recorded as the horizon.",
+            show_default=False,
+        ),
+    ] = None,
     temperature: Annotated[
         float, typer.Option("--temperature", help="Sampling temperature (> 0).")
     ] = 1.0,
@@ -168,9 +182,19 @@ def measure_cmd(
         typer.Option("--top-p", help="Nucleus sampling (< 1 breaks full support: m measured)."),
     ] = 1.0,
     top_k: Annotated[
-        int, typer.Option("--top-k", min=0, help="Top-k sampling (0 = off; breaks full support).")
+        int,
+        typer.Option(
+            "--top-k", min=-1, help="Top-k sampling (0 or -1 = off; breaks full support)."
+        ),
     ] = 0,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the sampler.")] = 0,
+    seed: Annotated[
+        int | None,
+        typer.Option(
+            "--seed",
+            help="Seed of the sampler [default: 0; not with --rollouts].",
+            show_default=False,
+        ),
+    ] = None,
     device: Annotated[
         str, typer.Option("--device", help="cpu, cuda, cuda:N, or auto (cuda when present).")
     ] = "auto",
@@ -285,8 +309,20 @@ def measure_cmd(
             raise TrmboundsError(
                 "--rollouts needs --train MODEL (the training policy that scores them)"
             )
-        if prompts is not None:
-            raise TrmboundsError("--prompts is for --roll; --rollouts carries its own prompts")
+        given = {
+            "--prompts": prompts,
+            "-n/--num-samples": num_samples,
+            "--seed": seed,
+            "--tokenizer": tokenizer,
+            "--roll-dtype": roll_dtype,
+            "--roll-attn": roll_attn,
+        }
+        bad = [k for k, v in given.items() if v is not None]
+        if bad:
+            raise TrmboundsError(
+                f"{', '.join(bad)}: only with --roll / --demo (they sample); --rollouts "
+                "reads an engine's responses, prompts included"
+            )
     elif demo and any(x is not None for x in (roll, train, tokenizer, roll_attn, train_attn)):
         raise TrmboundsError(
             "--demo builds its own model: drop --roll, --train, --tokenizer and --*-attn"
@@ -331,7 +367,7 @@ def measure_cmd(
         # what every way of measuring shares: sampling settings, devices, memory, masks
         common = dict(
             temperature=temperature,
-            top_k=top_k,
+            top_k=max(top_k, 0),  # -1: off, as in vLLM and SGLang
             top_p=top_p,
             device=device,
             device_map=device_map,
@@ -352,6 +388,7 @@ def measure_cmd(
             m = measure_rollouts(
                 rollouts,
                 train,
+                max_new_tokens=max_new_tokens,
                 rollout_format=rollout_format.value,
                 train_dtype=train_dtype.value if train_dtype else "float32",
                 train_attn=train_attn.value if train_attn else None,
@@ -371,9 +408,9 @@ def measure_cmd(
                 roll_dtype=roll_dtype.value if roll_dtype else ("bfloat16" if demo else "float32"),
                 train_dtype=train_dtype.value if train_dtype else "float32",
                 prompts=prompt_list,
-                num_samples=num_samples,
-                max_new_tokens=max_new_tokens,
-                seed=seed,
+                num_samples=4 if num_samples is None else num_samples,
+                max_new_tokens=128 if max_new_tokens is None else max_new_tokens,
+                seed=0 if seed is None else seed,
                 **common,
             )
     stats = m.stats
@@ -471,7 +508,15 @@ def _render_measurement(stats, path: Path, con) -> None:
             f"TV ≥ {fmt(iv['tv_max_lower'])}. D_TV^seq is the bounded estimate from "
             "sampled-token log-probs."
         )
-    con.print(
-        "δ̂ and ε̂ are maxima over the measured contexts only: lower estimates of the "
-        "maxima over all reachable contexts."
-    )
+    if iv:
+        con.print(
+            "δ̂ and ε̂ are maxima of the upper ends over the measured contexts: neither "
+            "certified nor lower estimates of the true maxima (the certified lower "
+            "bounds are kl_max_lower / tv_max_lower); unmeasured contexts can raise "
+            "the true maxima further."
+        )
+    else:
+        con.print(
+            "δ̂ and ε̂ are maxima over the measured contexts only: lower estimates of "
+            "the maxima over all reachable contexts."
+        )

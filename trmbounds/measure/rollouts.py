@@ -69,6 +69,18 @@ _LOGIT_MODES = ("raw_logits", "processed_logits")
 #: A log-prob at or below this is probability 0 (vLLM writes -inf as -9999.0).
 NEG_LOGPROB = -9999.0
 
+#: Request settings that change the distribution sampled from after the raw logits, and
+#: their neutral values: vLLM's raw log-probs are computed before them (and SGLang's
+#: may be), so a record that sets one is refused unless its log-probs are processed.
+PENALTY_FIELDS = {
+    "presence_penalty": 0,
+    "frequency_penalty": 0,
+    "repetition_penalty": 1,
+    "logit_bias": None,
+    "bad_words": None,
+    "min_tokens": 0,
+}
+
 #: Round-off allowed when checking that reported probabilities sum to at most 1, that a
 #: top-k list is sorted, and that the sampled token's two reported log-probs agree.
 SUM_TOL = 1e-4
@@ -93,6 +105,8 @@ class Rollout:
     top_k: int | None = None
     logprobs_mode: str | None = None
     line: int = 0
+    #: the :data:`PENALTY_FIELDS` the record sets to a non-neutral value
+    penalties: tuple[str, ...] = ()
 
 
 def _where(path: Path, line: int) -> str:
@@ -199,7 +213,7 @@ def _vllm(rec: Any, where: str) -> list[dict]:
             "_tops": pairs,
             "_sampled_first": True,
         }
-        for k in ("temperature", "top_p", "top_k", "logprobs_mode"):
+        for k in ("temperature", "top_p", "top_k", "logprobs_mode", *PENALTY_FIELDS):
             if k in rec:
                 r[k] = rec[k]
         out.append(r)
@@ -252,7 +266,7 @@ def _sglang(rec: Any, where: str) -> list[dict]:
                 )
             pairs.append([(e[1], e[0]) for e in row])
         x = {"prompt_ids": prompt, "response_ids": ids, "logprobs": lps, "_tops": pairs}
-        for k in ("temperature", "top_p", "top_k", "logprobs_mode"):
+        for k in ("temperature", "top_p", "top_k", "logprobs_mode", *PENALTY_FIELDS):
             if k in r:
                 x[k] = r[k]
         out.append(x)
@@ -299,7 +313,9 @@ def _build(rec: dict, where: str, line: int) -> Rollout | None:
                 ids.insert(j, y)
                 vals.insert(j, first)
         a = np.array(vals, dtype=np.float64)
-        if a.size > 1 and np.any(np.diff(a) > SUM_TOL):
+        with np.errstate(invalid="ignore"):  # -inf - -inf: two zeros, in order
+            unsorted = a.size > 1 and bool(np.any(np.diff(a) > SUM_TOL))
+        if unsorted:
             raise InputFileError(
                 f"{where}: top_logprobs[{t}] is not sorted (most likely first): a top-k list "
                 "must list the k most likely tokens in decreasing order"
@@ -339,6 +355,9 @@ def _build(rec: dict, where: str, line: int) -> Rollout | None:
         top_k=_opt(rec, "top_k", int, where),
         logprobs_mode=_opt(rec, "logprobs_mode", str, where),
         line=line,
+        penalties=tuple(
+            k for k, neutral in PENALTY_FIELDS.items() if rec.get(k) not in (None, neutral, {}, [])
+        ),
     )
 
 
@@ -436,8 +455,9 @@ def sampling_settings(
     top_k: int = 0,
     logprobs_mode: str | None = None,
     path: str | os.PathLike = "",
-) -> tuple[list[float], bool]:
-    """Each rollout's sampling temperature, and whether any sampling was truncated.
+) -> tuple[list[float], bool, str | None]:
+    """Each rollout's sampling temperature, whether any sampling was truncated, and the
+    first place the top-k lists show truncation the settings do not (or ``None``).
 
     A record's own ``temperature`` / ``top_p`` / ``top_k`` / ``logprobs_mode`` win over
     the defaults given here. The intervals are about the distribution the engine
@@ -452,13 +472,22 @@ def sampling_settings(
 
     Anything else raises :class:`TrmboundsError` naming the setting and the line.
     Without truncation and at temperature 1 every mode describes the same distribution
-    and none needs to be given.
+    and none needs to be given. ``top_k`` 0 or -1 is off (vLLM's and SGLang's -1).
+
+    A reported top-k entry of probability 0 (``-inf``, vLLM's ``-9999``) is evidence
+    that the distribution was truncated (processed log-probs of top-k/top-p sampling),
+    whatever the settings say: such rollouts count as truncated (the missing mass is
+    reported), and the third value names the first such place. A record that sets a
+    penalty, ``logit_bias``, ``bad_words`` or ``min_tokens`` (:data:`PENALTY_FIELDS`)
+    is refused unless its log-probs are ``processed``: vLLM's raw log-probs are
+    computed before them.
     """
     from .sampling import MIN_TEMPERATURE
 
     mode0 = None if logprobs_mode is None else _mode(logprobs_mode, "--logprobs-mode")
     temps: list[float] = []
     any_trunc = False
+    evidence: str | None = None
     for ro in rollouts:
         where = _where(Path(path), ro.line) if path else f"line {ro.line}"
         tau = float(temperature if ro.temperature is None else ro.temperature)
@@ -472,10 +501,26 @@ def sampling_settings(
             )
         if not 0 < tp <= 1:
             raise TrmboundsError(f"{where}: top_p={tp:g} must be in (0, 1]")
-        if tk < 0:
-            raise TrmboundsError(f"{where}: top_k={tk} must be >= 0 (0 = off)")
+        if tk < -1:
+            raise TrmboundsError(f"{where}: top_k={tk} must be >= 0 (0 or -1 = off)")
         trunc = (0 < tk < V) or tp < 1
         setting = f"top_p={tp:g}" if tp < 1 else f"top_k={tk}"
+        if ro.penalties and mode != "processed":
+            raise TrmboundsError(
+                f"{where}: {ro.penalties[0]} is set but the log-probs are "
+                f"{mode or 'not said to be processed'}: vLLM's raw log-probs are computed "
+                "before penalties, logit_bias, bad words and min_tokens, so they are not "
+                "the distribution sampled from; use processed log-probs (vLLM: "
+                "--logprobs-mode processed_logprobs)"
+            )
+        zero = next((t for t, a in enumerate(ro.top_logprobs) if np.isneginf(a).any()), None)
+        if zero is not None and not trunc:
+            if evidence is None:
+                evidence = (
+                    f"{where}: position {zero}: a reported top-k entry has probability 0 "
+                    f"although top_p={tp:g}, top_k={tk}"
+                )
+            any_trunc = True
         if mode is None and (tau != 1 or trunc):
             what = f"temperature={tau:g}" if tau != 1 else setting
             raise TrmboundsError(
@@ -497,7 +542,7 @@ def sampling_settings(
             )
         temps.append(tau)
         any_trunc |= trunc
-    return temps, any_trunc
+    return temps, any_trunc, evidence
 
 
 def _mode(m: str, where: str) -> str:

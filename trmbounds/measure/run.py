@@ -7,7 +7,7 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ..errors import TrmboundsError
+from ..errors import InputFileError, TrmboundsError
 from ..hub import locate
 from .aggregation import aggregate
 from .models import _eos_ids, load_model, load_tokenizer, resolve_device, resolve_dtype
@@ -188,8 +188,6 @@ def measure(
                 f"{100 * (1 - ended):.0f}% of responses hit --max-new-tokens "
                 f"({max_new_tokens}) before EOS: T is the truncated horizon"
             )
-    if "ci_note_tv_seq" in stats.meta:
-        warnings.append(stats.meta["ci_note_tv_seq"])
     warnings.extend(stats.warnings)
     return Measurement(stats, records, warnings)
 
@@ -199,6 +197,7 @@ def measure_rollouts(
     train: str | os.PathLike | Any,
     *,
     rollout_format: str = "native",
+    max_new_tokens: int | None = None,
     train_dtype: str = "float32",
     train_attn: str | None = None,
     temperature: float = 1.0,
@@ -234,7 +233,11 @@ def measure_rollouts(
     log-probs of the sampled tokens (an estimate of the value itself). Sampling
     settings (``temperature``, ``top_p``, ``top_k``, ``logprobs_mode``) are defaults for
     records that do not carry their own
-    (:func:`~trmbounds.measure.rollouts.sampling_settings`). ``device_map`` (with
+    (:func:`~trmbounds.measure.rollouts.sampling_settings`). ``max_new_tokens`` is the
+    engine's generation cap (its ``max_tokens``): it is recorded as
+    ``meta.sampling.max_new_tokens``, the horizon ``eval --stats`` and ``check`` use,
+    and a longer response is refused; without it no horizon is recorded (a warning
+    says so) and they fall back to the longest response. ``device_map`` (with
     ``device_memory``, ``offload_folder``) shards a trainer larger than one device
     (:func:`~trmbounds.measure.models.load_model`).
     """
@@ -248,7 +251,20 @@ def measure_rollouts(
             raise TrmboundsError(f"{name} threshold must be a finite number >= 0, got {v!r}")
     parse_memory(max_memory)
     resolve_dtype(train_dtype)
+    if max_new_tokens is not None and not (
+        isinstance(max_new_tokens, int) and not isinstance(max_new_tokens, bool)
+        and max_new_tokens >= 1
+    ):  # fmt: skip
+        raise TrmboundsError(f"max_new_tokens must be an integer >= 1, got {max_new_tokens!r}")
     ros, skipped = read_rollouts(rollouts, rollout_format)
+    if max_new_tokens is not None:
+        for ro in ros:
+            if len(ro.response_ids) > max_new_tokens:
+                raise InputFileError(
+                    f"{rollouts}: line {ro.line}: a response of {len(ro.response_ids)} tokens, "
+                    f"longer than --max-new-tokens {max_new_tokens} (the engine's generation "
+                    "cap): give the cap the engine used"
+                )
     dev = resolve_device(device)
     train_ref = train if isinstance(train, (str, os.PathLike)) else None
     if train_ref is not None:  # a bad file fails before the weights load
@@ -274,7 +290,7 @@ def measure_rollouts(
 
     V = _Scorer(model).vocab
     check_vocab(ros, V, rollouts)
-    temps, truncated = sampling_settings(
+    temps, truncated, evidence = sampling_settings(
         ros,
         V,
         temperature=temperature,
@@ -310,7 +326,9 @@ def measure_rollouts(
             "skipped_empty": skipped,
             "temperatures": sorted(set(temps)),
             "truncated_sampling": truncated,
+            "truncation_evidence": evidence,
         },
+        "sampling": {"max_new_tokens": max_new_tokens},
         "train": {
             "model": str(train_ref) if train_ref is not None else type(model).__name__,
             "dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
@@ -337,14 +355,30 @@ def measure_rollouts(
     warnings: list[str] = []
     if skipped:
         warnings.append(f"{skipped} rollout(s) with an empty response were skipped")
+    if evidence is not None:
+        warnings.append(
+            f"{evidence}: the engine's distribution was truncated (top-k/top-p sampling "
+            "with processed log-probs), so the rollouts are treated as truncated; give "
+            "the sampling settings in the records or --top-p / --top-k"
+        )
     if truncated:
         warnings.append(
             "top-k/top-p sampling truncates the engine's distribution, which breaks full "
             f"support (docs/theory.md): the missing mass m <= {stats.missing_mass:.4g} (upper "
             "ends) is added to the PDI-family bounds and the Adaptive bounds are not reported"
         )
-    if "ci_note_tv_seq" in stats.meta:
-        warnings.append(stats.meta["ci_note_tv_seq"])
+    lengths = records.mask.sum(1)
+    if max_new_tokens is None:
+        warnings.append(
+            "no generation cap given (--max-new-tokens, the engine's max_tokens): no horizon "
+            f"is recorded, and eval / check take T = {int(lengths.max())}, the longest "
+            "response, which understates the horizon if the engine could generate longer"
+        )
+    elif lengths.max() >= max_new_tokens:
+        warnings.append(
+            f"{100 * float((lengths >= max_new_tokens).mean()):.0f}% of responses hit "
+            f"--max-new-tokens ({max_new_tokens}) before EOS: T is the truncated horizon"
+        )
     warnings.extend(stats.warnings)
     return Measurement(stats, records, warnings)
 
