@@ -52,9 +52,9 @@ __all__ = ["TokenIntervals", "token_intervals", "CHUNK"]
 #: Tokens per chunk of the two-level selection of the smallest trainer probabilities.
 CHUNK = 256
 
-#: Values per working block (16 rows of a 150k vocabulary, 10 MB in float32): the
+#: Values per working block (8 rows of a 150k vocabulary, 10 MB in float64): the
 #: per-row work is a few dozen small tensor operations, so rows are batched.
-INTERVAL_BLOCK_ELEMENTS = 16 * BLOCK_ELEMENTS
+INTERVAL_BLOCK_ELEMENTS = 8 * BLOCK_ELEMENTS
 
 
 class TokenIntervals(NamedTuple):

@@ -291,12 +291,12 @@ def score_rollouts(
     from .intervals import INTERVAL_BLOCK_ELEMENTS
 
     # the lm-head output (float32 size per value) per row, and the interval kernel's
-    # block: its log-softmax, the logits' working copy and small temporaries (6 values
-    # of 4 bytes per element); model weights and activations are not counted
+    # block: its float64 log-softmax, the logits' working copy and small temporaries
+    # (6 values of 8 bytes per element); model weights and activations are not counted
     block_rows = max(1, INTERVAL_BLOCK_ELEMENTS // V)
-    while block_rows > 1 and budget < block_rows * V * 4 * 6 + V * 4:
+    while block_rows > 1 and budget < block_rows * V * 8 * 6 + V * 4:
         block_rows //= 2
-    workspace = block_rows * V * 4 * 6
+    workspace = block_rows * V * 8 * 6
     rows = (budget - workspace) // (V * 4)
     if rows < 1:
         raise TrmboundsError(
