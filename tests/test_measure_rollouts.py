@@ -516,6 +516,7 @@ def test_cli_records_the_generation_cap_and_refuses_sampling_options(tmp_path, m
     assert 0 <= iv["kl_max_lower"] <= s.kl_max and 0 <= iv["tv_max_lower"] <= s.tv_max
     flat = " ".join(r.stdout.split())
     assert "lower estimates of the maxima" not in flat and "maxima of the upper ends" in flat
+    assert "not lower estimates" in s.meta["maxima"] and "kl_max_lower" in s.meta["maxima"]
     # a response longer than the cap: the cap is not the engine's
     r = CliRunner().invoke(app, [*base, "--max-new-tokens", "5", "-o", str(tmp_path / "x.json")])
     assert r.exit_code == 2 and "longer than --max-new-tokens 5" in r.stderr, r.output

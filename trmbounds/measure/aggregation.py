@@ -370,7 +370,9 @@ def _interval_meta(info, records, m, kl, tv, acceptance) -> None:
     }
     info["maxima"] = (
         f"kl_max and tv_max are maxima of the certified upper ends kl_hi / tv_hi over the "
-        f"{int(m.sum())} measured contexts (empirical with respect to all reachable contexts)"
+        f"{int(m.sum())} measured contexts (empirical with respect to all reachable contexts; "
+        "not lower estimates of the true maxima: the certified lower bounds are "
+        "intervals.kl_max_lower / tv_max_lower)"
     )
     info["estimators"]["kl_seq"] = "mean over responses of sum_t kl_hi(c_t) (upper ends)"
     info["per_position_definition"] = (
