@@ -939,7 +939,16 @@ def _validity_notes(s: Stats, m: float | None) -> list[str]:
     st = s.status
     kinds = " / ".join(sorted({st[k] for k in ("kl_max", "tv_max") if k in st}))
     out = [f"maxima: δ, ε must hold over ALL reachable contexts (here: {kinds})"]
-    if "empirical" in kinds:
+    ends = s.meta.get("interval_ends") if isinstance(s.meta, Mapping) else None
+    upper = isinstance(ends, Mapping) and any(
+        str(ends.get(k, "")).startswith("upper") for k in ("kl_max", "tv_max")
+    )
+    if "empirical" in kinds and upper:
+        out.append(
+            "empirical: maxima of certified upper ends over the measured contexts (engine "
+            "top-k log-probs); contexts never measured may exceed them"
+        )
+    elif "empirical" in kinds:
         out.append("empirical: a max over measured contexts underestimates the true max")
     out.append("exact: δ, ε must be full-vocabulary divergences; k1/k2/k3 are only proxies")
     if m is None:
