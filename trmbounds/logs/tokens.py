@@ -477,22 +477,14 @@ def _token_block(p, chunk, cols, o: _Options, accs, bins, bad: BadRecords, inval
         extra[q] = (v, o2, has)
     if "step" in cols:
         sc = cols["step"]
-        step = np.where(
-            chunk.present.get(sc, np.zeros(n, bool)),
-            chunk.columns.get(sc, np.full(n, np.nan)),
-            np.nan,
-        )
+        step = _scalar_column(chunk, sc)
         flag(~np.isfinite(step), lambda i: f"no valid {sc} value")
     else:
         step = np.zeros(n)
     reward = None
     if "reward" in cols:
         rc = cols["reward"]
-        reward = np.where(
-            chunk.present.get(rc, np.zeros(n, bool)),
-            chunk.columns.get(rc, np.full(n, np.nan)),
-            np.nan,
-        )
+        reward = _scalar_column(chunk, rc)
         flag(~np.isfinite(reward), lambda i: f"no valid {rc} value (other records have one)")
         lo, hi = _reward_range(o.assumption)
         with np.errstate(invalid="ignore"):
@@ -507,11 +499,7 @@ def _token_block(p, chunk, cols, o: _Options, accs, bins, bad: BadRecords, inval
     group = None
     if "group" in cols:
         gc = cols["group"]
-        group = np.where(
-            chunk.present.get(gc, np.zeros(n, bool)),
-            chunk.columns.get(gc, np.full(n, np.nan)),
-            np.nan,
-        )
+        group = _scalar_column(chunk, gc)
         flag(~np.isfinite(group), lambda i: f"no valid {gc} value (other records have one)")
     # per-token validity, on records whose arrays line up
     tok_ok = np.repeat(ok, lens)
@@ -609,6 +597,14 @@ def _token_block(p, chunk, cols, o: _Options, accs, bins, bad: BadRecords, inval
         _token_stats(o, accs, bins, th, r, L, offs, step, keep_tok, ex_kl, ex_tv, reward)
         if reward is not None:
             _add_surrogate(o, accs, step, segment_sum(np.expm1(th - r), offs), reward, group)
+
+
+def _scalar_column(chunk, c: str) -> np.ndarray:
+    """A one-number-per-record column of ``chunk``, NaN where a record lacks it."""
+    n = len(chunk)
+    return np.where(
+        chunk.present.get(c, np.zeros(n, bool)), chunk.columns.get(c, np.full(n, np.nan)), np.nan
+    )
 
 
 def _token_stats(o, accs, bins, th, r, L, offs, step, keep_tok, ex_kl, ex_tv, reward) -> None:
