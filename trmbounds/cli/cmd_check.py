@@ -77,7 +77,9 @@ _PLOT_EXT = (".png", ".svg", ".pdf")
 app = typer.Typer(add_completion=False)
 
 
-@app.command("check", epilog=EPILOG)
+@app.command(
+    "check", epilog=EPILOG, short_help="The guarantee, step by step, on saved training logs."
+)
 def check_cmd(
     log: Annotated[
         Path,
@@ -210,7 +212,8 @@ def check_cmd(
     force: FORCE_OPT = False,
     json: JSON_OPT = False,
 ) -> None:
-    """Is the TRM guarantee non-vacuous, refuted or unknown at each step of a training log?
+    """At each step of a training log: is the TRM guarantee refuted, vacuous,
+    guaranteed, an estimated gain, non-vacuous or unknown?
 
     Turns what RL frameworks log (sampled-token mismatch metrics, or per-token
     log-probabilities) into the paper's statistics, each labelled certified, estimate

@@ -92,7 +92,11 @@ def build_stats(
 app = typer.Typer(add_completion=False)
 
 
-@app.command("eval", epilog=EPILOG)
+@app.command(
+    "eval",
+    epilog=EPILOG,
+    short_help="Every TRM error bound, and their minimum B*, from statistics.",
+)
 def eval_cmd(
     T: T_OPT = None,
     kl_max: KL_MAX_OPT = None,

@@ -20,7 +20,9 @@ Examples:
 app = typer.Typer(add_completion=False)
 
 
-@app.command("examples", epilog=EPILOG)
+@app.command(
+    "examples", epilog=EPILOG, short_help="Write example inputs to try every command offline."
+)
 def examples_cmd(
     directory: Annotated[
         Path,

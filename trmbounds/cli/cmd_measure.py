@@ -81,7 +81,11 @@ class LogprobsMode(str, Enum):
 app = typer.Typer(add_completion=False)
 
 
-@app.command("measure", epilog=EPILOG)
+@app.command(
+    "measure",
+    epilog=EPILOG,
+    short_help="Measure the divergences: two models, or an engine's log-probs.",
+)
 def measure_cmd(
     roll: Annotated[
         str | None,

@@ -51,6 +51,7 @@ app = typer.Typer(
     add_completion=False,
     epilog=PLOT_EPILOG,
     help="Draw the bounds: bound vs response length (curves), or B* over (T, delta) (heatmap).",
+    short_help="Plot bounds vs T (curves), or B* over (T, delta) (heatmap).",
     no_args_is_help=True,
     context_settings={"help_option_names": ["-h", "--help"]},
 )

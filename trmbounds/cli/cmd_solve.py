@@ -69,7 +69,9 @@ def _budget(budget: float | None, budget_frac: float | None, adv_range: float) -
 app = typer.Typer(add_completion=False)
 
 
-@app.command("solve", epilog=EPILOG)
+@app.command(
+    "solve", epilog=EPILOG, short_help="The largest TRM threshold, or longest T, within a budget."
+)
 def solve_cmd(
     T: Annotated[
         list[str] | None,
