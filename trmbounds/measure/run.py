@@ -185,8 +185,9 @@ def measure(
         ended = float((records.mask.sum(1) < max_new_tokens).mean())
         if ended < 1:
             warnings.append(
-                f"{100 * (1 - ended):.0f}% of responses hit --max-new-tokens "
-                f"({max_new_tokens}) before EOS: T is the truncated horizon"
+                f"{100 * (1 - ended):.0f}% of responses reached the generation cap "
+                f"({max_new_tokens} tokens, --max-new-tokens) before EOS: the bounds' horizon is "
+                "that cap; a larger cap measures longer responses"
             )
     warnings.extend(stats.warnings)
     return Measurement(stats, records, warnings)
@@ -376,8 +377,9 @@ def measure_rollouts(
         )
     elif lengths.max() >= max_new_tokens:
         warnings.append(
-            f"{100 * float((lengths >= max_new_tokens).mean()):.0f}% of responses hit "
-            f"--max-new-tokens ({max_new_tokens}) before EOS: T is the truncated horizon"
+            f"{100 * float((lengths >= max_new_tokens).mean()):.0f}% of responses reached "
+            f"the generation cap ({max_new_tokens} tokens, --max-new-tokens) before EOS: the "
+            "bounds' horizon is that cap"
         )
     warnings.extend(stats.warnings)
     return Measurement(stats, records, warnings)
