@@ -144,7 +144,7 @@ def plot_timeline(result: CheckResult, ax=None):
                     ls="",
                     marker="v",
                     color="#c51b7d",
-                    label=f"flagged ({int(flagged.sum()):,}): a detector doubts the assumption",
+                    label=f"flagged ({int(flagged.sum()):,})",
                 )
             ]
             if flagged.any()
@@ -154,7 +154,9 @@ def plot_timeline(result: CheckResult, ax=None):
         bbox_to_anchor=(1.01, 1.0 if not has_acc else 1.5),
         fontsize=8,
         frameon=False,
-        title="state of each step",
+        ncol=2,  # short enough not to stretch the layout under the strip
+        columnspacing=1.0,
+        title="state of each step (▼ flagged: a detector doubts the assumption)",
         title_fontsize=8,
     )
     last = strip
