@@ -31,7 +31,10 @@ then tightens each interval by the other (``tv_hi <= sqrt(kl_hi/2)``,
 models) and the log-softmax — temperature division, max shift, the log-sum-exp over
 the vocabulary, the subtraction — is computed in float64 (in float32 the normaliser
 of a 151,936-token row was off by up to 3e-5, more than a float32 error bound of the
-form below reliably covers). Each computed :math:`\log q_v` is then within
+form below reliably covers); :math:`\log q_v = (y_v - m) - \log\sum e^{y - m}` is
+formed only where it is used (the reported tokens, the sampled one, the selected
+smallest logits — :math:`\log q` is increasing in :math:`y`), never over the whole
+row. Each computed :math:`\log q_v` is then within
 :math:`\delta_v = 16u(|\log q_v| + \log V + 1)` of the exact one (:math:`u = 2^{-53}`);
 every end is moved outward by the resulting bound, so the intervals hold for the
 model's exact logits, with a widening of about :math:`10^{-14}`.
@@ -51,6 +54,8 @@ __all__ = ["TokenIntervals", "token_intervals", "CHUNK"]
 
 #: Tokens per chunk of the two-level selection of the smallest trainer probabilities.
 CHUNK = 256
+#: Smallest chunk (for many selected values, e.g. on flat rows).
+MIN_CHUNK = 16
 
 #: Values per working block (8 rows of a 150k vocabulary, 10 MB in float64): the
 #: per-row work is a few dozen small tensor operations, so rows are batched.
@@ -125,19 +130,26 @@ def token_intervals(
         raise TrmboundsError(f"temperature must be a positive number, got {temperature}")
     n, V = logits_theta.shape
     rows = max(1, INTERVAL_BLOCK_ELEMENTS // V) if block_rows is None else int(block_rows)
-    # float64 whatever the logits' dtype: the normaliser of a large vocabulary in float32
-    # is off by more than round-off bounds of its form can promise (module docstring)
-    work = torch.float64
+    # the normaliser (log-sum-exp) in float64 whatever the logits' dtype: in float32 that
+    # of a large vocabulary is off by more than round-off bounds of its form can promise
+    # (module docstring). Only it needs float64: log q = (y - m) - ls is formed at the few
+    # reported tokens and at the selected smallest logits, never over the whole row.
     dev = logits_theta.device
     out = {k: torch.empty(n, dtype=torch.float64, device=dev) for k in TokenIntervals._fields}
     with torch.no_grad():
         for s in range(0, n, rows):
             e = min(n, s + rows)
-            y = logits_theta[s:e].to(work)
+            y = logits_theta[s:e]
             if temperature != 1.0:
-                y = y / temperature
+                y = y.to(torch.float64) / temperature  # a new tensor
+            elif y.dtype != torch.float64:
+                # exact for bfloat16 / float16 / float32; a copy (the block masks S in it)
+                y = y.to(torch.float32, copy=True)
+            else:
+                y = y.clone()
             res = _block(
-                torch.log_softmax(y, -1),
+                y,
+                *_log_normaliser(y),
                 s_ids[s:e],
                 s_logp[s:e].double(),
                 s_valid[s:e],
@@ -149,18 +161,34 @@ def token_intervals(
     return TokenIntervals(*(out[k] for k in TokenIntervals._fields))
 
 
-def _block(lq, ids, lp, valid, p_min, sampled):
+def _log_normaliser(y):
+    """Per row of ``y`` its maximum ``m`` (float64, 0 for a row without a finite one) and
+    ``ls = log sum_v exp(y_v - m)`` computed in float64, so that log q = (y - m) - ls,
+    the same operations as a max-shifted float64 log-softmax."""
     import torch
 
-    B, V = lq.shape
+    y64 = y.to(torch.float64, copy=True)  # worked in place below: never y itself
+    m = y64.amax(-1)
+    m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
+    return m, y64.sub_(m[:, None]).exp_().sum(-1).log_()
+
+
+def _block(y, m, ls, ids, lp, valid, p_min, sampled):
+    """One block: ``y`` (B, V) the (temperature-scaled) logits, a private copy (S is
+    masked in it), exactly representable in float64; ``m``, ``ls`` (B,) from
+    :func:`_log_normaliser`, so that log q = (y - m) - ls."""
+    import torch
+
+    B, V = y.shape
     ids = ids.long()
-    # absolute round-off bound of each computed log q (max-shifted log-softmax in the
-    # working precision: the shift, the log of a sum of V terms, the subtraction)
-    u = torch.finfo(lq.dtype).eps / 2
+    # absolute round-off bound of each computed log q: the float64 log-sum-exp (the max
+    # shift, the log of a sum of V terms) and the float64 subtractions (y - m) - ls, as
+    # in a max-shifted float64 log-softmax
+    u = torch.finfo(torch.float64).eps / 2
     logV = math.log(V) + 1.0
-    lq_s = lq.gather(1, ids).double()
-    logp_theta = lq.gather(1, sampled.long()[:, None])[:, 0].double()
-    zero = torch.zeros((), dtype=torch.float64, device=lq.device)
+    lq_s = (y.gather(1, ids).double() - m[:, None]) - ls[:, None]
+    logp_theta = (y.gather(1, sampled.long()[:, None])[:, 0].double() - m) - ls
+    zero = torch.zeros((), dtype=torch.float64, device=y.device)
     p = torch.where(valid, lp.exp(), zero)
     q = torch.where(valid, lq_s.exp(), zero)
     d_s = torch.where(valid, 16 * u * (lq_s.abs().nan_to_num(0.0, 0.0, 0.0) + logV), zero)
@@ -191,12 +219,14 @@ def _block(lq, ids, lp, valid, p_min, sampled):
     rho = torch.where(m_full >= n_u.double(), zero, torch.minimum(rho, pm))
     m_need = (m_full + (rho > 0).double()).long()
     m_max = int(m_need.max()) if B else 0
-    upart = torch.zeros(B, dtype=torch.float64, device=lq.device)
+    upart = torch.zeros(B, dtype=torch.float64, device=y.device)
     if m_max > 0:
-        # lq is this block's own tensor and every gather from it is done: mask S in place
-        lqu = lq.scatter_(1, ids, torch.full(ids.shape, math.inf, dtype=lq.dtype, device=lq.device))
-        vals = _smallest(lqu, m_max).double()  # ascending, (B, m_max)
-        i = torch.arange(m_max, device=lq.device)[None, :]
+        # y is this block's own tensor and every gather from it is done: mask S in place.
+        # log q = (y - m) - ls is increasing in y (rounded subtractions are monotone):
+        # the smallest logits give the smallest log q
+        yu = y.scatter_(1, ids, torch.full(ids.shape, math.inf, dtype=y.dtype, device=y.device))
+        vals = (_smallest(yu, m_max).double() - m[:, None]) - ls[:, None]  # ascending
+        i = torch.arange(m_max, device=y.device)[None, :]
         w = torch.where(i < m_full[:, None], pm[:, None], zero)
         w = torch.where(i == m_full[:, None], rho[:, None], w)
         d_u = 16 * u * (vals.abs() + logV)
@@ -215,13 +245,18 @@ def _smallest(x, m: int):
     import torch
 
     B, V = x.shape
-    nc = V // CHUNK
+    # chunks of CHUNK tokens, halved while the m chosen ones would exceed a quarter of
+    # the row (any chunk size gives the same exact m smallest values)
+    c = CHUNK
+    while c > MIN_CHUNK and m * 4 > V // c:
+        c //= 2
+    nc = V // c
     if m * 4 > nc:  # a large share of the row: rank it whole
         return torch.topk(x, min(m, V), dim=1, largest=False, sorted=True).values
-    V0 = nc * CHUNK
-    body = x[:, :V0].reshape(B, nc, CHUNK)
+    V0 = nc * c
+    body = x[:, :V0].reshape(B, nc, c)
     pick = torch.topk(body.amin(2), m, dim=1, largest=False, sorted=False).indices
-    cand = body.gather(1, pick[:, :, None].expand(B, m, CHUNK)).reshape(B, m * CHUNK)
+    cand = body.gather(1, pick[:, :, None].expand(B, m, c)).reshape(B, m * c)
     if V0 < V:
         cand = torch.cat([cand, x[:, V0:]], 1)
     return torch.topk(cand, m, dim=1, largest=False, sorted=True).values
