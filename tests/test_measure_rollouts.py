@@ -577,3 +577,36 @@ def test_kl_upper_end_keeps_unreported_mass_above_k_times_p_min():
     )  # fmt: skip
     assert float(iv.kl_lo[0]) <= kl <= float(iv.kl_hi[0]), (kl, iv.kl_lo, iv.kl_hi)
     assert float(iv.tv_lo[0]) <= tv <= float(iv.tv_hi[0])
+
+
+@pytest.mark.parametrize("k", [20, 300])
+def test_kl_upper_end_is_the_vertex_on_the_smallest_q_at_a_large_vocabulary(k):
+    # flat rows at V = 151,936: r / p_min puts the vertex on hundreds of tokens (the
+    # chunked selection of the smallest q). Expected values from numpy: a float64
+    # log-sum-exp (math.fsum), a full sort of the unreported log q, the vertex by hand.
+    from trmbounds.measure.intervals import token_intervals
+
+    Vb = 151_936
+    g = np.random.default_rng(5)
+    y = (g.standard_normal(Vb) * 3).astype(np.float32)
+    yy = y.astype(np.float64)
+    lq = yy - (yy.max() + math.log(math.fsum(np.exp(yy - yy.max()))))
+    x = yy + 0.05 * g.standard_normal(Vb)  # the engine
+    lp = x - (x.max() + math.log(math.fsum(np.exp(x - x.max()))))
+    top = np.argsort(-lp, kind="stable")[:k]
+    p = np.exp(lp)
+    kl = math.fsum(p * (lp - lq))  # exact, by the definition
+    p_min, r = p[top[-1]], 1 - math.fsum(p[top])
+    m_full = math.floor(r / p_min)
+    assert m_full > 100  # the case under test: many tokens at the cap
+    rho = r - m_full * p_min
+    u_lq = np.sort(np.delete(lq, top))[: m_full + 1]
+    w = np.append(np.full(m_full, p_min), rho)
+    vertex = math.fsum(w * (np.log(w) - u_lq))
+    kl_hi = math.fsum(p[top] * (lp[top] - lq[top])) + vertex
+    iv = token_intervals(
+        torch.from_numpy(y)[None], torch.from_numpy(top)[None], torch.from_numpy(lp[top])[None],
+        torch.ones(1, k, dtype=torch.bool), torch.tensor([p_min]), torch.tensor([int(top[0])]),
+    )  # fmt: skip
+    assert float(iv.kl_lo[0]) <= kl <= float(iv.kl_hi[0]), (kl, iv.kl_lo, iv.kl_hi)
+    assert abs(float(iv.kl_hi[0]) - kl_hi) < 1e-9, (float(iv.kl_hi[0]), kl_hi)
