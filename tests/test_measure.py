@@ -17,6 +17,7 @@ import sys
 
 import numpy as np
 import pytest
+from tinymodel import tiny_llama
 from typer.testing import CliRunner
 
 from trmbounds.cli import app
@@ -39,20 +40,8 @@ V = 64
 EOS = 3
 
 
-def _tiny(seed: int):
-    torch.manual_seed(seed)
-    cfg = transformers.LlamaConfig(
-        vocab_size=V,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        eos_token_id=EOS,
-        bos_token_id=2,
-        pad_token_id=0,
-    )
-    return transformers.LlamaForCausalLM(cfg).eval()
+def _tiny(seed: int = 0):
+    return tiny_llama(seed)  # tests/tinymodel.py
 
 
 def _tokenizer():

@@ -16,6 +16,7 @@ import math
 
 import numpy as np
 import pytest
+from tinymodel import tiny_llama
 from typer.testing import CliRunner
 
 from trmbounds.cli import app
@@ -32,20 +33,8 @@ V = 64
 PROMPTS = [[2, 5, 6, 7], [2, 9], [2, 10, 11, 12, 13, 14], [2, 20, 21], [2, 30]]
 
 
-def _tiny(seed=0):
-    torch.manual_seed(seed)
-    cfg = transformers.LlamaConfig(
-        vocab_size=V,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        eos_token_id=3,
-        bos_token_id=2,
-        pad_token_id=0,
-    )
-    return transformers.LlamaForCausalLM(cfg).eval()
+def _tiny(seed: int = 0):
+    return tiny_llama(seed)  # tests/tinymodel.py
 
 
 @pytest.fixture(scope="module")
