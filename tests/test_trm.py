@@ -88,6 +88,14 @@ def ref_divergences(xr, xt, top_k=0, top_p=1.0, temperature=1.0, tokens=None):
     return np.array(kl), np.array(tv), np.array(mm)
 
 
+def ref_logp(xr, xt, token, top_k=0, top_p=1.0, temperature=1.0):
+    """log p(token) under the truncated rollout distribution (token kept in), float64."""
+    a = np.asarray(xr, np.float64) / temperature
+    keep = ref_truncate(a, top_k, top_p)
+    keep[token] = True
+    return math.log(ref_softmax(np.where(keep, a, -np.inf))[token])
+
+
 def ref_seq_max(v, m):
     return [
         max([v[i][t] for t in range(len(v[i])) if m[i][t]], default=-np.inf) for i in range(len(v))
@@ -541,24 +549,44 @@ def test_masked_surrogate_ignores_non_finite_values_it_excludes():
     assert out.item() == 1.0 and lt.grad.tolist() == [[1.0, 0.0]]
 
 
-@pytest.mark.parametrize("near_max", [4096, 0])
-def test_top_p_kernel_paths_against_reference(monkeypatch, near_max):
-    """near_max = 0 sends every row through the binned threshold search (flat rows); a
-    forced sampled token 60 nats below the maximum joins the kept set. float64 values
-    against the definition (ref_divergences)."""
+@pytest.mark.parametrize(
+    "path",
+    ["cpu-kept", "cpu-kept-search", "cpu-masked", "torch-near", "torch-bins"],
+)
+def test_top_p_kernel_paths_against_reference(monkeypatch, path):
+    """Every route of the truncated kernel against the definition (ref_divergences), in
+    float64: on CPU the kept-index path (indices from the threshold search, or found
+    afterwards: SMALL_KEPT = 0) and the whole-row masked path (MASKED_FRACTION = 0);
+    the torch search of other devices with its near-the-maximum and its binned path.
+    A sampled token 60 nats below the maximum (row 5: too far for the masked path,
+    which hands the row to the index path) and one 20 nats below (row 4) are forced
+    into the kept set."""
+    import trmbounds._nucleus as nucleus
     import trmbounds.trm as trm
 
-    monkeypatch.setattr(trm, "TOP_P_NEAR_MAX", near_max)
+    monkeypatch.setattr(nucleus, "CPU_SEARCH", path.startswith("cpu"))
+    monkeypatch.setattr(nucleus, "TOP_P_NEAR_MAX", 0 if path == "torch-bins" else 4096)
+    monkeypatch.setattr(nucleus, "SMALL_KEPT", 0 if path == "cpu-kept-search" else 4096)
+    monkeypatch.setattr(trm, "MASKED_FRACTION", 0.0 if path == "cpu-masked" else 2.0)
     rng = np.random.default_rng(21)
     xr = rng.normal(0, 2, size=(6, 300))
     xr[5, 7] = xr[5].max() - 60.0  # far below: kept only when sampled (forced)
+    xr[4, 9] = xr[4].max() - 20.0
     xt = xr + rng.normal(0, 0.3, size=xr.shape)
     tok = rng.integers(0, 300, size=6)
-    tok[5] = 7
-    for kw in ({"top_p": 0.9}, {"top_p": 0.5, "temperature": 0.8}, {"top_p": 0.99}):
+    tok[5], tok[4] = 7, 9
+    for kw in (
+        {"top_p": 0.9},
+        {"top_p": 0.5, "temperature": 0.8},
+        {"top_p": 0.99},
+        {"top_k": 40},
+        {"top_k": 40, "top_p": 0.8},
+    ):
         kl, tv, mm = ref_divergences(xr, xt, tokens=tok, **kw)
         d = token_divergences(torch.tensor(xr), torch.tensor(xt), torch.tensor(tok), **kw)
         np.testing.assert_allclose(d.kl.numpy(), kl, rtol=1e-9, atol=1e-13)
         np.testing.assert_allclose(d.tv.numpy(), tv, rtol=1e-9, atol=1e-13)
         np.testing.assert_allclose(d.missing_mass.numpy(), mm, rtol=1e-9, atol=1e-13)
-        assert bool(d.forced[5])
+        assert bool(d.forced[5]) and bool(d.forced[4])
+        lp_ref = [ref_logp(r, t, tok_i, **kw) for r, t, tok_i in zip(xr, xt, tok, strict=True)]
+        np.testing.assert_allclose(d.logp_roll.numpy(), lp_ref, rtol=1e-9, atol=1e-12)

@@ -29,6 +29,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from ._nucleus import Cut, cuts, keep_mask, keep_torch, prev_float
 from .errors import TrmboundsError
 
 __all__ = [
@@ -226,15 +227,12 @@ def truncate_logits(logits: Any, top_k: int = 0, top_p: float = 1.0, keep: Any =
     array([-0.69314718, -1.2039728 ,        -inf])
     """
     if _is_torch(logits):
-        import torch
-
-        x = logits.clone()
-        V = x.shape[-1]
-        if top_k and top_k < V:
-            kth = torch.topk(x, top_k, dim=-1).values[..., -1:]
-            x = x.masked_fill(x < kth, -math.inf)
-        if top_p < 1:
-            x = _top_p_torch(x, top_p)
+        V = logits.shape[-1]
+        if (top_k and top_k < V) or top_p < 1:
+            x2 = logits.reshape(-1, V)
+            x = x2.masked_fill(~keep_mask(x2, top_k, top_p), -math.inf).reshape(logits.shape)
+        else:
+            x = logits.clone()
         if keep is not None:
             k = keep.unsqueeze(-1)
             x = x.scatter(-1, k, logits.gather(-1, k))
@@ -260,152 +258,121 @@ def truncate_logits(logits: Any, top_k: int = 0, top_p: float = 1.0, keep: Any =
     return x
 
 
-#: Bins of the top-p threshold search: logits within :data:`TOP_P_RANGE` nats of the
-#: row's maximum are binned by :data:`TOP_P_BINS` equal widths (lower ones share the last).
-TOP_P_BINS = 1024
-TOP_P_RANGE = 40.0
-#: Fast top-p path: rank directly the tokens within TOP_P_NEAR nats of the maximum when
-#: they hold top_p of the mass and are at most TOP_P_NEAR_MAX.
-TOP_P_NEAR = 8.0
-TOP_P_NEAR_MAX = 4096
+#: The whole-row (masked) path of a truncated row needs its smallest kept log-prob
+#: above this, so that exp() of every value it forms stays a normal float32 (the
+#: vectorised exp is slow on values that underflow); below it, the index path is used.
+_MASKED_MIN_LOGP = -55.0
 
 
-def _top_p_torch(x: Any, top_p: float) -> Any:
-    """Top-p on torch logits (see :func:`_top_p_keep`); returns truncated logits."""
-    if x.numel() == 0:
-        return x.clone()
-    x2 = x.reshape(-1, x.shape[-1])
-    return x2.masked_fill(~_top_p_keep(x2, top_p), -math.inf).reshape(x.shape)
+def _row_masked(a, b, tok, cut: Cut, work):
+    """KL, TV, missing mass, both log-probs of the sampled token ``tok`` and whether it
+    was forced in, for one row whose rollout distribution is ``softmax(a)`` on the
+    kept set ``cut`` (``{a >= t}``, plus ``tok``), by whole-row passes into the four
+    scratch rows ``work`` (no vocabulary-sized allocation per row).
 
-
-def _top_p_keep(x: Any, top_p: float, keep: Any = None, near_first: bool = True) -> Any:
-    """The top-p set of torch logits ``x`` (B, V) as a boolean mask: a token is kept iff
-    the mass of the tokens ranked above it is < top_p (the most likely token always).
-
-    Equivalent to Hugging Face's ``TopPLogitsWarper`` (sort ascending, drop tokens whose
-    cumulative probability is <= 1 - top_p; tokens tied with the last kept one are kept
-    too), without a sort of the vocabulary. Fast path (language-model-like rows): when
-    the tokens within :data:`TOP_P_NEAR` nats of the maximum hold ``top_p`` of the mass
-    and are at most :data:`TOP_P_NEAR_MAX`, only they are ranked. Otherwise the mass is
-    accumulated in :data:`TOP_P_BINS` bins of the logit (one scatter pass), the bin where
-    the cumulative mass from the top reaches ``top_p`` is found, and only the logits of
-    that bin are ranked. Tokens more than :data:`TOP_P_RANGE` nats below the maximum
-    count with weight ``exp(-TOP_P_RANGE)`` (4e-18; at most ``V`` of them), which no
-    threshold at ``top_p <= 1 - 1e-9`` can notice. ``keep`` (a top-k mask) restricts the
-    distribution first (Hugging Face order: top-k, then top-p of the renormalised rest).
+    Tokens outside the set get a filler log-prob 30 nats below the smallest kept one
+    (exp of it stays a normal float) and their p is then set to exactly 0, so that
+    ``KL = sum_v [p (log p - log q) - p + q]`` (terms outside: q; an error of either
+    log-normaliser cancels), ``TV = sum_v |p - q| / 2`` and the missing mass ``sum_v q
+    [p = 0]`` are sums over the row. Returns ``None`` when the row needs the index path
+    (a kept log-prob below :data:`_MASKED_MIN_LOGP`, or a non-finite result).
     """
     import torch
 
-    B, V = x.shape
-    m = x.amax(-1, keepdim=True)
-    fin = torch.isfinite(m)[:, 0]
-    mz = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
-    # exp of clamped logits: no exp(-inf) (a slow path of the vectorised exp)
-    e = (x - mz).clamp_min_(-TOP_P_RANGE).exp_()
-    if keep is not None:
-        e.masked_fill_(~keep, 0.0)
-    tot = e.sum(-1)
-    thr = torch.full((B,), -math.inf, dtype=x.dtype, device=x.device)
-    todo = []
-    near = e >= math.exp(-TOP_P_NEAR) if near_first else None
-    n_near = near.sum(-1) if near_first else None
-    for i in range(B):
-        if not bool(fin[i]):
-            continue  # NaN / +inf / all -inf rows: left to the caller
-        if not near_first or int(n_near[i]) > TOP_P_NEAR_MAX:
-            todo.append(i)
-            continue
-        cols = near[i].nonzero()[:, 0]
-        if float(e[i, cols].sum()) < top_p * float(tot[i]):
-            todo.append(i)
-            continue
-        thr[i] = _rank_threshold(x[i, cols], mz[i], tot[i], 0.0, top_p)
-    for i in todo:
-        thr[i] = _bin_threshold(x[i], e[i], mz[i], tot[i], top_p, None if keep is None else keep[i])
-    out = x >= thr[:, None]
-    return out if keep is None else out & keep
+    mass, low = cut.mass, cut.t
+    forced = False
+    if tok is not None:
+        at = float(a[tok])
+        if not at >= cut.t:
+            forced = True
+            mass += math.exp(at - cut.m)
+            low = at
+    lse = cut.m + math.log(mass)
+    lo_lp = low - lse
+    if not lo_lp >= _MASKED_MIN_LOGP:
+        return None
+    w0, w1, w2, w3 = work
+    fill = lo_lp - 30.0
+    lp = torch.threshold(a, prev_float(cut.t, a.dtype), fill + lse, out=w0)  # a >= t kept
+    if forced:
+        lp[tok] = at
+    lp.sub_(lse)
+    p = torch.exp(lp, out=w1)
+    torch.threshold(p, math.exp(lo_lp - 15.0), 0.0, out=p)  # exactly 0 outside
+    lq = torch.log_softmax(b, -1, out=w2)
+    lpr = float(lp[tok]) if tok is not None else None
+    lpt = float(lq[tok]) if tok is not None else None
+    q = torch.exp(lq, out=w3)
+    pd = torch.linalg.vecdot(p, lp.sub_(lq))
+    mm = -torch.linalg.vecdot(q, torch.sign(p, out=w0).sub_(1.0))  # sign(p) - 1 = -[p = 0]
+    diff = p.sub_(q)
+    kl = float(pd - diff.sum())
+    if not math.isfinite(kl):
+        return None
+    tv = 0.5 * float(diff.abs_().sum())
+    return max(kl, 0.0), tv, float(mm), lpr, lpt, forced
 
 
-def _rank_threshold(vals, mz, tot, prev: float, top_p: float):
-    """The smallest kept logit among ``vals`` (mass ``prev`` above them)."""
-    import torch
-
-    vals = torch.sort(vals, descending=True).values
-    pr = (vals - mz).exp() / tot
-    above = prev + pr.cumsum(0) - pr
-    return vals[max(int((above < top_p).sum()), 1) - 1]
+#: A CPU row whose kept set holds more than this fraction of the vocabulary goes
+#: through the whole-row path (:func:`_row_masked`); a smaller one through
+#: :func:`_row_kept` (``benchmarks/bench_measure.py`` measures both).
+MASKED_FRACTION = 0.015
 
 
-def _bin_threshold(x, e, mz, tot, top_p: float, keep):
-    """:func:`_top_p_keep` for one row by :data:`TOP_P_BINS` bins of the logit."""
-    import torch
+def _row_kept(a, b, tok, cut: Cut):
+    """:func:`_row_masked` by the kept tokens' indices (CPU rows): KL, TV, missing mass
+    and both log-probs of the sampled token ``tok``, and whether it was forced in.
 
-    nb = TOP_P_BINS
-    rel = (mz - x).clamp_max_(TOP_P_RANGE).mul_(nb / TOP_P_RANGE).clamp_(max=nb - 1).long()
-    mass = torch.zeros(nb, dtype=e.dtype, device=x.device).scatter_add_(0, rel, e)
-    cum = mass.cumsum(0) / tot
-    b = min(int((cum < top_p).sum()), nb - 1)  # the first bin reaching top_p
-    prev = float(cum[b - 1]) if b > 0 else 0.0
-    sel = rel == b
-    if keep is not None:
-        sel &= keep
-    return _rank_threshold(x[sel], mz, tot, prev, top_p)
-
-
-def _keep_torch(x: Any, top_k: int, top_p: float) -> Any:
-    """Boolean mask of the top-k / top-p set of torch logits (B, V)."""
-    import torch
-
-    V = x.shape[-1]
-    keep = None
-    if top_k and top_k < V:
-        kth = torch.topk(x, top_k, dim=-1).values[..., -1:]
-        keep = x >= kth
-    if top_p < 1:
-        keep = _top_p_keep(x, top_p, keep)
-    if keep is None:
-        keep = torch.ones_like(x, dtype=torch.bool)
-    return keep
-
-
-def _kept_indices(x: Any, top_k: int, top_p: float) -> list:
-    """Per row of torch logits (B, V), the ascending indices of the top-k / top-p set.
-
-    Top-p alone on a language-model-like row (the tokens within :data:`TOP_P_NEAR` nats
-    of the maximum hold ``top_p`` of the mass and are at most :data:`TOP_P_NEAR_MAX`)
-    costs a maximum, a log-sum-exp and one comparison over the vocabulary: only those
-    tokens are ranked and the kept set is taken from them. Every other case goes
-    through :func:`_keep_torch`.
+    One pass over the training row gives its maximum and ``S = sum_v exp(b_v - max)``
+    (float64 sum of the float32 exponentials); everything over the kept set K is then
+    float64: ``log q_K = b_K - max - log S``, the missing mass ``(S - sum_K exp(b_v -
+    max)) / S`` from the same exponentials, ``KL = sum_K [p (log p - log q) - p + q] +
+    m``, ``TV = (sum_K |p - q| + m) / 2``. A kept token with p = 0 (a -inf logit tied
+    at -inf) counts as outside the support.
     """
     import torch
 
-    B, V = x.shape
-    if top_p >= 1 or (top_k and top_k < V):
-        keep = _keep_torch(x, top_k, top_p)
-        return [keep[i].nonzero()[:, 0] for i in range(B)]
-    m = x.amax(-1)
-    out = []
-    for i in range(B):
-        mi = float(m[i])
-        if math.isfinite(mi):
-            near = x[i] >= mi - TOP_P_NEAR
-            if int(near.sum()) <= TOP_P_NEAR_MAX:
-                cols = near.nonzero()[:, 0]
-                lse = torch.logsumexp(x[i], 0)
-                vals = x[i, cols]
-                if float((vals - lse).exp().sum()) >= top_p:
-                    thr = _rank_threshold(vals, lse, 1.0, 0.0, top_p)
-                    out.append(cols[vals >= thr])
-                    continue
-        out.append(_top_p_keep(x[i : i + 1], top_p, near_first=False)[0].nonzero()[:, 0])
-    return out
+    an = a.numpy()
+    idx = cut.idx if cut.idx is not None else np.flatnonzero(an >= cut.t)
+    forced = False
+    if tok is not None:
+        j = int(np.searchsorted(idx, tok))
+        if j >= idx.size or idx[j] != tok:
+            forced = True
+            idx = np.insert(idx, j, tok)
+    mb = float(b.max())
+    if not math.isfinite(mb):
+        return None
+    eb = (b - mb).exp_()
+    S = float(eb.sum(dtype=torch.float64))
+    ak = an[idx].astype(np.float64)
+    mk = ak.max()
+    lpk = ak - (mk + math.log(np.exp(ak - mk).sum()))
+    lqk = b.numpy()[idx].astype(np.float64) - (mb + math.log(S))
+    pk, qk = np.exp(lpk), np.exp(lqk)
+    zero = pk == 0
+    with np.errstate(invalid="ignore"):
+        m_out = max((S - eb.numpy()[idx].sum(dtype=np.float64)) / S, 0.0)
+        kl = float(np.where(zero, qk, pk * (lpk - lqk) - pk + qk).sum()) + m_out
+        tv = 0.5 * (float(np.abs(pk - qk).sum()) + m_out)
+        mm = m_out + float(qk[zero].sum())
+    lpr = lpt = None
+    if tok is not None:
+        j = int(np.searchsorted(idx, tok))
+        lpr, lpt = float(lpk[j]), float(lqk[j])
+    return max(kl, 0.0), tv, mm, lpr, lpt, forced
 
 
-def _block_truncated(a, b, tk, kept):
+def _block_truncated(a, b, tk, top_k: int, top_p: float, work=None):
     """KL, TV, missing mass (and the tokens' log-probs) of one block of rows whose
-    rollout distribution is ``softmax(a)`` restricted to the index sets ``kept``.
+    rollout distribution is ``softmax(a)`` restricted to its top-k / top-p set.
 
-    Only the kept tokens are normalised (no exp of -inf logits, a slow path of the
+    The kept set of each row is found by :func:`trmbounds._nucleus.cuts`. A large
+    kept set goes through :func:`_row_masked` (whole-row passes); a small one (at most
+    :data:`trmbounds._nucleus.SMALL_KEPT` tokens, as on language-model rows) through
+    the index path below.
+
+    Index path: only the kept tokens are normalised (no exp of -inf logits, a slow path of the
     vectorised exp): with K the kept set, p its renormalised rollout distribution and q
     the training distribution, KL = sum_K p (log p - log q) and
     TV = (sum_K |p - q| + m) / 2, where m = 1 - sum_K q is the missing mass (summed in
@@ -415,6 +382,49 @@ def _block_truncated(a, b, tk, kept):
     """
     import torch
 
+    B, V = a.shape
+    if work is None and a.device.type == "cpu":
+        work = [torch.empty_like(a[0]) for _ in range(4)]
+    cs = cuts(a, top_k, top_p, work)
+    if all(c is not None for c in cs):  # CPU rows: no log-softmax of the whole block
+        out = [[math.nan] * B for _ in range(5)]
+        forced = [False] * B
+        redo = []
+        tl = None if tk is None else tk.tolist()
+        for i, c in enumerate(cs):
+            t_i = None if tl is None else tl[i]
+            if c.n > MASKED_FRACTION * V:
+                r = _row_masked(a[i], b[i], t_i, c, work)
+            else:
+                r = _row_kept(a[i], b[i], t_i, c)
+            if r is None:
+                redo.append(i)
+                continue
+            for k in range(5):
+                out[k][i] = r[k]
+            forced[i] = r[5]
+        res = [torch.tensor(o, dtype=a.dtype) for o in out]
+        forced = torch.tensor(forced)
+        if redo:
+            ri = torch.tensor(redo)
+            sub, f = _block_truncated_generic(
+                a[ri], b[ri], None if tk is None else tk[ri], top_k, top_p, [cs[i] for i in redo]
+            )
+            for k in range(5):
+                if sub[k] is not None:
+                    res[k][ri] = sub[k]
+            forced[ri] = f
+        if tk is None:
+            res[3] = res[4] = None
+        return tuple(res), forced
+    return _block_truncated_generic(a, b, tk, top_k, top_p, cs)
+
+
+def _block_truncated_generic(a, b, tk, top_k: int, top_p: float, cs: list):
+    """The index path of :func:`_block_truncated` in torch for a block of rows (any
+    device); ``cs`` the rows' cuts (``None``: found here by the torch search)."""
+    import torch
+
     B = a.shape[0]
     lq = torch.log_softmax(b, -1)
     kw = dict(dtype=a.dtype, device=a.device)
@@ -422,8 +432,16 @@ def _block_truncated(a, b, tk, kept):
     lpr = torch.empty(B, **kw) if tk is not None else None
     lpt = lq.gather(-1, tk[:, None])[:, 0] if tk is not None else None
     forced = torch.zeros(B, dtype=torch.bool, device=a.device)
+    generic = None
     for i in range(B):
-        idx = kept[i]
+        c = cs[i]
+        if c is not None:
+            idx = c.idx if c.idx is not None else (a[i] >= c.t).nonzero()[:, 0]
+            idx = torch.as_tensor(idx, device=a.device)
+        else:
+            if generic is None:
+                generic = keep_torch(a, top_k, top_p)
+            idx = generic[i].nonzero()[:, 0]
         if tk is not None:
             j = int(torch.searchsorted(idx, tk[i : i + 1])[0])
             if j >= idx.numel() or int(idx[j]) != int(tk[i]):
@@ -571,6 +589,7 @@ def _divergences_torch(x, y, tokens, temperature, top_k, top_p, block_rows):
     forced = torch.zeros(n, dtype=torch.bool, device=x.device) if t2 is not None else None
     rows = _rows_per_block(V, block_rows)
     truncated = top_k > 0 or top_p < 1
+    work_rows = None  # scratch rows of the truncated CPU path, made once per call
     with torch.no_grad():
         for s in range(0, n, rows):
             # .to() may return a view of the caller's logits: nothing below writes to a or b
@@ -581,7 +600,9 @@ def _divergences_torch(x, y, tokens, temperature, top_k, top_p, block_rows):
                 a = a / temperature
                 b = b / temperature
             if truncated:
-                res, f = _block_truncated(a, b, tk, _kept_indices(a, top_k, top_p))
+                if work_rows is None and x.device.type == "cpu":
+                    work_rows = [torch.empty(V, dtype=work) for _ in range(4)]
+                res, f = _block_truncated(a, b, tk, top_k, top_p, work_rows)
                 if tk is not None:
                     forced[s : s + rows] = f
             else:
