@@ -5,9 +5,9 @@ Run:  python benchmarks/bench_measure.py [--vocab 151936] [--tokens 256]
 1. Speed: :func:`trmbounds.trm.token_divergences` (exact KL, TV, missing mass and the
    sampled token's log-probs) against ``torch.log_softmax`` over the same logits —
    once over both logit tensors (the least any exact method computes: both
-   log-normalisers) and once over one tensor. With top-p (a binned threshold search, no
-   sort of the vocabulary), on LM-like (peaked) rows and on flat rows, as a ratio to the
-   plain kernel. Repetitions are interleaved and the best time of each is kept, so
+   log-normalisers) and once over one tensor. With top-p (a threshold search that sorts
+   only the tokens near the threshold), on LM-like (peaked) rows and on flat rows, as a
+   ratio to the plain kernel. Repetitions are interleaved and the best time of each is kept, so
    background load affects both sides alike.
 1b. Certified intervals (``measure --rollouts``): :func:`trmbounds.measure.intervals.
    token_intervals` against what scoring an engine's rollouts costs without them — the
@@ -103,9 +103,7 @@ def bench_speed(V: int, n: int, reps: int) -> None:
                 torch.log_softmax(b, -1, dtype=torch.float32),
             ),
             "log_softmax x1": lambda a=a: torch.log_softmax(a, -1, dtype=torch.float32),
-            "kernel top-p flat": lambda a=a, b=b, tok=tok: token_divergences(
-                a, b, tok, top_p=0.95
-            ),
+            "kernel top-p flat": lambda a=a, b=b, tok=tok: token_divergences(a, b, tok, top_p=0.95),
         }
         best = dict.fromkeys(cases, float("inf"))
         for f in cases.values():

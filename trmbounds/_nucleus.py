@@ -91,15 +91,16 @@ def cpu_cut(x: Any, top_k: int, top_p: float, work: Any = None) -> Cut | None:
     those tokens. Top-p alone: (1) a bracket of the logit around the threshold, placed
     from a strided subsample's estimate of the tail mass (``1 - top_p``) ± 4 standard
     deviations of that estimate, the mass above it summed exactly; only the tokens in
-    the bracket are sorted; (2) else (the estimate missed) the whole row. Each step checks that the threshold lies among its candidates, so
-    the result is exact whatever the estimate. ``work``: two scratch rows like ``x``
-    (no allocation of vocabulary-sized tensors per row).
+    the bracket are sorted; (2) if the threshold is not in it, the bracket opened to the
+    top; (3) else the whole row. Each step checks that the threshold lies among its
+    candidates, so the result is exact whatever the estimate. ``work``: two scratch
+    rows like ``x`` (no allocation of vocabulary-sized tensors per row).
     """
     import torch
 
     xn = x.numpy()
-    lo, hi = torch.aminmax(x)
-    m = float(hi)
+    x_min, x_max = torch.aminmax(x)
+    m = float(x_max)
     if not math.isfinite(m):
         return None
     V = xn.size
@@ -115,7 +116,7 @@ def cpu_cut(x: Any, top_k: int, top_p: float, work: Any = None) -> Cut | None:
         work = (torch.empty_like(x), torch.empty_like(x))
     # exp of clamped logits: no exp of values that underflow (a slow path of the exp)
     e = torch.sub(x, m, out=work[0])
-    if not float(lo) - m >= -TOP_P_RANGE:
+    if not float(x_min) - m >= -TOP_P_RANGE:
         e.clamp_min_(-TOP_P_RANGE)
     e.exp_()
     tot = float(e.sum())
@@ -150,7 +151,7 @@ def cpu_cut(x: Any, top_k: int, top_p: float, work: Any = None) -> Cut | None:
             return cut
         if hi == math.inf:
             break
-    # (2) the whole row
+    # (3) the whole row
     return _rank(xn, np.arange(V), m, 0.0, tot, top_p, True)
 
 

@@ -60,7 +60,8 @@ def _head_rows(V: int, budget: int, batch_size: int, top: bool) -> int:
     whatever the model dtype (a low-precision matmul may go through a float32
     buffer), ``8*V`` bytes per row; the divergence kernel's block of
     :data:`~trmbounds.trm.BLOCK_ELEMENTS` values with up to 8 float32 temporaries
-    (16 with the top-p sort: values, int64 indices, cumulative sums); the sampler's
+    (16 with top-k / top-p: the threshold search's and the whole-row path's scratch rows and
+    masks, and at worst a ranking of a whole row); the sampler's
     per-step ``batch_size × V`` float32 buffers (4 of them). Model weights,
     activations and the KV cache are not counted.
     """
