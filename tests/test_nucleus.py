@@ -198,3 +198,75 @@ def test_kernel_routes_on_every_family(monkeypatch, route):
             np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-13, err_msg=name)
             np.testing.assert_allclose(float(d.logp_roll[i]), np.log(p[tok[i]]), rtol=1e-9)
             np.testing.assert_allclose(float(d.logp_theta[i]), np.log(q[tok[i]]), rtol=1e-9)
+
+
+# ------------------------------------------------------- review regressions
+def test_truncated_kernel_without_tokens():
+    """No sampled tokens: KL, TV and missing mass only (every CPU route)."""
+    rng = np.random.default_rng(20)
+    x = rng.normal(0, 2, size=(3, 400))
+    y = x + rng.normal(0, 0.3, size=x.shape)
+    for kw in ({"top_p": 0.9}, {"top_k": 5}, {"top_k": 50, "top_p": 0.5}):
+        d = token_divergences(torch.tensor(x), torch.tensor(y), **kw)
+        assert d.logp_roll is None and d.logp_theta is None and d.forced is None
+        for i in range(3):
+            keep = ref_keep(x[i], kw.get("top_k", 0), kw.get("top_p", 1.0))
+            p = np.where(keep, np.exp(x[i] - x[i].max()), 0.0)
+            p /= p.sum()
+            q = np.exp(y[i] - y[i].max())
+            q /= q.sum()
+            kl = float(np.sum(p[keep] * np.log(p[keep] / q[keep])))
+            np.testing.assert_allclose(float(d.kl[i]), kl, rtol=1e-9)
+            np.testing.assert_allclose(float(d.missing_mass[i]), q[~keep].sum(), rtol=1e-9)
+
+
+@pytest.mark.parametrize("V", [64, 1000, 5000, 32000])
+def test_ties_at_the_maximum(V):
+    """A row tied at its maximum over much of the vocabulary (the subsample's bracket
+    collapses): ties with the last kept token are kept."""
+    for x in (np.zeros(V), np.where(np.arange(V) < V // 2, 1.0, 0.0)):
+        for top_p in (0.1, 0.5, 0.9):
+            want = ref_keep(x, 0, top_p)
+            for dtype in (torch.float32, torch.float64):
+                t = torch.tensor(x, dtype=dtype)[None]
+                assert (torch.isfinite(truncate_logits(t, 0, top_p))[0].numpy() == want).all()
+                d = token_divergences(t, t, torch.tensor([0]), top_p=top_p)
+                q = np.exp(x - x.max())
+                q /= q.sum()
+                kept = q[want].sum()  # p = q restricted to the kept set, renormalised
+                tol = 1e-6 if dtype == torch.float32 else 1e-12  # float32 sums over V
+                assert float(d.kl[0]) == pytest.approx(-math.log(kept), rel=tol, abs=tol)
+                assert float(d.missing_mass[0]) == pytest.approx(1 - kept, rel=tol, abs=tol)
+
+
+def test_top_k_at_least_the_vocabulary_truncates_nothing():
+    """top_k >= V is no truncation, in the kernel as in the sampler: nothing forced,
+    no missing mass, KL 0 for identical inputs."""
+    x = torch.tensor([[0.0, 1.0, 2.0, -25.0]])
+    y = torch.tensor([[0.0, 1.0, 2.0, 30.0]])
+    for k in (4, 5, 100):
+        d = token_divergences(x, y, torch.tensor([3]), top_k=k)
+        assert not bool(d.forced[0]) and float(d.missing_mass[0]) == 0.0
+        assert bool(torch.isfinite(truncate_logits(x, k)).all())
+    z = torch.tensor(np.random.default_rng(0).normal(0, 10, size=(2, 1000)), dtype=torch.float32)
+    d = token_divergences(z, z.clone(), top_k=1000)
+    assert float(d.kl.abs().max()) == 0.0 and float(d.missing_mass.max()) == 0.0
+
+
+def test_truncate_logits_on_grad_and_empty_tensors():
+    x = torch.randn(2, 100, requires_grad=True)
+    out = truncate_logits(x, top_p=0.9)
+    want = np.stack([ref_keep(r, 0, 0.9) for r in x.detach().double().numpy()])
+    assert (torch.isfinite(out).numpy() == want).all()
+    assert truncate_logits(torch.zeros(2, 0), top_p=0.9).shape == (2, 0)
+
+
+def test_tv_is_at_least_the_missing_mass():
+    """TV = sum (q - p)+ >= the q-mass where p = 0, also after float32 rounding."""
+    rng = np.random.default_rng(8)
+    x = torch.tensor(rng.normal(0, 3, size=(20, 30000)), dtype=torch.bfloat16)
+    y = (x.float() + 0.05 * torch.randn(x.shape, generator=torch.Generator().manual_seed(1))).to(
+        torch.bfloat16
+    )
+    d = token_divergences(x, y, top_p=0.9)
+    assert bool((d.tv >= d.missing_mass).all())

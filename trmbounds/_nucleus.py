@@ -63,6 +63,8 @@ def _rank(
     candidates (above them, or below them unless ``complete``).
     """
     vals = xn[cidx]
+    if vals.size == 0:
+        return None  # the bracket collapsed (ties at its ends): nothing to rank
     s = np.sort(vals)[::-1]
     ec = np.exp(s.astype(np.float64) - m)
     cum = np.cumsum(ec)
@@ -104,7 +106,12 @@ def cpu_cut(x: Any, top_k: int, top_p: float, work: Any = None) -> Cut | None:
     if not math.isfinite(m):
         return None
     V = xn.size
-    if top_k and top_k < V:
+    if top_k >= V:
+        top_k = 0  # keeps the whole vocabulary: no top-k
+    if not top_k and top_p >= 1:  # nothing truncated
+        e = np.exp(xn.astype(np.float64) - m)
+        return Cut(-math.inf, float(e.sum()), m, None, V)
+    if top_k:
         kth = np.partition(xn, V - top_k)[V - top_k]
         cidx = np.flatnonzero(xn >= kth)
         if top_p >= 1:
@@ -173,6 +180,7 @@ def cuts(x: Any, top_k: int, top_p: float, work: Any = None) -> list:
     B = x.shape[0]
     if not CPU_SEARCH or x.device.type != "cpu" or x.dtype not in _CPU_DTYPES():
         return [None] * B
+    x = x.detach()  # the threshold carries no gradient (.numpy() refuses grad tensors)
     if work is None:
         work = (torch.empty_like(x[0]), torch.empty_like(x[0]))
     return [cpu_cut(x[i], top_k, top_p, work) for i in range(B)]

@@ -228,6 +228,8 @@ def truncate_logits(logits: Any, top_k: int = 0, top_p: float = 1.0, keep: Any =
     """
     if _is_torch(logits):
         V = logits.shape[-1]
+        if logits.numel() == 0:
+            return logits.clone()
         if (top_k and top_k < V) or top_p < 1:
             x2 = logits.reshape(-1, V)
             x = x2.masked_fill(~keep_mask(x2, top_k, top_p), -math.inf).reshape(logits.shape)
@@ -299,17 +301,24 @@ def _row_masked(a, b, tok, cut: Cut, work):
     lp.sub_(lse)
     p = torch.exp(lp, out=w1)
     torch.threshold(p, math.exp(lo_lp - 15.0), 0.0, out=p)  # exactly 0 outside
-    lq = torch.log_softmax(b, -1, out=w2)
+    # the training log-softmax by hand: torch's float32 log_softmax loses up to ~3e-5 of
+    # the normaliser on large flat rows (its exps sum to 0.99997), which the KL form
+    # cancels but the missing mass and TV would carry; torch's sum does not
+    # (q = exp(lq) of the rounded lq, not q / sum: the KL form cancels only then)
+    mb = float(b.max())
+    lq = torch.sub(b, mb, out=w2)
+    lq.sub_(math.log(float(torch.exp(lq, out=w3).sum())))
+    q = torch.exp(lq, out=w3)
     lpr = float(lp[tok]) if tok is not None else None
     lpt = float(lq[tok]) if tok is not None else None
-    q = torch.exp(lq, out=w3)
     pd = torch.linalg.vecdot(p, lp.sub_(lq))
     mm = -torch.linalg.vecdot(q, torch.sign(p, out=w0).sub_(1.0))  # sign(p) - 1 = -[p = 0]
     diff = p.sub_(q)
     kl = float(pd - diff.sum())
     if not math.isfinite(kl):
         return None
-    tv = 0.5 * float(diff.abs_().sum())
+    # TV = sum_v (q - p)+ >= sum over p = 0 of q = m: keep it so through rounding
+    tv = max(0.5 * float(diff.abs_().sum()), float(mm))
     return max(kl, 0.0), tv, float(mm), lpr, lpt, forced
 
 
@@ -401,7 +410,8 @@ def _block_truncated(a, b, tk, top_k: int, top_p: float, work=None):
                 redo.append(i)
                 continue
             for k in range(5):
-                out[k][i] = r[k]
+                if r[k] is not None:
+                    out[k][i] = r[k]
             forced[i] = r[5]
         res = [torch.tensor(o, dtype=a.dtype) for o in out]
         forced = torch.tensor(forced)
@@ -491,7 +501,7 @@ def _divergences_numpy(x, y, tokens, temperature, top_k, top_p, block_rows):
     lpt = np.empty(n) if t2 is not None else None
     forced = np.zeros(n, dtype=bool) if t2 is not None else None
     rows = _rows_per_block(V, block_rows)
-    truncated = top_k > 0 or top_p < 1
+    truncated = 0 < top_k < V or top_p < 1  # top_k >= V keeps everything
     for s in range(0, n, rows):
         a = x2[s : s + rows] / temperature
         b = y2[s : s + rows] / temperature
@@ -588,7 +598,7 @@ def _divergences_torch(x, y, tokens, temperature, top_k, top_p, block_rows):
     lpt = torch.empty(n, **kw) if t2 is not None else None
     forced = torch.zeros(n, dtype=torch.bool, device=x.device) if t2 is not None else None
     rows = _rows_per_block(V, block_rows)
-    truncated = top_k > 0 or top_p < 1
+    truncated = 0 < top_k < V or top_p < 1  # top_k >= V keeps everything
     work_rows = None  # scratch rows of the truncated CPU path, made once per call
     with torch.no_grad():
         for s in range(0, n, rows):
