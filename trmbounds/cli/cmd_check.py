@@ -33,13 +33,18 @@ Examples:
 
   trmbounds check metrics.jsonl --preset verl --kl-max 0.05
 
-  trmbounds check wandb_export.csv --preset slime --steps-per-rollout 2 --tv-max 0.01
+  trmbounds check wandb_export.csv --preset slime --steps-per-rollout 2 \\
+      --tv-max 0.01
 
-  trmbounds check runs/ --kl-max 0.05   (a TRL/HF TensorBoard directory: train/ prefixes)
+  # a TRL / HF TensorBoard directory (train/ prefixes)
 
-  trmbounds check tokens.parquet --kl-max 1e-3 --trm-max 0.05 --trm-avg 0.001 --json
+  trmbounds check runs/ --kl-max 0.05
 
-  trmbounds check metrics.jsonl --kl-max 0.05 --map surrogate=actor/pg_gain -o steps.csv --plot timeline.png
+  trmbounds check tokens.parquet --kl-max 1e-3 --trm-max 0.05 \\
+      --trm-avg 0.001 --json
+
+  trmbounds check metrics.jsonl --kl-max 0.05 --map surrogate=actor/pg_gain \\
+      -o steps.csv --plot timeline.png
 """
 
 

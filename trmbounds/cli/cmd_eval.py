@@ -29,9 +29,11 @@ Examples:
 
   trmbounds eval --T 8192 --kl-max 0.01
 
-  trmbounds eval --T 4096 --kl-max 1e-4 --tv-max 5e-3 --kl-seq 0.01 --tv-seq 0.05
+  trmbounds eval --T 4096 --kl-max 1e-4 --tv-max 5e-3 \\
+      --kl-seq 0.01 --tv-seq 0.05
 
-  trmbounds eval --T 4096 --kl-max 1e-4 --per-position dbar.npy --constants sharp
+  trmbounds eval --T 4096 --kl-max 1e-4 --per-position dbar.npy \\
+      --constants sharp
 
   trmbounds eval --stats measured.json --json
 """

@@ -31,25 +31,29 @@ Examples:
 
   # bf16 rollouts vs fp32 training, same weights (the backend-mismatch source)
 
-  trmbounds measure --roll ./my-model --roll-dtype bfloat16 --train-dtype float32 -o measured.json
+  trmbounds measure --roll ./my-model --roll-dtype bfloat16 \\
+      --train-dtype float32 -o measured.json
 
   # two checkpoints, your prompts, top-p sampling (missing mass is measured)
 
-  trmbounds measure --roll ./ckpt-100 --train ./ckpt-101 --prompts prompts.jsonl --top-p 0.95
+  trmbounds measure --roll ./ckpt-100 --train ./ckpt-101 \\
+      --prompts prompts.jsonl --top-p 0.95
 
   # read the file back; keep the per-token records for trmbounds check
 
   trmbounds eval --stats measured.json
 
-  trmbounds measure --roll ./my-model --roll-dtype bfloat16 --tokens tokens.jsonl -o m.json
+  trmbounds measure --roll ./my-model --roll-dtype bfloat16 \\
+      --tokens tokens.jsonl -o m.json
 
-  # try it offline in seconds: a tiny random-weight model, bf16 vs fp32 (numbers are illustrative)
+  # offline in seconds: a tiny random-weight model (numbers illustrative)
 
   trmbounds measure --demo -o measured.json --tokens tokens.jsonl
 
-  # the engine that really sampled (vLLM responses): certified KL/TV intervals per token
+  # the engine that really sampled (vLLM responses): certified KL/TV per token
 
-  trmbounds measure --rollouts vllm.jsonl --rollout-format vllm --train ./my-model -o m.json
+  trmbounds measure --rollouts vllm.jsonl --rollout-format vllm \\
+      --train ./my-model -o m.json
 """
 
 

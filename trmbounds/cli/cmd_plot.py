@@ -24,7 +24,8 @@ Examples:
 
   trmbounds plot curves --kl-max 1e-4 --tv-max 5e-3 --kl-seq 0.01 -o paper.svg
 
-  trmbounds plot curves --kl-max 1e-5 --bounds pm_kl,mix_kl,unified --T-max 65536 --constants sharp
+  trmbounds plot curves --kl-max 1e-5 --bounds pm_kl,mix_kl,unified \\
+      --T-max 65536 --constants sharp
 """
 
 HEATMAP_EPILOG = """
@@ -34,7 +35,8 @@ Examples:
 
   trmbounds plot heatmap --kl-avg 1e-7 --budget-frac 0.05 -o map.pdf
 
-  trmbounds plot heatmap --T-min 1024 --T-max 65536 --kl-range 1e-9 1e-3 --points 300
+  trmbounds plot heatmap --T-min 1024 --T-max 65536 --kl-range 1e-9 1e-3 \\
+      --points 300
 """
 
 PLOT_EPILOG = """
