@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -382,3 +384,40 @@ def test_exact_kl_supersedes_the_k2_detector(tmp_path):
     r = check_log(write_token_dump(tmp_path / "k.parquet", ROLL, THETA),
                   assumption=Assumption(kl_max=0.2, tv_max=0.3), length="2")  # fmt: skip
     assert r.n_flagged == 1  # without the exact KL, the detector flags it
+
+
+def test_column_sniffing_fast_path_equals_record_by_record():
+    """The columns of a JSONL log found by pyarrow in one parse equal those found record
+    by record (framework files, and files the fast path must hand back: mixed types,
+    a bad line, a non-object line, "data" not an object)."""
+    from trmbounds.logs import tokens
+
+    fixtures = Path(__file__).parent / "fixtures"
+    files = sorted(fixtures.rglob("*.jsonl"))
+    assert len(files) >= 8
+
+    def slow(block: bytes) -> set:
+        keys = set()
+        for raw in block.split(b"\n"):
+            try:
+                obj = json.loads(raw)
+            except ValueError:
+                continue
+            if isinstance(obj, dict):
+                keys |= {k for k in obj if k != "data"}
+                if isinstance(obj.get("data"), dict):
+                    keys |= set(obj["data"])
+        return keys
+
+    for f in files:
+        block = f.read_bytes()
+        fast = tokens._arrow_keys(block)
+        assert fast is not None and set(fast) == slow(block), f
+    for bad in (
+        b'{"a": 1}\n{"a": "x"}\n',
+        b'{"a": 1}\nnot json\n',
+        b'{"a": 1}\n[1, 2]\n',
+        b'{"data": 3}\n',
+        b'{"a\xff": 1}\n',
+    ):
+        assert tokens._arrow_keys(bad) is None, bad

@@ -37,6 +37,7 @@ exact KL), both combined, LN-TRM and SER, and by length bin against the length b
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -46,6 +47,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import _io
 from ..errors import InputFileError, TrmboundsError
 from .readers import _BLOCK, BadRecords, iter_log
 from .result import (
@@ -126,6 +128,9 @@ def _columns_of(p: Path, fmt: str) -> list[str]:
             raise InputFileError(f"cannot read {p}: {exc.strerror or exc}") from None
         if len(block) == _SNIFF and b"\n" in block:
             block = block[: block.rfind(b"\n")]
+        fast = _arrow_keys(block)
+        if fast is not None:
+            return fast
         keys: dict[str, None] = {}
         for raw in block.removeprefix(b"\xef\xbb\xbf").split(b"\n"):
             if not raw.strip():
@@ -141,6 +146,36 @@ def _columns_of(p: Path, fmt: str) -> list[str]:
                 keys.update((k, None) for k in obj["data"])
         return list(keys)
     return []
+
+
+def _arrow_keys(block: bytes) -> list[str] | None:
+    """The keys of a block of JSONL records (those under ``data`` too) parsed at once by
+    pyarrow, ~20x faster than record by record; ``None`` when it cannot (pyarrow
+    missing, a bad or non-object line, types that differ between lines, invalid UTF-8):
+    the caller then reads the records one by one, skipping bad ones."""
+    try:
+        import pyarrow as pa
+        import pyarrow.json as pj
+    except ImportError:  # pragma: no cover - the [logs] extra is missing
+        return None
+    body = block.removeprefix(b"\xef\xbb\xbf")
+    if not body.strip():
+        return None
+    try:
+        body.decode("utf-8")  # pyarrow accepts invalid UTF-8 in keys
+        opts = pj.ReadOptions(block_size=len(body) + 2)
+        schema = pj.read_json(io.BytesIO(body + b"\n"), read_options=opts).schema
+    except (pa.ArrowException, *_io.DECODE_ERRORS):
+        return None
+    keys: dict[str, None] = {}
+    for col in schema:
+        if col.name == "data":
+            if not pa.types.is_struct(col.type):
+                return None  # "data" not an object everywhere: the slow path decides
+            keys.update((f.name, None) for f in col.type)
+        else:
+            keys[col.name] = None
+    return list(keys)
 
 
 def _resolve(names, maps: Mapping[str, str]) -> dict[str, str]:
