@@ -599,3 +599,117 @@ def test_kl_upper_end_is_the_vertex_on_the_smallest_q_at_a_large_vocabulary(k):
     )  # fmt: skip
     assert float(iv.kl_lo[0]) <= kl <= float(iv.kl_hi[0]), (kl, iv.kl_lo, iv.kl_hi)
     assert abs(float(iv.kl_hi[0]) - kl_hi) < 1e-9, (float(iv.kl_hi[0]), kl_hi)
+
+
+def test_outputs_never_go_into_the_model_directory(tmp_path, model_dir, rolls):
+    """The trainer's directory is an input: -o / --tokens inside it are refused, with
+    --force too, and its files stay as they were."""
+    import shutil
+
+    d = tmp_path / "trainer"
+    shutil.copytree(model_dir, d)
+    before = {f.name: f.read_bytes() for f in d.iterdir()}
+    path = _write(tmp_path, "r.jsonl", WRITERS["native"](rolls, 3))
+    for opt, target in (
+        ("--tokens", "model.safetensors"),
+        ("-o", "config.json"),
+        ("-o", "new.json"),
+    ):
+        args = ["measure", "--rollouts", str(path), "--train", str(d), opt, str(d / target)]
+        r = CliRunner().invoke(app, [*args, "--force"])
+        assert r.exit_code == 2, r.output
+        assert "inside the input directory" in r.output and "Traceback" not in r.output
+    assert {f.name: f.read_bytes() for f in d.iterdir()} == before
+
+
+# ------------------------------------------------- second review (new-user walkthrough)
+_GOOD = json.dumps(_native_record())
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        (_GOOD.replace('"top_logprobs"', '"top_k": 1e400, "top_logprobs"'), "'top_k'"),
+        (_GOOD.replace('"top_logprobs"', '"top_k": NaN, "top_logprobs"'), "'top_k'"),
+        (_GOOD.replace('"top_logprobs"', '"top_k": 2.5, "top_logprobs"'), "integer"),
+        (_GOOD.replace('"top_logprobs"', '"top_k": -1.5, "top_logprobs"'), "integer"),
+        (_GOOD.replace('"top_logprobs"', '"temperature": Infinity, "top_logprobs"'), "finite"),
+        (_GOOD.replace('"top_logprobs"', '"temperature": ' + "9" * 400 + ', "top_logprobs"'),
+         "finite"),
+        (json.dumps(_native_record(logprobs=[-(10**400), -1.0])), "probability 0"),
+        (json.dumps(_native_record(logprobs=[10**400, -1.0])), "log-probability"),
+        (_GOOD.replace('{"9":', '{"99999999999999999999999": -5.0, "9":', 1), "outside any"),
+        (_GOOD.replace('{"9":', '{"9": -0.7, "9":', 1), "appears twice"),
+        (_GOOD.replace('"response_ids": [', '"response_ids": [' + "9" * 30 + ", ", 1),
+         "outside any"),
+    ],
+)  # fmt: skip
+def test_bad_numbers_and_keys_exit_2_with_one_line(tmp_path, model_dir, text, message):
+    p = tmp_path / "bad.jsonl"
+    p.write_text(text + "\n")
+    before = p.read_bytes()
+    r = CliRunner().invoke(
+        app,
+        ["measure", "--rollouts", str(p), "--train", str(model_dir), "--device", "cpu",
+         "-o", str(tmp_path / "o.json")],
+    )  # fmt: skip
+    assert r.exit_code == 2, r.output
+    err = r.stderr.strip()
+    assert err.startswith("Error:") and len(err.splitlines()) == 1 and message in err, err
+    assert "Traceback" not in r.output and p.read_bytes() == before
+
+
+def test_bom_directory_and_list_items(tmp_path, rolls):
+    from trmbounds.errors import InputFileError
+    from trmbounds.measure.rollouts import read_rollouts
+
+    p = tmp_path / "bom.jsonl"
+    p.write_bytes(b"\xef\xbb\xbf" + "\n".join(WRITERS["native"](rolls[:2], 3)).encode() + b"\n")
+    assert len(read_rollouts(p)[0]) == 2
+    with pytest.raises(InputFileError, match="is a directory"):
+        read_rollouts(tmp_path)
+    items = [json.loads(x) for x in WRITERS["sglang"](rolls[:2], 3)]
+    items[1]["meta_info"]["output_token_logprobs"][0][1] = "x"
+    q = _write(tmp_path, "list.jsonl", [json.dumps(items)])
+    with pytest.raises(InputFileError, match="item 1"):
+        read_rollouts(q, "sglang")
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_vllm_top_k_size_is_inferred(tmp_path, rolls, k):
+    """vLLM lists the sampled token first and drops it from the top-k entries when it is
+    one of them: a position with k + 1 entries shows k, and a sampled token listed with
+    fewer than k others is then the last of the top-k. The top-k lists (hence p_min)
+    read from vLLM's layout equal those of the native format, which lists the top-k
+    itself, for every response where k shows."""
+    from trmbounds.measure.rollouts import read_rollouts
+
+    nat = read_rollouts(_write(tmp_path, "n.jsonl", WRITERS["native"](rolls, k)))[0]
+    vl = read_rollouts(_write(tmp_path, "v.jsonl", WRITERS["vllm"](rolls, k)), "vllm")[0]
+    lines = [json.loads(x) for x in WRITERS["vllm"](rolls, k)]
+    shown = 0
+    for a, b, line in zip(nat, vl, lines, strict=True):
+        tops = line["choices"][0]["logprobs"]["top_logprobs"]
+        if max(len(t) for t in tops) < k + 1:
+            continue  # k not visible in this response: the weaker reading is kept
+        shown += 1
+        for t in range(len(a.response_ids)):
+            assert set(a.top_ids[t].tolist()) == set(b.top_ids[t].tolist()), t
+            assert a.top_logprobs[t].min() == pytest.approx(b.top_logprobs[t].min(), abs=1e-12)
+    assert shown >= 2
+
+
+def test_corrupt_weights_are_one_line(tmp_path, model_dir, rolls):
+    import shutil
+
+    d = tmp_path / "broken"
+    shutil.copytree(model_dir, d)
+    w = d / "model.safetensors"
+    w.write_bytes(w.read_bytes()[:1000])  # truncated
+    path = _write(tmp_path, "r.jsonl", WRITERS["native"](rolls, 3))
+    r = CliRunner().invoke(
+        app, ["measure", "--rollouts", str(path), "--train", str(d), "-o", str(tmp_path / "o.json")]
+    )
+    assert r.exit_code == 2, r.output
+    err = r.stderr.strip()
+    assert err.startswith("Error: cannot load model") and len(err.splitlines()) == 1, err

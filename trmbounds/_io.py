@@ -281,6 +281,7 @@ def check_outputs(
     outputs: Sequence[tuple[str, str | os.PathLike | None]],
     inputs: Iterable[str | os.PathLike | None] = (),
     force: bool = False,
+    input_dirs: Iterable[str | os.PathLike | None] = (),
 ) -> list[Path]:
     """Validate every output path of a command before any work is done.
 
@@ -295,13 +296,25 @@ def check_outputs(
         count).
     force : bool
         Allow replacing an existing output file.
+    input_dirs : iterable of path
+        Directories read as inputs (a model's weights and config): no output may be
+        written inside one, ``force`` or not. Paths that are not directories are
+        taken as input files.
 
     Returns
     -------
     list of Path
         The output paths (``None`` ones left out), in order.
     """
-    ins = [_identity(Path(i)) for i in inputs if i is not None]
+    dirs, files = [], list(inputs)
+    for d in input_dirs:
+        if d is None:
+            continue
+        if Path(d).is_dir():
+            dirs.append(os.path.realpath(d))
+        elif Path(d).exists():
+            files.append(d)
+    ins = [_identity(Path(i)) for i in files if i is not None]
     seen: dict[str, str] = {}
     done: list[Path] = []
     for opt, raw in outputs:
@@ -333,6 +346,12 @@ def check_outputs(
                 raise TrmboundsError(
                     f"{opt} {p} is an input file of this command: choose another output name "
                     "(--force never overwrites an input)"
+                )
+        for d in dirs:
+            if os.path.commonpath([real, d]) == d:
+                raise TrmboundsError(
+                    f"{opt} {p} is inside the input directory {d}: choose a place outside it "
+                    "(--force never writes into an input)"
                 )
         if real in seen:
             raise TrmboundsError(f"{opt} and {seen[real]} name the same file {p}")

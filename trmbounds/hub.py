@@ -29,7 +29,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from .errors import InputFileError
+from .errors import InputFileError, TrmboundsError
 
 __all__ = ["Location", "locate", "load_pretrained", "looks_local", "hub_unreachable_reason"]
 
@@ -166,7 +166,9 @@ def load_pretrained(
     loc = locate(ref, what)
     try:
         return load(loc.target, loc.local_files_only)
-    except (OSError, ValueError, KeyError, ImportError) as exc:
+    except TrmboundsError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a corrupt file raises anything (SafetensorError)
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         if loc.offline_reason is not None:
             if what == "model":  # locate() found its config in the cache: something else lacks

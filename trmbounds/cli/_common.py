@@ -266,18 +266,19 @@ def check_output(path: Path, force: bool, inputs=(), option: str = "output") -> 
     return check_outputs([(option, path)], inputs, force)[0]
 
 
-def check_outputs(outputs, inputs=(), force: bool = False) -> list[Path]:
+def check_outputs(outputs, inputs=(), force: bool = False, input_dirs=()) -> list[Path]:
     """Validate every output path of a command before any work is done.
 
     ``outputs`` is a list of (option, path or None). Refused: a parent that is a file
     or does not exist, an unwritable place, a name too long, a directory, an existing
     file without ``force``, two outputs naming one file, and -- even with ``force`` --
-    an output that is one of ``inputs`` (real path or inode). Write each output with
+    an output that is one of ``inputs`` (real path or inode) or lies inside one of
+    ``input_dirs`` (a model directory). Write each output with
     :func:`write_atomic` / :func:`trmbounds._io.atomic_output`.
     """
     from .._io import check_outputs as _check
 
-    return _check(outputs, inputs, force)
+    return _check(outputs, inputs, force, input_dirs)
 
 
 def atomic_output(path: Path):

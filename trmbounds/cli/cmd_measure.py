@@ -344,6 +344,7 @@ def measure_cmd(
         [("-o/--output", output), ("--tokens", tokens)],
         inputs=[prompts, rollouts],
         force=force,
+        input_dirs=[roll, train, tokenizer],  # model directories (weights, config)
     )
     tokens_path = rest[0] if rest else None
     from ..measure import load_prompts, measure, parse_memory, write_token_dump

@@ -37,7 +37,9 @@ smallest logits — :math:`\log q` is increasing in :math:`y`), never over the w
 row. Each computed :math:`\log q_v` is then within
 :math:`\delta_v = 16u(|\log q_v| + \log V + 1)` of the exact one (:math:`u = 2^{-53}`);
 every end is moved outward by the resulting bound, so the intervals hold for the
-model's exact logits, with a widening of about :math:`10^{-14}`.
+trainer's logits as given, with a widening of about :math:`10^{-14}` (the logits
+themselves carry the forward pass's rounding: in bfloat16 it depends on the batch
+they were computed in, ``docs/measure.md``).
 
 Functions take torch tensors; torch is imported only when they run.
 """

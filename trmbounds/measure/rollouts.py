@@ -47,6 +47,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import _io
 from ..errors import InputFileError, TrmboundsError
 
 __all__ = [
@@ -109,17 +110,47 @@ class Rollout:
     penalties: tuple[str, ...] = ()
 
 
+class _DuplicateKey(Exception):
+    pass
+
+
+def _unique_keys(pairs: list) -> dict:
+    """``object_pairs_hook`` refusing a key that appears twice in one JSON object."""
+    d = dict(pairs)
+    if len(d) != len(pairs):
+        seen: set = set()
+        for k, _ in pairs:
+            if k in seen:
+                raise _DuplicateKey(k)
+            seen.add(k)
+    return d
+
+
 def _where(path: Path, line: int) -> str:
     return f"{path}: line {line}"
 
 
+#: Token ids beyond this are outside any vocabulary (and would overflow int64 arrays).
+MAX_TOKEN_ID = 2**40
+
+
+def _short(x: Any) -> str:
+    text = repr(x)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def _as_int(x: Any, what: str, where: str) -> int:
     if isinstance(x, bool) or not isinstance(x, (int, str)):
-        raise InputFileError(f"{where}: {what} must be an integer token id, got {x!r}")
+        raise InputFileError(f"{where}: {what} must be an integer token id, got {_short(x)}")
     try:
-        return int(x)
+        v = int(x)
     except ValueError:
-        raise InputFileError(f"{where}: {what} must be an integer token id, got {x!r}") from None
+        raise InputFileError(
+            f"{where}: {what} must be an integer token id, got {_short(x)}"
+        ) from None
+    if abs(v) > MAX_TOKEN_ID:
+        raise InputFileError(f"{where}: {what} {_short(x)} is outside any vocabulary")
+    return v
 
 
 def _ids(x: Any, name: str, where: str) -> list[int]:
@@ -128,17 +159,24 @@ def _ids(x: Any, name: str, where: str) -> list[int]:
     out = []
     for v in x:
         if isinstance(v, bool) or not isinstance(v, int):
-            raise InputFileError(f"{where}: '{name}' holds {v!r}, not an integer token id")
+            raise InputFileError(f"{where}: '{name}' holds {_short(v)}, not an integer token id")
+        if abs(v) > MAX_TOKEN_ID:
+            raise InputFileError(f"{where}: '{name}' holds {_short(v)}, outside any vocabulary")
         out.append(v)
     return out
 
 
 def _lp(x: Any, what: str, where: str) -> float:
     if isinstance(x, bool) or not isinstance(x, (int, float)):
-        raise InputFileError(f"{where}: {what} must be a number, got {x!r}")
-    v = float(x)
+        raise InputFileError(f"{where}: {what} must be a number, got {_short(x)}")
+    try:
+        v = float(x)
+    except OverflowError:  # an integer of hundreds of digits
+        v = math.inf if x > 0 else -math.inf
     if math.isnan(v) or v > SUM_TOL:
-        raise InputFileError(f"{where}: {what} must be a log-probability (<= 0), got {x!r}")
+        raise InputFileError(
+            f"{where}: {what} must be a log-probability (<= 0), got {_short(x)}"
+        )
     return -math.inf if v <= NEG_LOGPROB else min(v, 0.0)
 
 
@@ -148,11 +186,21 @@ def _opt(rec: dict, key: str, kind: type, where: str) -> Any:
         return None
     if kind is str:
         if not isinstance(v, str):
-            raise InputFileError(f"{where}: '{key}' must be a string, got {v!r}")
+            raise InputFileError(f"{where}: '{key}' must be a string, got {_short(v)}")
         return v
     if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise InputFileError(f"{where}: '{key}' must be a number, got {v!r}")
-    return kind(v)
+        raise InputFileError(f"{where}: '{key}' must be a number, got {_short(v)}")
+    if kind is int:
+        if isinstance(v, float) and not (math.isfinite(v) and v.is_integer()):
+            raise InputFileError(f"{where}: '{key}' must be an integer, got {_short(v)}")
+        return int(v)
+    try:
+        f = float(v)
+    except OverflowError:
+        f = math.inf
+    if not math.isfinite(f):
+        raise InputFileError(f"{where}: '{key}' must be a finite number, got {_short(v)}")
+    return f
 
 
 def _native(rec: Any, where: str) -> list[dict]:
@@ -212,6 +260,7 @@ def _vllm(rec: Any, where: str) -> list[dict]:
             "logprobs": lp["token_logprobs"],
             "_tops": pairs,
             "_sampled_first": True,
+            "_where": w if len(rec["choices"]) > 1 else where,
         }
         for k in ("temperature", "top_p", "top_k", "logprobs_mode", *PENALTY_FIELDS):
             if k in rec:
@@ -266,6 +315,7 @@ def _sglang(rec: Any, where: str) -> list[dict]:
                 )
             pairs.append([(e[1], e[0]) for e in row])
         x = {"prompt_ids": prompt, "response_ids": ids, "logprobs": lps, "_tops": pairs}
+        x["_where"] = w
         for k in ("temperature", "top_p", "top_k", "logprobs_mode", *PENALTY_FIELDS):
             if k in r:
                 x[k] = r[k]
@@ -296,6 +346,10 @@ def _build(rec: dict, where: str, line: int) -> Rollout | None:
         t = int(np.argmax(np.isneginf(lps)))
         raise InputFileError(f"{where}: logprobs[{t}] is -inf: a sampled token has probability 0")
     top_ids, top_lps = [], []
+    # vLLM: k + 1 entries where the sampled token is outside the top-k, k where it is
+    # inside (one entry for both). The most entries at any position, less one, is k
+    # when some sampled token fell outside; otherwise it is k - 1 and nothing is inferred
+    k_seen = max((len(p) for p in tops), default=0) - 1 if rec.get("_sampled_first") else 0
     for t, pairs in enumerate(tops):
         y = resp[t]
         ids, vals = [], []
@@ -305,13 +359,18 @@ def _build(rec: dict, where: str, line: int) -> Rollout | None:
             vals.append(_lp(v, f"top_logprobs[{t}][{tid}]", where))
         if rec.get("_sampled_first") and ids and ids[0] == y:
             # vLLM lists the sampled token first, then the top-k by rank. It ranks among
-            # the top-k if it beats the last of them; on a tie (or with no others) it is
-            # treated as outside, which only raises p_min's claim to a weaker, still true one
+            # the top-k if it beats the last of them, or if fewer than k others are listed
+            # (it was one of the k: then it is the last). Otherwise (a tie with k others
+            # listed, or k unknown) it is treated as outside, which only raises p_min's
+            # claim to a weaker, still true one
             first, ids, vals = vals[0], ids[1:], vals[1:]
             if vals and first > min(vals):
                 j = next(i for i, v in enumerate(vals) if first > v)
                 ids.insert(j, y)
                 vals.insert(j, first)
+            elif len(vals) < k_seen:
+                ids.append(y)
+                vals.append(first)
         a = np.array(vals, dtype=np.float64)
         with np.errstate(invalid="ignore"):  # -inf - -inf: two zeros, in order
             unsorted = a.size > 1 and bool(np.any(np.diff(a) > SUM_TOL))
@@ -377,13 +436,15 @@ def read_rollouts(
             f"unknown rollout format {rollout_format!r}; use one of {', '.join(ROLLOUT_FORMATS)}"
         )
     p = Path(path)
+    if p.is_dir():
+        raise InputFileError(f"{p} is a directory: give the rollout file (JSONL)")
     if not p.is_file():
         raise InputFileError(f"rollout file not found: {p}")
     adapt = _ADAPTERS[rollout_format]
     out: list[Rollout] = []
     skipped = 0
     try:
-        fh = open(p, encoding="utf-8")
+        fh = open(p, encoding="utf-8-sig")  # a byte-order mark is not part of the JSON
     except OSError as exc:
         raise InputFileError(f"cannot read {p}: {exc.strerror or exc}") from None
     with fh:
@@ -393,11 +454,18 @@ def read_rollouts(
                     continue
                 where = _where(p, lineno)
                 try:
-                    rec = json.loads(line)
+                    rec = json.loads(line, object_pairs_hook=_unique_keys)
                 except json.JSONDecodeError as exc:
                     raise InputFileError(f"{where}: invalid JSON ({exc.msg})") from None
+                except _DuplicateKey as exc:
+                    raise InputFileError(
+                        f"{where}: the key {exc.args[0]!r} appears twice in one object "
+                        "(JSON keeps only the last: a top-k list may not name a token twice)"
+                    ) from None
+                except _io.DECODE_ERRORS as exc:
+                    raise InputFileError(f"{where}: {_io.decode_reason(exc)}") from None
                 for r in adapt(rec, where):
-                    ro = _build(r, where, lineno)
+                    ro = _build(r, r.pop("_where", where), lineno)
                     if ro is None:
                         skipped += 1
                     else:
