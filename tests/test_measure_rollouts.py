@@ -599,3 +599,16 @@ def test_kl_upper_end_is_the_vertex_on_the_smallest_q_at_a_large_vocabulary(k):
     )  # fmt: skip
     assert float(iv.kl_lo[0]) <= kl <= float(iv.kl_hi[0]), (kl, iv.kl_lo, iv.kl_hi)
     assert abs(float(iv.kl_hi[0]) - kl_hi) < 1e-9, (float(iv.kl_hi[0]), kl_hi)
+
+
+def test_missing_mass_warning_says_estimate_not_bound(tmp_path, model):
+    # the reported m is a mean over responses of summed per-token upper ends: an estimate
+    # (as the table's status says), not an upper bound on the expected missing mass
+    rolls = engine_rollouts(model, PROMPTS, seed=2, noise=0.3, top_p=0.8)
+    lines = WRITERS["native"](rolls, 5, top_p=0.8, logprobs_mode="processed")
+    m = measure_rollouts(_write(tmp_path, "tp.jsonl", lines), model, device="cpu")
+    assert m.stats.status["missing_mass"] == "estimate"
+    want = np.where(m.records.mask, m.records.missing_mass, 0.0).sum(1).mean()
+    (w,) = [w for w in m.warnings if "missing mass" in w]
+    assert "m <=" not in w, w
+    assert f"m ≈ {want:.4g} (estimate: mean over responses of summed upper ends)" in w, w
