@@ -367,3 +367,42 @@ def test_cached_length_grid_is_never_corrupted_by_a_missing_mass():
         fast = bound_columns(T, 1e-4, None, missing_mass=mm, full=False)[0]["unified"]
         one = [float(bound_columns(t, 1e-4, None, missing_mass=mm)[0]["unified"]) for t in T[:50]]
         np.testing.assert_allclose(fast[:50], one, rtol=1e-12)
+
+
+def _interval_stats_file(tmp_path):
+    # laid out as trmbounds measure --rollouts writes it (measure/aggregation.py)
+    p = tmp_path / "iv.json"
+    p.write_text(json.dumps({
+        "T": 6, "kl_max": 1.256, "tv_max": 0.7925, "kl_seq": 2.0, "tv_seq": 0.9,
+        "status": {"kl_max": "empirical", "tv_max": "empirical", "kl_seq": "estimate",
+                   "tv_seq": "estimate"},
+        "meta": {"interval_ends": {"kl_max": "upper: max of kl_hi", "tv_max": "upper"},
+                 "intervals": {"kl_max_lower": 0.13, "tv_max_lower": 0.144}},
+    }))  # fmt: skip
+    return p
+
+
+def test_statistics_file_notes_do_not_speak_of_logged_proxies(tmp_path):
+    # A statistics file from `measure` holds full-vocabulary values or certified interval
+    # ends: no note may call them logged proxies or maxima over sampled tokens, nor call a
+    # maximum of upper ends an underestimate at the measured contexts.
+    plain = tmp_path / "s.json"
+    plain.write_text(json.dumps({
+        "T": 100, "kl_max": 2e-4, "tv_max": 8e-3,
+        "status": {"kl_max": "empirical", "tv_max": "empirical"},
+    }))  # fmt: skip
+    for p in (plain, _interval_stats_file(tmp_path)):
+        notes = " ".join(check_log(p).notes)
+        assert "logged proxies" not in notes and "sampled tokens only" not in notes, notes
+        assert "underestimat" not in notes, notes
+        assert "nothing is guaranteed" in notes and "ALL reachable contexts" in notes
+        assert "may fall below the max over all reachable contexts" in notes
+    # a framework's metric log keeps them: its values are logged proxies over sampled tokens
+    f = tmp_path / "m.jsonl"
+    f.write_text(
+        '{"step": 1, "data": {"response_length/max": 512, "response_length/mean": 300.0, '
+        '"rollout_corr/kl": 2e-06}}\n'
+    )
+    notes = " ".join(check_log(f).notes)
+    assert "'unified' is an ESTIMATE from logged proxies" in notes
+    assert "a logged maximum is over sampled tokens only" in notes

@@ -713,3 +713,16 @@ def test_corrupt_weights_are_one_line(tmp_path, model_dir, rolls):
     assert r.exit_code == 2, r.output
     err = r.stderr.strip()
     assert err.startswith("Error: cannot load model") and len(err.splitlines()) == 1, err
+
+
+def test_missing_mass_warning_says_estimate_not_bound(tmp_path, model):
+    # the reported m is a mean over responses of summed per-token upper ends: an estimate
+    # (as the table's status says), not an upper bound on the expected missing mass
+    rolls = engine_rollouts(model, PROMPTS, seed=2, noise=0.3, top_p=0.8)
+    lines = WRITERS["native"](rolls, 5, top_p=0.8, logprobs_mode="processed")
+    m = measure_rollouts(_write(tmp_path, "tp.jsonl", lines), model, device="cpu")
+    assert m.stats.status["missing_mass"] == "estimate"
+    want = np.where(m.records.mask, m.records.missing_mass, 0.0).sum(1).mean()
+    (w,) = [w for w in m.warnings if "missing mass" in w]
+    assert "m <=" not in w, w
+    assert f"m ≈ {want:.4g} (estimate: mean over responses of summed upper ends)" in w, w

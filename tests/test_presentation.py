@@ -205,6 +205,41 @@ def test_help_shows_defaults_and_whole_choice_lists():
             assert line.strip() in shown, line
 
 
+def test_measure_help_describes_both_modes_truthfully():
+    # --rollouts scores an engine's own responses (nothing sampled) and gives certified
+    # interval ends, not exact values; the sampling options are then per-record defaults
+    r = narrow("measure", "--help")
+    assert r.exit_code == 0
+    assert_fits(r.stdout)
+    head, opts = r.stdout.split("Options:")
+    head = " ".join(head.split())
+    assert "Measure exact" not in head
+    assert "--rollouts FILE --train MODEL): nothing is sampled" in head
+    assert "certified per-token KL/TV intervals" in head
+    assert "exact full-vocabulary KL and TV per token" in head
+    opts = " ".join(opts.split("Examples:")[0].split())
+
+    def help_of(opt, nxt):
+        return opts.split(opt, 1)[1].split(nxt, 1)[0]
+
+    tokens = help_of("--tokens <path>", "--rollouts <path>")
+    assert "exact KL/TV per token; with --rollouts, their certified intervals" in tokens
+    for opt, nxt in (
+        ("--temperature <float>", "--top-p"),
+        ("--top-p <float>", "--top-k"),
+        ("--top-k <int range>", "--seed"),
+    ):
+        assert "With --rollouts: the default for records that do not give their own" in (
+            help_of(opt, nxt)
+        ), opt
+    # the examples are kept as written
+    from trmbounds.cli.cmd_measure import EPILOG
+
+    shown = {line.strip() for line in r.stdout.splitlines()}
+    for line in EPILOG.splitlines():
+        assert line.strip() in shown, line
+
+
 def test_one_naming_for_the_main_output():
     for cmd in (["check"], ["plot", "curves"], ["plot", "heatmap"], ["measure"]):
         r = narrow(*cmd, "--help")

@@ -188,3 +188,16 @@ def test_per_position_reader_errors(tmp_path):
     (tmp_path / "x.parquet").write_text("")
     with pytest.raises(InputFileError, match="unknown per-position format"):
         load_per_position(tmp_path / "x.parquet")
+
+
+def test_empirical_maxima_note_does_not_call_the_value_an_underestimate():
+    # An empirical maximum is a max over measured contexts: of exact values, or (measure
+    # --rollouts, read back without its meta) of certified upper ends, which can lie above
+    # the exact values there. "Underestimates the true max" is false in the second case;
+    # what holds in both: contexts never measured can exceed it.
+    r = evaluate(Stats(T=10, kl_max=1e-3, tv_max=0.02, status={"kl_max": "empirical"}))
+    emp = [n for n in r.notes if n.startswith("empirical:")]
+    assert len(emp) == 1, r.notes
+    assert "underestimat" not in emp[0]
+    assert "may fall below the max over all reachable contexts" in emp[0]
+    assert "never measured can exceed" in emp[0]

@@ -949,7 +949,10 @@ def _validity_notes(s: Stats, m: float | None) -> list[str]:
             "top-k log-probs); contexts never measured may exceed them"
         )
     elif "empirical" in kinds:
-        out.append("empirical: a max over measured contexts underestimates the true max")
+        out.append(
+            "empirical: a max over measured contexts may fall below the max over all "
+            "reachable contexts (contexts never measured can exceed it)"
+        )
     out.append("exact: δ, ε must be full-vocabulary divergences; k1/k2/k3 are only proxies")
     if m is None:
         out.append("support: needs π_roll > 0 wherever π_θ > 0 (top-k/top-p break it)")

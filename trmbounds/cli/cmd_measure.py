@@ -1,4 +1,5 @@
-"""``trmbounds measure``: exact divergences from a model run, written as a statistics file."""
+"""``trmbounds measure``: divergences from a model run or an engine's rollouts, written as a
+statistics file."""
 
 from __future__ import annotations
 
@@ -183,16 +184,28 @@ def measure_cmd(
         ),
     ] = None,
     temperature: Annotated[
-        float, typer.Option("--temperature", help="Sampling temperature (> 0).")
+        float,
+        typer.Option(
+            "--temperature",
+            help="Sampling temperature (> 0). With --rollouts: the default for records "
+            "that do not give their own.",
+        ),
     ] = 1.0,
     top_p: Annotated[
         float,
-        typer.Option("--top-p", help="Nucleus sampling (< 1 breaks full support: m measured)."),
+        typer.Option(
+            "--top-p",
+            help="Nucleus sampling (< 1 breaks full support: m measured). With "
+            "--rollouts: the default for records that do not give their own.",
+        ),
     ] = 1.0,
     top_k: Annotated[
         int,
         typer.Option(
-            "--top-k", min=-1, help="Top-k sampling (0 or -1 = off; breaks full support)."
+            "--top-k",
+            min=-1,
+            help="Top-k sampling (0 or -1 = off; breaks full support). With --rollouts: "
+            "the default for records that do not give their own.",
         ),
     ] = 0,
     seed: Annotated[
@@ -242,8 +255,9 @@ def measure_cmd(
         Path | None,
         typer.Option(
             "--tokens",
-            help="Also write the per-token records (JSONL, one line per response: log-probs, "
-            "exact KL/TV per token) — a per-token dump `trmbounds check` reads.",
+            help="Also write the per-token records (JSONL, one line per response: log-probs "
+            "and the exact KL/TV per token; with --rollouts, their certified intervals "
+            "instead) — a per-token dump `trmbounds check` reads.",
             show_default=False,
         ),
     ] = None,
@@ -299,12 +313,20 @@ def measure_cmd(
     constants: CONSTANTS_OPT = Constants.paper,
     json: JSON_OPT = False,
 ) -> None:
-    """Measure exact full-vocabulary KL and TV between a rollout and a training policy.
+    """Measure per-token KL and TV between a rollout and a training policy.
 
-    Samples responses from the rollout policy, scores them under both policies with
-    full logits, writes the divergence statistics (δ̂, ε̂ as maxima over the measured
-    contexts; D_KL^seq, D_TV^seq, D̄_t as estimates with 95% CIs; TRM acceptance
-    rates) to a statistics file, and prints the bounds table.
+    Two models (--roll, --demo): samples responses from the rollout policy and
+    scores them under both with full logits: exact full-vocabulary KL and TV per
+    token.
+
+    An engine's rollouts (--rollouts FILE --train MODEL): nothing is sampled;
+    --train scores the engine's own responses against its top-k log-probs:
+    certified per-token KL/TV intervals; δ̂, ε̂, D_KL^seq and D̄_t use their upper
+    ends (docs/rollouts.md).
+
+    Writes the divergence statistics (δ̂, ε̂ as maxima over the measured contexts;
+    D_KL^seq, D_TV^seq, D̄_t as estimates with 95% CIs; TRM acceptance rates) to a
+    statistics file, and prints the bounds table.
     """
     if adv_range is not None and reward_range is not None:
         raise TrmboundsError("give --adv-range or --reward-range, not both")

@@ -328,9 +328,20 @@ def check_log(
 
 
 def _common_notes(
-    a: Assumption, T_src, n: int, mm_status: str | None = None, m: float | None = None
+    a: Assumption,
+    T_src,
+    n: int,
+    mm_status: str | None = None,
+    m: float | None = None,
+    *,
+    stats_file: bool = False,
 ) -> list[str]:
-    """Notes every check output carries: horizon, support, assumption, reachability."""
+    """Notes every check output carries: horizon, support, assumption, reachability.
+
+    ``stats_file``: the input is a statistics file (``trmbounds measure``), whose values
+    are full-vocabulary divergences or certified interval ends, not logged proxies over
+    sampled tokens; the notes about logged proxies are left out.
+    """
     notes = []
     if n and T_src is not None:
         h = horizon_note(T_src)
@@ -339,12 +350,14 @@ def _common_notes(
     notes.append(support_note(a, mm_status, m))
     if not a.given:
         notes.append(
-            "no --kl-max/--tv-max: nothing is guaranteed; 'unified' is an ESTIMATE from "
-            "logged proxies (state 'unknown')"
+            "no --kl-max/--tv-max: nothing is guaranteed (state 'unknown')"
+            if stats_file
+            else "no --kl-max/--tv-max: nothing is guaranteed; 'unified' is an ESTIMATE "
+            "from logged proxies (state 'unknown')"
         )
     notes.append(
-        "the guarantee needs delta/eps to hold over ALL reachable contexts "
-        "(docs/theory.md); a logged maximum is over sampled tokens only"
+        "the guarantee needs delta/eps to hold over ALL reachable contexts (docs/theory.md)"
+        + ("" if stats_file else "; a logged maximum is over sampled tokens only")
     )
     return notes
 
@@ -674,7 +687,7 @@ def _check_stats_file(p: Path, a: Assumption, Tvalue: float | None) -> CheckResu
     sound = np.array([src != "empirical" and mm_status in (None, "assumed", "certified")])
     nan1 = one(None)
     state = states(Ta, np.array([bound]), a, np.array([tv_lb]), np.array([kl_lb]), nan1, nan1)
-    notes.extend(_common_notes(a, T_src, 1, mm_status, mm))
+    notes.extend(_common_notes(a, T_src, 1, mm_status, mm, stats_file=True))
     if not a.given:
         notes.append(
             "the file's maxima are over measured contexts only, so 'unified' is an ESTIMATE"

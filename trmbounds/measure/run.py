@@ -365,8 +365,9 @@ def measure_rollouts(
     if truncated:
         warnings.append(
             "top-k/top-p sampling truncates the engine's distribution, which breaks full "
-            f"support (docs/theory.md): the missing mass m <= {stats.missing_mass:.4g} (upper "
-            "ends) is added to the PDI-family bounds and the Adaptive bounds are not reported"
+            f"support (docs/theory.md): the missing mass m ≈ {stats.missing_mass:.4g} "
+            "(estimate: mean over responses of summed upper ends) is added to the PDI-family "
+            "bounds and the Adaptive bounds are not reported"
         )
     lengths = records.mask.sum(1)
     if max_new_tokens is None:
