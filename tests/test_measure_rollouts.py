@@ -213,6 +213,9 @@ def test_cli_round_trip_through_eval_and_check(tmp_path, model_dir, rolls):
     assert "kl_token" not in lines[0] and "tv_token" not in lines[0]
     c2 = CliRunner().invoke(app, ["check", str(toks), "--json"])
     assert c2.exit_code == 0, c2.output
+    # checking the dump says what it holds and where the bounds from the upper ends are
+    notes = " ".join(json.loads(c2.stdout)["summary"]["notes"])
+    assert "certified per-token interval ends" in notes and "statistics file" in notes
 
 
 def _native_record(**over):

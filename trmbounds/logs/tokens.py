@@ -452,7 +452,15 @@ def check_tokens(
             raise InputFileError(
                 f"{p}: column {c!r} (--map {q}={c}) not found; columns present: {_list(seen)}"
             )
-    return _finish(p, cols, opts, accs, bins, bad, invalid, length, cols.get("step"))
+    res = _finish(p, cols, opts, accs, bins, bad, invalid, length, cols.get("step"))
+    if {"kl_hi", "tv_hi"} & (set(names) | seen):
+        res.notes.append(
+            "this dump also holds certified per-token interval ends (kl_lo/kl_hi, "
+            "tv_lo/tv_hi: measure --rollouts); the values above come from the sampled "
+            "tokens' log-probs only — check the statistics file written with it (-o), "
+            "whose delta, eps and D_KL^seq rest on the upper ends"
+        )
+    return res
 
 
 _OPTIONAL = ("loss_mask", "kl_token", "tv_token", "step", "reward", "group")

@@ -98,7 +98,15 @@ def load_model(
                 target, torch_dtype=td, local_files_only=local_files_only, **kw
             )
 
-    model = load_pretrained(load, ref, "model")
+    from transformers.utils import logging as hf_logging
+
+    shown = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # "Loading weights" on stderr: measure shows its own
+    try:
+        model = load_pretrained(load, ref, "model")
+    finally:
+        if shown:
+            hf_logging.enable_progress_bar()
     if device_map is not None:
         return model.eval()
     return model.to(device).eval()

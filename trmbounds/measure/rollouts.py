@@ -174,9 +174,7 @@ def _lp(x: Any, what: str, where: str) -> float:
     except OverflowError:  # an integer of hundreds of digits
         v = math.inf if x > 0 else -math.inf
     if math.isnan(v) or v > SUM_TOL:
-        raise InputFileError(
-            f"{where}: {what} must be a log-probability (<= 0), got {_short(x)}"
-        )
+        raise InputFileError(f"{where}: {what} must be a log-probability (<= 0), got {_short(x)}")
     return -math.inf if v <= NEG_LOGPROB else min(v, 0.0)
 
 

@@ -53,6 +53,11 @@ def parse_memory(text: str | int | float) -> int:
     return int(value)
 
 
+def _size(n: int) -> str:
+    """A memory size for a message: bytes below 1 MB, else MB."""
+    return f"{n:,} bytes" if n < 10**6 else f"{n / 1e6:,.0f} MB"
+
+
 def _head_rows(V: int, budget: int, batch_size: int, top: bool) -> int:
     """Rows of logits per lm-head chunk so that the vocabulary-sized buffers fit ``budget``.
 
@@ -72,7 +77,7 @@ def _head_rows(V: int, budget: int, batch_size: int, top: bool) -> int:
     if rows < 1:
         need = workspace + per_row
         raise TrmboundsError(
-            f"max-memory {budget / 1e6:.0f} MB is too small for vocabulary {V} and batch "
+            f"max-memory {_size(budget)} is too small for vocabulary {V} and batch "
             f"size {batch_size}: need at least {math.ceil(need / 1e6)} MB"
         )
     return int(rows)
@@ -301,7 +306,7 @@ def score_rollouts(
     rows = (budget - workspace) // (V * 4)
     if rows < 1:
         raise TrmboundsError(
-            f"max-memory {budget / 1e6:.0f} MB is too small for vocabulary {V}: need at "
+            f"max-memory {_size(budget)} is too small for vocabulary {V}: need at "
             f"least {math.ceil((workspace + V * 4) / 1e6)} MB"
         )
     if not st.split:
