@@ -305,3 +305,15 @@ def test_print_table_leaves_out_empty_columns_when_asked():
         buf = io.StringIO()
         print_table(Console(file=buf, width=80), t, drop_empty=drop)
         assert ("empty" in buf.getvalue()) is present and "0.25" in buf.getvalue()
+
+
+def test_validity_notes_wrap_under_their_text(tmp_path):
+    f = tmp_path / "s.json"
+    f.write_text(json.dumps({"T": 4096, "kl_max": 1e-4, "missing_mass": 0.01}))
+    r = narrow("eval", "--stats", f)
+    assert r.exit_code == 0, r.output
+    assert_fits(r.stdout)
+    lines = r.stdout.split("validity\n", 1)[1].splitlines()
+    assert len(lines) > 2 and any(x.startswith("    ") for x in lines)  # some note wrapped
+    for x in lines:
+        assert x.startswith(("  • ", "    ")) and x == x.rstrip(), repr(x)

@@ -148,8 +148,13 @@ def render_result(result: Result, con) -> None:
             f"PM-KL ≈ {fmt(cf['pm_kl'])}, PM-TV ≈ {fmt(cf['pm_tv'])}"
         )
     con.print("validity")
+    import textwrap
+
+    # a hanging indent: wrapped lines of a note stay under its text, not under the bullet
+    width = max(40, con.width - 1)
     for n in result.notes:
-        con.print(f"  • {n}", markup=False)
+        text = textwrap.fill(n, width, initial_indent="  • ", subsequent_indent="    ")
+        con.print(text, markup=False, highlight=False, soft_wrap=True)
 
 
 def _show(v) -> str:
