@@ -236,3 +236,17 @@ def test_timeline_of_one_step_has_an_integer_tick(tmp_path):
         lo, hi = panel.get_xlim()
         assert [t for t in panel.get_xticks() if lo <= t <= hi] == [0.0]
     assert all(len(ln.get_xdata()) == 1 and ln.get_marker() == "o" for ln in ax.get_lines()[:2])
+
+
+def test_timeline_of_one_step_shows_its_acceptance(tmp_path):
+    """One step of a per-token dump with --trm-max: the acceptance rate is a dot."""
+
+    from trmbounds.logs.check import Assumption, check_log
+    from trmbounds.logs.timeline import plot_timeline
+
+    p = write_token_dump(tmp_path / "t.jsonl", [[-1.0, -2.0]] * 3, [[-1.1, -2.0]] * 3)
+    res = check_log(p, assumption=Assumption(kl_max=0.05), trm_max=0.05)
+    ax = plot_timeline(res)
+    acc = ax.figure.axes[-1]
+    lines = [ln for ln in acc.get_lines() if ln.get_label() == "acceptance rate"]
+    assert len(lines) == 1 and lines[0].get_marker() == "o"

@@ -162,7 +162,7 @@ def plot_timeline(result: CheckResult, ax=None):
     last = strip
     if ax_acc is not None:
         strip.tick_params(labelbottom=False)
-        ax_acc.plot(x, acc, color="C2", lw=1.2, label="acceptance rate")
+        ax_acc.plot(x, acc, color="C2", lw=1.2, label="acceptance rate", **dots)
         ax_acc.axhline(ACCEPT_TARGET, color="0.15", lw=1.0, ls=":", zorder=4,
                        label=f"{ACCEPT_TARGET:.0%} recommended (paper)")  # fmt: skip
         ax_acc.set_ylim(0, 1.02)
