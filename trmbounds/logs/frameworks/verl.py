@@ -70,16 +70,17 @@ PRESET = Preset(
         ),
         "kl_tok_mean": (
             "verl: decoupled mode compares pi_roll with pi_old (recomputed before the update), "
-            "not with the updated policy; verl <= 2026-04 (legacy workers) averaged "
-            "rollout_corr/ metrics over micro-batches"
+            "not with the updated policy; verl <= 2026-04 (legacy workers) averaged these "
+            "metrics (rollout_corr/; mismatch/ in v0.6) over micro-batches"
         ),
         "T_max": (
             "verl: response_length counts the response part of the attention mask, so in "
             "multi-turn runs it includes tool/observation tokens (conservative for T)"
         ),
         "reject_frac": (
-            "verl: rollout_rs_seq_masked_fraction is the fraction of sequences with a token "
-            "masked by any rollout_rs option (v0.6.0/v0.6.1: masked by the IS-ratio rejection)"
+            "verl: the masked fraction is that of sequences with a token masked by any "
+            "rollout_rs option (v0.6.0/v0.6.1, mismatch/rollout_is_seq_masked_fraction: masked "
+            "by the IS-ratio rejection)"
         ),
     },
     notes=(
