@@ -223,7 +223,7 @@ def child_pipeline(mode: str, V: int, batch: int, length: int, budget: str) -> d
     m_roll = _wide_model(V)
     m_train = _wide_model(V).to(torch.bfloat16)
     prompts = [[1, 2, 3, 4]] * batch
-    if mode == "measure":
+    if mode in ("measure", "measure-top-p"):
         t0 = time.perf_counter()
         with PeakRSS() as mem:
             rec = sample_and_score(
@@ -235,6 +235,7 @@ def child_pipeline(mode: str, V: int, batch: int, length: int, budget: str) -> d
                 batch_size=batch,
                 max_memory=budget,
                 seed=0,
+                top_p=0.95 if mode == "measure-top-p" else 1.0,
             )
         dt = time.perf_counter() - t0
         return {"added_mb": mem.added_mb, "tokens": int(rec.mask.sum()), "seconds": dt}
@@ -336,6 +337,11 @@ def main() -> None:
     r = _run_child("pipeline", "measure", *common, "--max-memory", a.max_memory)
     print(
         f"  measure  peak added {r['added_mb']:7.1f} MiB   ({r['tokens']} tokens scored, "
+        f"{r['seconds']:.1f} s incl. sampling)"
+    )
+    r = _run_child("pipeline", "measure-top-p", *common, "--max-memory", a.max_memory)
+    print(
+        f"  top-p 0.95 peak added {r['added_mb']:5.1f} MiB   ({r['tokens']} tokens scored, "
         f"{r['seconds']:.1f} s incl. sampling)"
     )
     r = _run_child("pipeline", "naive", *common)
