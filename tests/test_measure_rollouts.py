@@ -729,3 +729,33 @@ def test_missing_mass_warning_says_estimate_not_bound(tmp_path, model):
     (w,) = [w for w in m.warnings if "missing mass" in w]
     assert "m <=" not in w, w
     assert f"m ≈ {want:.4g} (estimate: mean over responses of summed upper ends)" in w, w
+
+
+def test_vllm_sampled_token_appended_last_is_outside_the_top_k(tmp_path, rolls):
+    """Early vLLM V1 (vllm/v1/engine/logprobs.py, early 2025) put the top-k first and
+    appended the sampled token when it was not one of them. Read as a top-k list, that
+    entry would lower p_min below the k-th probability (an upper end that is not one);
+    it is counted outside the list, so p_min is never below the native format's."""
+    from trmbounds.measure.rollouts import read_rollouts
+
+    k = 3
+    lines = []
+    for x in WRITERS["vllm"](rolls, k):
+        d = json.loads(x)
+        tops = d["choices"][0]["logprobs"]["top_logprobs"]
+        for t, entry in enumerate(tops):
+            first = next(iter(entry))
+            items = list(entry.items())
+            if len(items) == k + 1:  # the sampled token was injected: move it last
+                items = items[1:] + items[:1]
+            tops[t] = dict(items)
+            assert first in tops[t]
+        lines.append(json.dumps(d))
+    nat = read_rollouts(_write(tmp_path, "n.jsonl", WRITERS["native"](rolls, k)))[0]
+    old = read_rollouts(_write(tmp_path, "o.jsonl", lines), "vllm")[0]
+    moved = 0
+    for a, b in zip(nat, old, strict=True):
+        for t in range(len(a.response_ids)):
+            assert b.top_logprobs[t].min() >= a.top_logprobs[t].min() - 1e-12, t
+            moved += a.response_ids[t] not in a.top_ids[t]
+    assert moved >= 3  # sampled tokens outside the top-k were there to be misread

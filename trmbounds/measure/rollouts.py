@@ -369,6 +369,12 @@ def _build(rec: dict, where: str, line: int) -> Rollout | None:
             elif len(vals) < k_seen:
                 ids.append(y)
                 vals.append(first)
+        elif rec.get("_sampled_first") and len(ids) > 1 and ids[-1] == y:
+            # early vLLM V1 appended the sampled token after the top-k when it was not
+            # one of them: a last entry that is the sampled token counts as outside the
+            # list unless k shows it is one of the k (only a weaker p_min otherwise)
+            if len(ids) > k_seen and vals[-1] <= min(vals[:-1]):
+                ids, vals = ids[:-1], vals[:-1]
         a = np.array(vals, dtype=np.float64)
         with np.errstate(invalid="ignore"):  # -inf - -inf: two zeros, in order
             unsorted = a.size > 1 and bool(np.any(np.diff(a) > SUM_TOL))
