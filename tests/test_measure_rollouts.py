@@ -218,6 +218,24 @@ def test_cli_round_trip_through_eval_and_check(tmp_path, model_dir, rolls):
     assert "certified per-token interval ends" in notes and "statistics file" in notes
 
 
+def _refused(tmp_path, model_dir, text: str, message: str) -> str:
+    """``measure --rollouts`` on a one-line file ``text``: exit 2, one ``Error:`` line
+    holding ``message``, no traceback, the file unchanged. Returns the line."""
+    p = tmp_path / "bad.jsonl"
+    p.write_text(text + "\n")
+    before = p.read_bytes()
+    r = CliRunner().invoke(
+        app,
+        ["measure", "--rollouts", str(p), "--train", str(model_dir), "--device", "cpu",
+         "-o", str(tmp_path / "o.json")],
+    )  # fmt: skip
+    assert r.exit_code == 2, r.output
+    err = r.stderr.strip()
+    assert err.startswith("Error:") and len(err.splitlines()) == 1 and message in err, err
+    assert "Traceback" not in r.output and p.read_bytes() == before
+    return err
+
+
 def _native_record(**over):
     rec = {
         "prompt_ids": [2, 5],
@@ -262,16 +280,7 @@ def _native_record(**over):
     ],
 )
 def test_bad_rollout_files_exit_2_with_one_line(tmp_path, model_dir, rec, message):
-    p = tmp_path / "bad.jsonl"
-    p.write_text(json.dumps(rec) + "\n")
-    r = CliRunner().invoke(
-        app,
-        ["measure", "--rollouts", str(p), "--train", str(model_dir), "--device", "cpu",
-         "-o", str(tmp_path / "o.json")],
-    )  # fmt: skip
-    assert r.exit_code == 2, r.output
-    err = r.stderr.strip()
-    assert err.startswith("Error:") and len(err.splitlines()) == 1 and message in err, err
+    err = _refused(tmp_path, model_dir, json.dumps(rec), message)
     assert "line 1" in err or "vocabulary" in err
 
 
@@ -648,18 +657,7 @@ _GOOD = json.dumps(_native_record())
     ],
 )  # fmt: skip
 def test_bad_numbers_and_keys_exit_2_with_one_line(tmp_path, model_dir, text, message):
-    p = tmp_path / "bad.jsonl"
-    p.write_text(text + "\n")
-    before = p.read_bytes()
-    r = CliRunner().invoke(
-        app,
-        ["measure", "--rollouts", str(p), "--train", str(model_dir), "--device", "cpu",
-         "-o", str(tmp_path / "o.json")],
-    )  # fmt: skip
-    assert r.exit_code == 2, r.output
-    err = r.stderr.strip()
-    assert err.startswith("Error:") and len(err.splitlines()) == 1 and message in err, err
-    assert "Traceback" not in r.output and p.read_bytes() == before
+    _refused(tmp_path, model_dir, text, message)
 
 
 def test_bom_directory_and_list_items(tmp_path, rolls):
