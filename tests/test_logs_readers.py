@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -171,3 +173,16 @@ def test_csv_unterminated_quote_at_the_end_is_malformed(tmp_path):
     assert c.columns["step"].tolist() == [1.0] and bad.count == 1
     p.write_text('step,a\n1,0.5\n2,"0.25"\n')  # closed: fine
     assert read_log(p).columns["a"].tolist() == [0.5, 0.25]
+
+
+@pytest.mark.parametrize("body", [b"null\n{}\n", b"{}\nnull\n", b"  null\n", b"{}\n3\n"])
+def test_jsonl_records_that_are_not_objects_are_named(tmp_path, body):
+    """A record that is not an object (pyarrow's JSON reader crashes the process on a
+    top-level null): one line naming it, never a crash or an empty row."""
+    p = tmp_path / "f.jsonl"
+    p.write_bytes(b'{"rollout_logprobs": [-0.5], "old_log_probs": [-0.4]}\n' + body)
+    r = subprocess.run(
+        [sys.executable, "-m", "trmbounds", "check", str(p)], capture_output=True, text=True
+    )
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    assert r.stderr.startswith("Error:") and "expected a JSON object" in r.stderr

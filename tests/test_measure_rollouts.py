@@ -757,3 +757,33 @@ def test_vllm_sampled_token_appended_last_is_outside_the_top_k(tmp_path, rolls):
             assert b.top_logprobs[t].min() >= a.top_logprobs[t].min() - 1e-12, t
             moved += a.response_ids[t] not in a.top_ids[t]
     assert moved >= 3  # sampled tokens outside the top-k were there to be misread
+
+
+def test_model_directory_guard_expands_home_and_covers_the_hub_cache(
+    tmp_path, model_dir, rolls, monkeypatch
+):
+    """`--train=~/m` (no shell expansion after '=') and the Hugging Face cache a hub id
+    resolves to are inputs too: outputs there are refused with --force."""
+    import shutil
+
+    home = tmp_path / "home"
+    shutil.copytree(model_dir, home / "m")
+    monkeypatch.setenv("HOME", str(home))
+    cache = tmp_path / "hfcache"
+    (cache / "models--org--tiny").mkdir(parents=True)
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    path = _write(tmp_path, "r.jsonl", WRITERS["native"](rolls, 3))
+    for train, out in (
+        ("~/m", home / "m" / "config.json"),
+        (str(model_dir), cache / "models--org--tiny" / "config.json"),
+    ):
+        r = CliRunner().invoke(
+            app, ["measure", "--rollouts", str(path), f"--train={train}", "-o", str(out), "--force"]
+        )
+        assert r.exit_code == 2 and "inside the input directory" in r.output, r.output
+
+
+def test_token_id_keys_are_plain_decimals(tmp_path, model_dir):
+    for key in ("+9", " 9", "9_0", "٩"):
+        text = json.dumps(_native_record()).replace('{"9":', '{"' + key + '":', 1)
+        _refused(tmp_path, model_dir, text, "integer token id")

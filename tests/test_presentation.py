@@ -317,3 +317,12 @@ def test_validity_notes_wrap_under_their_text(tmp_path):
     assert len(lines) > 2 and any(x.startswith("    ") for x in lines)  # some note wrapped
     for x in lines:
         assert x.startswith(("  • ", "    ")) and x == x.rstrip(), repr(x)
+
+
+def test_validity_notes_fit_a_narrow_terminal(tmp_path):
+    f = tmp_path / "s.json"
+    f.write_text(json.dumps({"T": 4096, "kl_max": 1e-4, "missing_mass": 0.01}))
+    r = runner.invoke(app, ["eval", "--stats", str(f)], env={**NARROW, "COLUMNS": "40"})
+    assert r.exit_code == 0, r.output
+    for x in r.stdout.split("validity\n", 1)[1].splitlines():
+        assert len(x) <= 40 and not x.rstrip().endswith("PDI-"), repr(x)

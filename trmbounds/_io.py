@@ -41,6 +41,7 @@ import contextlib
 import csv
 import json
 import os
+import re
 import stat
 import struct
 import tempfile
@@ -147,6 +148,22 @@ def read_text(path: str | os.PathLike, what: str = "file") -> str:
         except MemoryError:
             raise InputFileError(f"{path}: too large to read into memory") from None
     return _decode_text(data, path)
+
+
+#: A JSONL record that is not an object (null, a number, a string, a list) at the start
+#: of a line. pyarrow's JSON reader crashes the process on a top-level null (pyarrow 26,
+#: cf. apache/arrow#47409) and reads other non-objects as empty rows: such blocks go to
+#: the record-by-record reader, which names the line.
+_NOT_OBJECT = re.compile(rb"(?:^|\n)[ \t]*[^{ \t\n]")
+
+
+def arrow_safe_jsonl(body: bytes) -> bool:
+    """True when every line of a JSONL block starts an object (``{``) or is blank."""
+    b = body.removeprefix(b"\xef\xbb\xbf")
+    lines = b.count(b"\n") + (0 if b.endswith(b"\n") else 1)
+    if b.count(b"\n{") + b.startswith(b"{") == lines:  # the usual case: two byte counts
+        return True
+    return _NOT_OBJECT.search(b) is None
 
 
 def json_record(raw: bytes | str) -> Any:
@@ -310,9 +327,10 @@ def check_outputs(
     for d in input_dirs:
         if d is None:
             continue
-        if Path(d).is_dir():
+        d = Path(d).expanduser()  # as model references are resolved
+        if d.is_dir():
             dirs.append(os.path.realpath(d))
-        elif Path(d).exists():
+        elif d.exists():
             files.append(d)
     ins = [_identity(Path(i)) for i in files if i is not None]
     seen: dict[str, str] = {}

@@ -155,6 +155,19 @@ def _not_cached(ref: str, what: str, why: str) -> str:
     )
 
 
+def hf_cache_dir() -> str:
+    """The Hugging Face hub cache (``HF_HUB_CACHE``, else ``HF_HOME/hub``, else
+    ``$XDG_CACHE_HOME/huggingface/hub`` or ``~/.cache/huggingface/hub``), as
+    huggingface_hub resolves it, without importing it."""
+    env = os.environ
+    if env.get("HF_HUB_CACHE"):
+        return os.path.expanduser(env["HF_HUB_CACHE"])
+    home = env.get("HF_HOME") or os.path.join(
+        env.get("XDG_CACHE_HOME") or os.path.join("~", ".cache"), "huggingface"
+    )
+    return os.path.join(os.path.expanduser(home), "hub")
+
+
 def load_pretrained(
     load: Callable[[str, bool], Any], ref: str | os.PathLike, what: str = "model"
 ) -> Any:

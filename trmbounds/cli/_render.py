@@ -151,9 +151,11 @@ def render_result(result: Result, con) -> None:
     import textwrap
 
     # a hanging indent: wrapped lines of a note stay under its text, not under the bullet
-    width = max(40, con.width - 1)
+    width = max(20, con.width - 1)
     for n in result.notes:
-        text = textwrap.fill(n, width, initial_indent="  • ", subsequent_indent="    ")
+        text = textwrap.fill(
+            n, width, initial_indent="  • ", subsequent_indent="    ", break_on_hyphens=False
+        )
         con.print(text, markup=False, highlight=False, soft_wrap=True)
 
 

@@ -362,11 +362,15 @@ def measure_cmd(
             "give --roll MODEL (a model directory or hub id), --rollouts FILE with --train "
             "MODEL, or --demo"
         )
+    from ..hub import hf_cache_dir
+
     out_path, *rest = check_outputs(
         [("-o/--output", output), ("--tokens", tokens)],
         inputs=[prompts, rollouts],
         force=force,
-        input_dirs=[roll, train, tokenizer],  # model directories (weights, config)
+        # model directories (weights, config), and the Hugging Face cache a hub id
+        # resolves to
+        input_dirs=[roll, train, tokenizer, hf_cache_dir()],
     )
     tokens_path = rest[0] if rest else None
     from ..measure import load_prompts, measure, parse_memory, write_token_dump

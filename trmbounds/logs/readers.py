@@ -405,6 +405,8 @@ def _jsonl_arrow(body: bytes, line0: int, want, lists, seen) -> Chunk | None:
 
     if body.startswith(b"\n") or b"\n\n" in body or b"\r" in body:
         return None  # blank lines would shift the line numbers
+    if not _io.arrow_safe_jsonl(body):
+        return None  # a record that is not an object: named by the slow path
     try:
         table = pj.read_json(io.BytesIO(body), read_options=pj.ReadOptions(block_size=1 << 20))
     except (pa.ArrowException, *_io.DECODE_ERRORS):

@@ -159,7 +159,7 @@ def _arrow_keys(block: bytes) -> list[str] | None:
     except ImportError:  # pragma: no cover - the [logs] extra is missing
         return None
     body = block.removeprefix(b"\xef\xbb\xbf")
-    if not body.strip():
+    if not body.strip() or not _io.arrow_safe_jsonl(body):
         return None
     try:
         body.decode("utf-8")  # pyarrow accepts invalid UTF-8 in keys

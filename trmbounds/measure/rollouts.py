@@ -41,6 +41,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -130,6 +131,7 @@ def _where(path: Path, line: int) -> str:
     return f"{path}: line {line}"
 
 
+_DECIMAL = re.compile(r"-?[0-9]+")
 #: Token ids beyond this are outside any vocabulary (and would overflow int64 arrays).
 MAX_TOKEN_ID = 2**40
 
@@ -142,12 +144,9 @@ def _short(x: Any) -> str:
 def _as_int(x: Any, what: str, where: str) -> int:
     if isinstance(x, bool) or not isinstance(x, (int, str)):
         raise InputFileError(f"{where}: {what} must be an integer token id, got {_short(x)}")
-    try:
-        v = int(x)
-    except ValueError:
-        raise InputFileError(
-            f"{where}: {what} must be an integer token id, got {_short(x)}"
-        ) from None
+    if isinstance(x, str) and not _DECIMAL.fullmatch(x):  # not "+10", " 10", "1_0"
+        raise InputFileError(f"{where}: {what} must be an integer token id, got {_short(x)}")
+    v = int(x)
     if abs(v) > MAX_TOKEN_ID:
         raise InputFileError(f"{where}: {what} {_short(x)} is outside any vocabulary")
     return v
