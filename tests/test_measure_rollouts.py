@@ -216,6 +216,19 @@ def test_cli_round_trip_through_eval_and_check(tmp_path, model_dir, rolls):
     # checking the dump says what it holds and where the bounds from the upper ends are
     notes = " ".join(json.loads(c2.stdout)["summary"]["notes"])
     assert "certified per-token interval ends" in notes and "statistics file" in notes
+    # its certified lower ends are lower bounds on delta and eps: a delta below the
+    # largest kl_lo in the file is refuted (kl_lo <= the exact KL at that context)
+    kl_lo_max = max(max(x["kl_lo"]) for x in lines)
+    tv_lo_max = max(max(x["tv_lo"]) for x in lines)
+    assert kl_lo_max > 0
+    c3 = CliRunner().invoke(app, ["check", str(toks), "--json", "--kl-max", str(kl_lo_max / 2)])
+    assert c3.exit_code == 0, c3.output
+    step = json.loads(c3.stdout)["steps"][0]
+    assert step["status"] == "refuted", step["status"]
+    assert step["stats"]["kl_lower_bound"]["value"] == pytest.approx(kl_lo_max, rel=1e-12)
+    assert step["stats"]["tv_lower_bound"]["value"] >= tv_lo_max * (1 - 1e-12)
+    c4 = CliRunner().invoke(app, ["check", str(toks), "--json", "--kl-max", str(kl_lo_max * 2)])
+    assert json.loads(c4.stdout)["steps"][0]["status"] != "refuted"
 
 
 def _refused(tmp_path, model_dir, text: str, message: str) -> str:

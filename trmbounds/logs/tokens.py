@@ -92,6 +92,9 @@ TOKEN_COLUMNS: dict[str, tuple[str, ...]] = {
     "loss_mask": ("loss_mask", "response_mask", "mask"),
     "kl_token": ("kl_token", "token_kl", "exact_kl"),
     "tv_token": ("tv_token", "token_tv", "exact_tv"),
+    # certified lower ends of per-token KL / TV (measure --rollouts --tokens)
+    "kl_lo": ("kl_lo",),
+    "tv_lo": ("tv_lo",),
     "step": ("step", "_step", "global_step"),
     # one number per sequence: R (an advantage R - b only through --map reward=COLUMN:
     # frameworks' per-token "advantages" are lists, and packed records mix samples)
@@ -455,15 +458,16 @@ def check_tokens(
     res = _finish(p, cols, opts, accs, bins, bad, invalid, length, cols.get("step"))
     if {"kl_hi", "tv_hi"} & (set(names) | seen):
         res.notes.append(
-            "this dump also holds certified per-token interval ends (kl_lo/kl_hi, "
-            "tv_lo/tv_hi: measure --rollouts); the values above come from the sampled "
-            "tokens' log-probs only — check the statistics file written with it (-o), "
-            "whose delta, eps and D_KL^seq rest on the upper ends"
+            "this dump holds certified per-token interval ends (kl_lo/kl_hi, tv_lo/tv_hi: "
+            "measure --rollouts): the lower bounds on delta and eps use the lower ends (a "
+            "kl_lo above the assumed delta refutes it); the other values come from the "
+            "sampled tokens' log-probs — the statistics file written with it (-o) has "
+            "delta, eps and D_KL^seq from the upper ends"
         )
     return res
 
 
-_OPTIONAL = ("loss_mask", "kl_token", "tv_token", "step", "reward", "group")
+_OPTIONAL = ("loss_mask", "kl_token", "tv_token", "kl_lo", "tv_lo", "step", "reward", "group")
 _SCALAR = ("step", "reward", "group")  # one number per record; the others are lists
 
 
@@ -507,7 +511,7 @@ def _token_block(p, chunk, cols, o: _Options, accs, bins, bad: BadRecords, inval
     flag(np.diff(off_t) != lens, lambda i: f"{cols['logp_theta']} has {off_t[i + 1] - off_t[i]} "
          f"values, {cols['logp_roll']} has {lens[i]}")  # fmt: skip
     extra = {}
-    for q in ("loss_mask", "kl_token", "tv_token"):
+    for q in ("loss_mask", "kl_token", "tv_token", "kl_lo", "tv_lo"):
         if q not in cols:
             continue
         c = cols[q]
@@ -596,7 +600,8 @@ def _token_block(p, chunk, cols, o: _Options, accs, bins, bad: BadRecords, inval
         keep_tok &= np.repeat(ok, lens)
     ex_kl = _aligned(*extra["kl_token"][:2], off, ok) if "kl_token" in extra else None
     ex_tv = _aligned(*extra["tv_token"][:2], off, ok) if "tv_token" in extra else None
-    for name, arr in (("kl_token", ex_kl), ("tv_token", ex_tv)):
+    lows = {q: _aligned(*extra[q][:2], off, ok) for q in ("kl_lo", "tv_lo") if q in extra}
+    for name, arr in (("kl_token", ex_kl), ("tv_token", ex_tv), *lows.items()):
         if arr is not None:
             with np.errstate(invalid="ignore"):
                 b = keep_tok & ~(np.isfinite(arr) & (arr >= 0))
@@ -637,7 +642,7 @@ def _token_block(p, chunk, cols, o: _Options, accs, bins, bad: BadRecords, inval
     if not len(L):
         return
     with np.errstate(over="ignore", invalid="ignore"):
-        _token_stats(o, accs, bins, th, r, L, offs, step, keep_tok, ex_kl, ex_tv, reward)
+        _token_stats(o, accs, bins, th, r, L, offs, step, keep_tok, ex_kl, ex_tv, reward, lows)
         if reward is not None:
             _add_surrogate(o, accs, step, segment_sum(np.expm1(th - r), offs), reward, group)
 
@@ -650,7 +655,9 @@ def _scalar_column(chunk, c: str) -> np.ndarray:
     )
 
 
-def _token_stats(o, accs, bins, th, r, L, offs, step, keep_tok, ex_kl, ex_tv, reward) -> None:
+def _token_stats(
+    o, accs, bins, th, r, L, offs, step, keep_tok, ex_kl, ex_tv, reward, lows=None
+) -> None:
     """Per-sequence statistics of the kept tokens, accumulated per step group.
 
     A log-ratio ``log rho`` above ~709.78 makes ``rho`` (and k3, |rho - 1|) overflow to
@@ -699,6 +706,8 @@ def _token_stats(o, accs, bins, th, r, L, offs, step, keep_tok, ex_kl, ex_tv, re
         mx["tv_exact"] = segment_max(tx, offs)
         seq["pos_sum_exact"] = segment_sum(tx, offs)
         pos_val = tx
+    for q, arr in (lows or {}).items():  # certified lower ends: only their maxima are used
+        mx[q] = segment_max(arr[keep_tok], offs)
     acc_max = kl_max_seq <= o.trm_max
     acc_avg = kl_mean_seq <= o.trm_avg
     crit = {"trm_max": acc_max, "trm_avg": acc_avg, "combined": acc_max & acc_avg}
@@ -855,16 +864,26 @@ def _finish(p, cols, o: _Options, accs, bins, bad, invalid, length, step_col) ->
         "mean of " + ("exact TV" if exact_tv else "(1 - rho_t)^+") + " at position t",
         (lo_arr, hi_arr),
     )
-    eps_lb = np.array([np.fmax(A.maxs["pq"], A.maxs.get("tv_exact", -np.inf)) for A in accs])
+    lo_tv = "tv_lo" in accs[0].maxs  # certified interval ends (measure --rollouts)
+    lo_kl = "kl_lo" in accs[0].maxs
+    eps_lb = np.array(
+        [np.fmax(np.fmax(A.maxs["pq"], A.maxs.get("tv_exact", -np.inf)), A.maxs.get("tv_lo", -np.inf))
+         for A in accs]
+    )  # fmt: skip
     stats["tv_lower_bound"] = Stat(
         eps_lb,
         "lower_bound",
         "max |p_theta(y) - p_roll(y)| over sampled tokens"
-        + (" and max exact TV" if exact_tv else ""),
+        + (" and max exact TV" if exact_tv else "")
+        + (" and max certified tv_lo" if lo_tv else ""),
     )
-    kl_lb = np.array([A.maxs.get("kl_exact", np.nan) for A in accs])
-    if exact_kl:
-        stats["kl_lower_bound"] = Stat(kl_lb, "lower_bound", "max exact KL over sampled contexts")
+    kl_ex = np.array([A.maxs.get("kl_exact", np.nan) for A in accs])
+    kl_lb = np.fmax(kl_ex, np.array([A.maxs.get("kl_lo", np.nan) for A in accs]))
+    if exact_kl or lo_kl:
+        what = " and ".join(
+            w for w, on in (("max exact KL", exact_kl), ("max certified kl_lo", lo_kl)) if on
+        )
+        stats["kl_lower_bound"] = Stat(kl_lb, "lower_bound", what + " over sampled contexts")
     k2 = np.array([A.maxs["k2"] for A in accs])
     stats["kl_max_proxy"] = Stat(k2, "proxy", "max k2 over sampled tokens")
     stats["kl_max_proxy_k3"] = Stat(
@@ -903,7 +922,9 @@ def _finish(p, cols, o: _Options, accs, bins, bad, invalid, length, step_col) ->
     for g in range(G):
         # no assumption: delta by the detector (the exact max KL where given), never below
         # what the certified lower bound on eps forces (delta >= 2 eps^2, Pinsker)
-        det_g = kl_lb[g] if exact_kl else k2[g]
+        det_g = kl_ex[g] if exact_kl else k2[g]
+        if lo_kl:  # a certified lower end: delta is at least it
+            det_g = max(det_g, kl_lb[g])
         d = a.kl_max if a.kl_max is not None else (
             None if a.tv_max is not None else max(det_g, 2.0 * eps_lb[g] ** 2)
         )  # fmt: skip
