@@ -189,7 +189,7 @@ def test_aggregates_use_upper_ends_and_tv_seq_is_the_bounded_estimator(tmp_path,
     assert "kl_hi" in s.meta["acceptance"]["trm_max"]
 
 
-def test_cli_round_trip_through_eval_and_check(tmp_path, model_dir, rolls):
+def test_cli_round_trip_through_eval_and_check(tmp_path, model_dir, rolls, model):
     path = _write(tmp_path, "r.jsonl", WRITERS["vllm"](rolls, 4))
     out, toks = tmp_path / "stats.json", tmp_path / "tokens.jsonl"
     args = ["measure", "--rollouts", str(path), "--rollout-format", "vllm"]
@@ -221,6 +221,10 @@ def test_cli_round_trip_through_eval_and_check(tmp_path, model_dir, rolls):
     kl_lo_max = max(max(x["kl_lo"]) for x in lines)
     tv_lo_max = max(max(x["tv_lo"]) for x in lines)
     assert kl_lo_max > 0
+    # ground truth (model is the trainer saved in model_dir): the exact max KL over these
+    # contexts, from both full distributions, is above the refuted delta
+    exact_max = max(float(exact_divergences(model, r)[0].max()) for r in rolls)
+    assert kl_lo_max <= exact_max * (1 + 1e-9)
     c3 = CliRunner().invoke(app, ["check", str(toks), "--json", "--kl-max", str(kl_lo_max / 2)])
     assert c3.exit_code == 0, c3.output
     step = json.loads(c3.stdout)["steps"][0]

@@ -25,11 +25,11 @@ import numpy as np
 #: ``exp(-TOP_P_RANGE)`` (4e-18 each), in the CPU search too.
 TOP_P_BINS = 1024
 TOP_P_RANGE = 40.0
-#: Tokens within TOP_P_NEAR nats of the maximum are tried first (language-model rows:
-#: a few tokens hold the mass); a kept set of at most SMALL_KEPT tokens is returned as
-#: indices (the divergence kernel then works on those tokens only).
+#: Torch search: tokens within TOP_P_NEAR nats of the maximum are ranked first when they
+#: hold top_p of the mass and are at most TOP_P_NEAR_MAX (language-model rows).
 TOP_P_NEAR = 8.0
 TOP_P_NEAR_MAX = 4096
+#: CPU search: a kept set of at most SMALL_KEPT tokens is returned with its indices.
 SMALL_KEPT = 4096
 #: Stride of the subsample that places the CPU search's bracket around the threshold.
 SUBSAMPLE = 32
@@ -167,8 +167,7 @@ def prev_float(t: float, dtype: Any) -> float:
     is ``x >= t`` for values of that dtype."""
     import torch
 
-    np_t = {torch.float32: np.float32, torch.float64: np.float64, torch.float16: np.float16}
-    f = np_t.get(dtype, np.float32)
+    f = np.float64 if dtype == torch.float64 else np.float32  # the CPU search's dtypes
     return float(np.nextafter(f(t), f(-np.inf)))
 
 
@@ -178,18 +177,12 @@ def cuts(x: Any, top_k: int, top_p: float, work: Any = None) -> list:
     import torch
 
     B = x.shape[0]
-    if not CPU_SEARCH or x.device.type != "cpu" or x.dtype not in _CPU_DTYPES():
+    if not CPU_SEARCH or x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64):
         return [None] * B
     x = x.detach()  # the threshold carries no gradient (.numpy() refuses grad tensors)
     if work is None:
         work = (torch.empty_like(x[0]), torch.empty_like(x[0]))
     return [cpu_cut(x[i], top_k, top_p, work) for i in range(B)]
-
-
-def _CPU_DTYPES():
-    import torch
-
-    return (torch.float32, torch.float64)
 
 
 def keep_mask(x: Any, top_k: int, top_p: float) -> Any:
