@@ -508,9 +508,10 @@ def test_eval_and_check_agree_on_a_statistics_file_with_a_cap(tmp_path):
         "meta": {"sampling": {"max_new_tokens": 64}},
         "status": {"kl_max": "empirical", "tv_max": "empirical", "per_position": "estimate"},
     }))  # fmt: skip
-    # the bound at the cap, D̄_t = 0 past the longest measured response (independently
-    # built here: 54 zeros appended)
-    want = evaluate(Stats(T=64, kl_max=1e-4, tv_max=5e-3, per_position=[1e-3] * 10 + [0] * 54))
+    # the bound at the cap; past the longest measured response D̄_t is unknown, not 0:
+    # it takes the bound that holds there, min(1, eps, sqrt(delta/2)) = 5e-3 (independently
+    # built here: a full-length array, summed position by position)
+    want = evaluate(Stats(T=64, kl_max=1e-4, tv_max=5e-3, per_position=[1e-3] * 10 + [5e-3] * 54))
     runner = CliRunner()
     ev = json.loads(runner.invoke(app, ["eval", "--stats", str(f), "--json"]).stdout)
     ck = json.loads(runner.invoke(app, ["check", str(f), "--json"]).stdout)

@@ -181,9 +181,9 @@ def test_bad_input_is_one_line_exit_2(args, message):
 
 def test_bad_per_position_file(tmp_path):
     f = tmp_path / "d.csv"
-    f.write_text("0.001\n0.002\n")
+    f.write_text("0.001\n0.002\n0.001\n0.002\n")
     r = run("eval", "--T", "3", "--kl-max", "0.1", "--per-position", str(f))
-    assert r.exit_code == 2 and "length 2, expected T = 3" in r.stderr
+    assert r.exit_code == 2 and "length 4, more than T = 3" in r.stderr
     f.write_text("0.001\nx\n0.1\n")
     r = run("eval", "--T", "3", "--kl-max", "0.1", "--per-position", str(f))
     assert r.exit_code == 2 and "line 2" in r.stderr

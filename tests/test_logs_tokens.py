@@ -309,16 +309,27 @@ def test_huge_length_does_not_materialise_padding(tmp_path):
     # eps = sqrt(0.05) = 0.223607, a = 1, lead 4: w_1 = min(1, 9 eps, sqrt(9 * 0.05)) =
     # min(1, 2.0125, 0.670820) = 0.670820, w_2 = min(1, 8 eps, sqrt(0.4)) = 0.632456;
     # B = 4 (0.05 * 0.670820 + 0.25 * 0.632456) = 0.766620
-    got = unified_columns(10.0, 0.1, None, None, None, np.array([0.05, 0.25]))
     assert float(B.adaptive(10, 0.1, math.sqrt(0.05), [0.05, 0.25] + [0] * 8)) == pytest.approx(
         0.766620, abs=1e-6
     )
-    assert float(got) <= 0.766620 + 1e-6
-    same = unified_columns(10.0, 0.1, None, None, None, np.array([0.05, 0.25] + [0.0] * 8))
-    assert float(got) == pytest.approx(float(same))
+    # Positions 3..10, which no sequence reached, are unknown, not 0: they take the bound
+    # D̄_t <= min(1, eps, sqrt(delta/2)) = sqrt(0.05) -- the same as a full array holding it
+    got = unified_columns(10.0, 0.1, None, None, None, np.array([0.05, 0.25]))
+    full = np.array([0.05, 0.25] + [math.sqrt(0.05)] * 8)
+    assert float(got) == pytest.approx(float(B.adaptive(10, 0.1, math.sqrt(0.05), full)))
+    assert float(got) > 0.766620  # more than with zeros there
+    # At T = 1e9 no array of length T exists; the tail is summed by hand here: weights
+    # w_j = min(1, j eps, sqrt(j delta / 2)), j = T - t, are 1 except for j <= 19
+    # (sqrt(0.05 j) < 1), and w at t = 1, 2 is 1.
+    d = math.sqrt(0.05)
     for length in ("1e9", "1e20"):
+        T = float(length)
+        tail = (T - 2) - sum(1 - min(1.0, j * d, math.sqrt(0.05 * j)) for j in range(20))
+        want = 4 * (0.05 + 0.25 + d * tail)
+        got = unified_columns(T, 0.1, None, None, None, np.array([0.05, 0.25]))
+        assert float(got) == pytest.approx(min(want, float(unified_columns(T, 0.1))), rel=1e-9)
         r = check_log(p, assumption=Assumption(kl_max=0.1), length=length)
-        assert r.T[0] == float(length) and len(r.stats["per_position"].values[0]) == 2
+        assert r.T[0] == T and len(r.stats["per_position"].values[0]) == 2
         assert np.isfinite(r.bound_est[0])
 
 

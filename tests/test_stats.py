@@ -27,7 +27,7 @@ from trmbounds import InputFileError, Stats, StatsError, evaluate, load_per_posi
         (dict(T=10, kl_max=1e-4, kl_seq=0.01), "kl_seq = 0.01 exceeds T\\*kl_max"),
         (dict(T=10, kl_max=0.1, tv_seq=1.2), "tv_seq = 1.2 exceeds 1"),
         (dict(T=10, kl_max=0.1, kl_seq=0.02, tv_seq=0.2), "exceeds sqrt\\(kl_seq/2\\)"),
-        (dict(T=3, kl_max=0.1, per_position=[0.1, 0.1]), "length 2, expected T = 3"),
+        (dict(T=3, kl_max=0.1, per_position=[0.1] * 4), "length 4, more than T = 3"),
         (dict(T=2, kl_max=0.1, per_position=[[0.1, 0.1]]), "one-dimensional"),
         (dict(T=2, kl_max=0.1, per_position=[0.1, float("nan")]), "per_position\\[t=2\\]"),
         (dict(T=2, kl_max=0.1, per_position=[0.1, -0.1]), "negative"),

@@ -112,8 +112,11 @@ class Stats:
         :math:`D_{KL}^{seq}`, the KL between the whole-response distributions.
     tv_seq : float, optional
         :math:`D_{TV}^{seq}`, the TV between the whole-response distributions.
-    per_position : array_like of length T, optional
-        :math:`\bar D_t = E_{c_t \sim d_t^{roll}}[TV(c_t)]`, :math:`t = 1..T`.
+    per_position : array_like of length L <= T, optional
+        :math:`\bar D_t = E_{c_t \sim d_t^{roll}}[TV(c_t)]`, :math:`t = 1..L`. Positions
+        beyond ``L`` (no measured response reached them) are *unknown*, not 0: every
+        bound uses the value that holds there, :math:`\min(1, \varepsilon,
+        \sqrt{\delta/2})` (docs/theory.md, "Unseen positions").
     adv_range : float, default 1
         :math:`a = r_{max} - r_{min}`; every bound is multiplied by it.
     reward_range : (float, float), optional
@@ -289,10 +292,12 @@ class Stats:
                     "per_position",
                     *(k for k in ("tv_max", "kl_max") if getattr(self, k) is not None),
                 )
-            if self.tv_seq is not None and _exceeds(self.tv_seq, float(pp.sum())):
+            # positions beyond the array are unknown: at most cap each
+            total = float(pp.sum()) + (T - len(pp)) * cap
+            if self.tv_seq is not None and _exceeds(self.tv_seq, total):
                 self._contra(
                     f"tv_seq = {self.tv_seq:g} exceeds the sum of per_position = "
-                    f"{float(pp.sum()):g}: a sequence TV is at most the sum of the position TVs",
+                    f"{total:g}: a sequence TV is at most the sum of the position TVs",
                     "tv_seq",
                     "per_position",
                 )
@@ -361,15 +366,18 @@ class Stats:
     def at_horizon(self, T: int) -> Stats:
         r"""The same statistics at a longer horizon ``T`` (e.g. the generation cap).
 
-        Every bound grows with ``T``; a per-position array is extended with zeros
-        (:math:`\bar D_t = 0` after the longest response: both policies agree after EOS).
-        A horizon shorter than the statistics' ``T`` is refused: longer responses exist.
+        Every bound grows with ``T``. A per-position array is kept as it is: the positions
+        beyond it are unknown (no measured response reached them; a rare longer response
+        may exist), and the bounds fill them with the value that holds there,
+        :math:`\min(1, \varepsilon, \sqrt{\delta/2})` -- never with zeros. Nothing of
+        length ``T`` is allocated, so a huge horizon costs what a small one does. A horizon
+        shorter than the statistics' ``T`` is refused: longer responses exist.
 
         Examples
         --------
-        >>> s = Stats(T=2, kl_max=1e-4, per_position=[1e-3, 2e-3]).at_horizon(4)
+        >>> s = Stats(T=2, kl_max=1e-4, per_position=[1e-3, 2e-3]).at_horizon(10**9)
         >>> s.T, s.per_position.tolist()
-        (4, [0.001, 0.002, 0.0, 0.0])
+        (1000000000, [0.001, 0.002])
         """
         T = int(T)
         if T < self.T:
@@ -379,11 +387,7 @@ class Stats:
             )
         if T == self.T:
             return self
-        pp = self.per_position
-        changes: dict[str, Any] = {"T": T}
-        if pp is not None:
-            changes["per_position"] = np.pad(pp, (0, T - len(pp)))
-        return self.replace(**changes)
+        return self.replace(T=T)
 
     def replace(self, **changes: Any) -> Stats:
         """A copy with some fields changed (validated again)."""
@@ -411,8 +415,10 @@ def _check_per_position(values: Any, T: int) -> np.ndarray:
     arr = _as_array(values, "per_position")
     if arr.ndim != 1:
         raise StatsError(f"per_position must be one-dimensional, got shape {arr.shape}")
-    if arr.size != T:
-        raise StatsError(f"per_position has length {arr.size}, expected T = {T}")
+    if arr.size > T:
+        raise StatsError(f"per_position has length {arr.size}, more than T = {T}")
+    if arr.size == 0:
+        raise StatsError("per_position is empty")
     bad = ~np.isfinite(arr)
     if bad.any():
         t = int(np.argmax(bad)) + 1
@@ -669,9 +675,26 @@ def _length_bounds(T, kl, eps, c, dbar, pp, need, adv_range, constants):
         c1 = np.unique(np.broadcast_to(c_r, np.shape(T)))
         if e1.size != 1 or c1.size != 1:
             raise StatsError("a per-position array needs one kl_max and one tv_max")
-        w = B._weights(Tu[0], e1[0], c1[0], n=pp.shape[-1])
-        out[name] = np.broadcast_to(adv_range * lead * np.sum(pp * w), np.shape(T))
+        L = pp.shape[-1]
+        w = B._weights(Tu[0], e1[0], c1[0], n=L)
+        total = adv_range * lead * np.sum(pp * w)
+        if L < Tu[0]:
+            # positions L+1..T, unseen: D̄_t <= min(1, eps, sqrt(delta/2)); their weights
+            # are those of a uniform Adaptive bound over the last T - L positions
+            d_tail = float(np.minimum(1.0, np.minimum(np.asarray(eps).flat[0], c1[0])))
+            total = total + B._adaptive(Tu[0] - L, e1[0], c1[0], d_tail, adv_range, constants)
+        out[name] = np.broadcast_to(total, np.shape(T))
     return out
+
+
+def _pp_total(pp: np.ndarray, T, eps, kl) -> np.ndarray:
+    """An upper bound on sum_t D̄_t over t = 1..T from an array of the first L positions:
+    its sum plus (T - L) min(1, eps, sqrt(delta/2)) for the positions no response reached."""
+    tail = np.maximum(np.asarray(T, dtype=np.float64) - pp.shape[-1], 0.0)
+    with np.errstate(invalid="ignore"):
+        c = np.where(np.isnan(kl), np.inf, np.sqrt(np.asarray(kl, dtype=np.float64) / 2.0))
+        d = np.minimum(1.0, np.minimum(eps, c))
+        return np.sum(pp, axis=-1) + np.where(tail > 0, tail * d, 0.0)
 
 
 def bound_columns(
@@ -701,8 +724,10 @@ def bound_columns(
     (:math:`a\,m` when only ``adv_range`` is given: rewards in :math:`[0, a]`) and the
     Adaptive bounds are NaN.
 
-    ``per_position`` is one array of length :math:`L \le T` (:math:`\bar D_t = 0` beyond
-    :math:`L`: no response is that long), for a ``T`` that holds one value.
+    ``per_position`` is one array of length :math:`L \le T`, for a ``T`` that holds one
+    value. Positions :math:`L < t \le T` are unknown, not 0 (no measured response reached
+    them, but a rare longer one may exist): they get the bound that holds there,
+    :math:`\min(1, \varepsilon, \sqrt{\delta/2})`, summed in closed form (O(1) in ``T``).
 
     Returns
     -------
@@ -744,7 +769,7 @@ def bound_columns(
         else:
             fill = np.fmin(np.fmin(1.0, np.sqrt(kseq / 2.0)), Ts * eps)
             if pp is not None:
-                fill = np.fmin(fill, np.sum(pp, axis=-1))
+                fill = np.fmin(fill, _pp_total(pp, Ts, eps, kl))
             tseq = np.where(np.isnan(ts_in), fill, ts_in)
         c = np.where(np.isnan(kl), np.inf, np.sqrt(kl / 2.0))  # KL route off without delta
         dbar = np.minimum(1.0, np.minimum(eps, c))  # uniform fill of D̄_t
@@ -833,7 +858,7 @@ def bound_columns(
             ("tv_max", eps),
             ("kl_seq", kseq),
             ("tv_seq", tseq),
-            ("per_position", dbar if pp is None else np.sum(pp, axis=-1)),
+            ("per_position", dbar if pp is None else _pp_total(pp, Ts, eps, kl)),
         )
     }
     return out, filled
@@ -900,9 +925,16 @@ def evaluate(stats: Stats, constants: str = "paper") -> Result:
             parts.append("sum_t per_position")
         parts.append("T * tv_max")
         derived["tv_seq"] = Derived(float(filled["tv_seq"]), "min(" + ", ".join(parts) + ")")
+    rule = "min(1, tv_max, sqrt(kl_max/2))" if d is not None else "min(1, tv_max)"
     if s.per_position is None:
-        rule = "min(1, tv_max, sqrt(kl_max/2))" if d is not None else "min(1, tv_max)"
         derived["per_position"] = Derived(float(filled["per_position"]), rule + ", uniform over t")
+    elif len(s.per_position) < T:
+        L = len(s.per_position)
+        c = math.sqrt(d / 2) if d is not None else math.inf
+        derived["per_position"] = Derived(
+            min(1.0, float(filled["tv_max"]), c),
+            f"{rule} at t = {L + 1:,}..{T:,} (no measured response reached them: unknown, not 0)",
+        )
 
     vals: dict[str, float | None] = {
         k: (None if np.isnan(x) else float(x)) for k, x in cols.items()

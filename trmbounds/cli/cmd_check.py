@@ -179,6 +179,25 @@ def check_cmd(
             show_default=False,
         ),
     ] = None,
+    loss_mask_zeros: Annotated[
+        str,
+        typer.Option(
+            "--loss-mask-zeros",
+            help="Per-token dumps: what a 0 in the loss mask is. masked: maybe a generated "
+            "token a TRM/IS mask removed (the surrogate is then the masked one: never "
+            "'guaranteed'); not-generated: a prompt, padding or tool/environment token.",
+            metavar="masked|not-generated",
+        ),
+    ] = "masked",
+    confidence: Annotated[
+        float,
+        typer.Option(
+            "--confidence",
+            help="Level of the one-sided lower confidence bound on the surrogate, per step "
+            "(about 1 - C of truly bad steps may still pass).",
+            metavar="C",
+        ),
+    ] = 0.95,
     skip_bad: Annotated[
         bool, typer.Option("--skip-bad", help="Skip malformed records (counted and reported).")
     ] = False,
@@ -261,12 +280,15 @@ def check_cmd(
         constants=constants.value,
         reward_range=tuple(reward_range) if reward_range is not None else None,
         missing_mass=missing_mass,
+        confidence=confidence,
     )
     tok = {
         k: v
         for k, v in dict(trm_max=trm_max, trm_avg=trm_avg, ser=ser, ln_trm=ln_trm).items()
         if v is not None
     }
+    if loss_mask_zeros != "masked":
+        tok["loss_mask_zeros"] = loss_mask_zeros
     kw = dict(
         format=format.value if format else None,
         preset=preset.value,

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from ..errors import TrmboundsError
-from ..stats import Stats, evaluate, load_per_position, load_stats, stats_cap
+from ..stats import Stats, evaluate, load_per_position, load_stats
 from ._common import (
     ADV_RANGE_OPT,
     CONSTANTS_OPT,
@@ -67,23 +67,18 @@ def build_stats(
     if reward_range is not None:
         overrides["reward_range"] = reward_range
     if stats_file is not None:
+        from ..logs.verdict import stats_at_horizon
+
         base = load_stats(stats_file)
-        # The horizon: --T, else the generation cap the file records (trmbounds measure),
-        # else its T; a longer horizon extends the per-position array with zeros.
+        # The horizon, by the rule `check` uses on the same file (one function): --T,
+        # else the generation cap the file records (trmbounds measure), else its T; never
+        # below its longest measured response. Positions past the per-position array are
+        # unknown, and the bounds fill them with the value that holds there.
         T_cli = overrides.pop("T", None)
-        cap = stats_cap(base)
         if overrides:
             base = base.replace(**overrides)
-        if T_cli is not None:
-            base = base.at_horizon(T_cli) if T_cli >= base.T else base.replace(T=T_cli)
-        elif cap is not None and cap > base.T:
-            longest = base.T
-            note = (
-                f"horizon T = {cap:,}: the generation cap the statistics file records "
-                f"(meta.sampling.max_new_tokens); its longest measured response is {longest:,}"
-            )
-            return base.at_horizon(cap), note
-        return base, None
+        base, _src, note = stats_at_horizon(base, T_cli)
+        return base, note
     if T is None:
         raise TrmboundsError("missing --T (the response length), or give --stats FILE")
     if kl_max is None and tv_max is None:

@@ -25,24 +25,21 @@ import numpy as np
 from ..errors import InputFileError, TrmboundsError
 from . import frameworks as P
 from . import tokens as TK
+from . import verdict as V
 from .readers import BadRecords, sniff_format
 from .result import (
     ACCEPT_TARGET,
     STATES,
     T_SOURCES,
-    Z_ONE_SIDED,
     Assumption,
     CheckResult,
     Stat,
     _int_or_float,
     _list,
-    detector_flags,
-    horizon_note,
     length_value,
-    states,
-    support_note,
     unified_columns,
 )
+from .verdict import states
 
 __all__ = [
     "STATES",
@@ -64,6 +61,11 @@ _NONNEG = {
 }  # fmt: skip
 _ALWAYS = ("step", "line", "T", "T_source", "bound", "bound_est", "state", "flag")
 _UNIT = {"T_clip", "reject_frac", "accept", "tv_seq", "tv_lb", "tv_max_seen", "prob_diff_mean"}
+#: Estimators and detectors of a KL: +inf (or NaN) where a log-ratio overflowed -- verl's
+#: file logger writes Python's json ``Infinity`` / ``NaN`` as they come -- flags the step.
+_OVERFLOW = {"kl_tok_mean", "kl_seq", "k2_max", "kl_proxy_max", "logp_diff_max"}
+#: Certified lower bounds on delta: +inf refutes every finite assumption.
+_LOWER_BOUNDS = {"kl_max_seen"}
 
 
 def check_log(
@@ -246,8 +248,9 @@ def check_log(
         ci = (sur - 1.959963984540054 * se, sur + 1.959963984540054 * se)
     add("surrogate", "surrogate", None, "estimate", ci)
     if ci is not None:
-        add("surrogate_lcb", "surrogate_lcb", f"{cols['surrogate']} - 1.645 x {cols['surrogate_se']}"
-            " (one-sided 95 %)", "estimate")  # fmt: skip
+        add("surrogate_lcb", "surrogate_lcb", f"{cols['surrogate']} - {assumption.z:.3f} x "
+            f"{cols['surrogate_se']} (one-sided {assumption.confidence:.0%}, normal "
+            "approximation: approximate)", "estimate")  # fmt: skip
     T_src = np.array(T_SOURCES, dtype=object)[get("T_source").astype(np.int64)] if n else None
     notes = (
         P.notes_for(chosen, cols) + src_notes + merge_report.notes(per_event=fmt == "tensorboard")
@@ -279,9 +282,11 @@ def check_log(
         )
     if "surrogate_lcb" in stats:
         notes.append(
-            "surrogate_lcb = L - 1.645 se from the logged standard error: a normal "
-            "approximation, right for large batches whose per-sequence terms are not "
-            "dominated by rare events (a log cannot show that)"
+            "surrogate_lcb = L - z se from the logged standard error: a normal "
+            "approximation, which rare events make optimistic (a log cannot show them), so "
+            "it reaches 'estimated-gain' at most, never 'guaranteed'. A guarantee needs a "
+            "distribution-free bound on L: check a per-token dump with a per-sequence reward "
+            "(and prompt-group) column instead (docs/logs.md)"
         )
     if "surrogate" in stats and "surrogate_lcb" not in stats:
         notes.append(
@@ -289,6 +294,13 @@ def check_log(
             "'estimated-gain', never 'guaranteed' (pass --map surrogate_se=COLUMN)"
         )
     notes.extend(cap_notes)
+    ov = int(np.sum(get("overflow") > 0)) if n else 0
+    if ov:
+        notes.append(
+            f"{ov:,} step(s) logged an infinite or NaN KL estimate or detector (a log-ratio "
+            "overflowed float): evidence against any finite delta, not noise — flagged "
+            "under --kl-max, and the estimate-based bound there is infinite"
+        )
     if Tvalue is not None and n and np.any(get("T_source") == 2):
         k = int(np.sum(get("T_source") == 2))
         notes.append(
@@ -296,7 +308,7 @@ def check_log(
             f"{np.nanmax(get('T')):,.0f}): the cap given is wrong there, so T = that length "
             "(an empirical horizon)"
         )
-    notes.extend(_common_notes(assumption, T_src, n))
+    notes.extend(V.common_notes(assumption, T_src, n))
     res = CheckResult(
         path=str(p),
         kind="metrics",
@@ -325,41 +337,6 @@ def check_log(
         },  # fmt: skip
     )
     return res
-
-
-def _common_notes(
-    a: Assumption,
-    T_src,
-    n: int,
-    mm_status: str | None = None,
-    m: float | None = None,
-    *,
-    stats_file: bool = False,
-) -> list[str]:
-    """Notes every check output carries: horizon, support, assumption, reachability.
-
-    ``stats_file``: the input is a statistics file (``trmbounds measure``), whose values
-    are full-vocabulary divergences or certified interval ends, not logged proxies over
-    sampled tokens; the notes about logged proxies are left out.
-    """
-    notes = []
-    if n and T_src is not None:
-        h = horizon_note(T_src)
-        if h:
-            notes.append(h)
-    notes.append(support_note(a, mm_status, m))
-    if not a.given:
-        notes.append(
-            "no --kl-max/--tv-max: nothing is guaranteed (state 'unknown')"
-            if stats_file
-            else "no --kl-max/--tv-max: nothing is guaranteed; 'unified' is an ESTIMATE "
-            "from logged proxies (state 'unknown')"
-        )
-    notes.append(
-        "the guarantee needs delta/eps to hold over ALL reachable contexts (docs/theory.md)"
-        + ("" if stats_file else "; a logged maximum is over sampled tokens only")
-    )
-    return notes
 
 
 def _src(cols: Mapping[str, str], *qs: str) -> str:
@@ -423,13 +400,19 @@ def _metric_block(p, chunk, preset, maps, Tvalue, a: Assumption, bad, invalid):
     cols = P.resolve(preset, maps, chunk.columns)
     n = len(chunk)
     q: dict[str, np.ndarray] = {}
+    over = np.zeros(n, bool)
     for name, c in cols.items():
         v = chunk.columns[c].copy()
         pres = chunk.present[c]
         v[~pres] = np.nan
         if name != "step":
             with np.errstate(invalid="ignore"):
+                if name in _OVERFLOW:
+                    # +inf (or NaN) written for an overflow: evidence, not noise
+                    over |= pres & (np.isnan(v) | (v == np.inf))
                 badv = pres & ~np.isfinite(v)
+                if name in _LOWER_BOUNDS:
+                    badv &= v != np.inf  # +inf refutes any finite delta: kept
                 if name in _NONNEG:
                     badv |= pres & (v < 0)
                 if name in _UNIT:
@@ -462,6 +445,7 @@ def _metric_block(p, chunk, preset, maps, Tvalue, a: Assumption, bad, invalid):
     if not keep.any():
         return None
     q = {k: v[keep] for k, v in q.items()}
+    over = over[keep]
     m = int(keep.sum())
     nan = np.full(m, np.nan)
     g = lambda k: q.get(k, nan)  # noqa: E731
@@ -470,27 +454,23 @@ def _metric_block(p, chunk, preset, maps, Tvalue, a: Assumption, bad, invalid):
         cap = np.ceil(g("T_cap"))
         # a response cut at the cap (verl's clip_ratio > 0): the longest one IS the cap
         cap = np.where(np.isnan(cap) & (g("T_clip") > 0), seen_T, cap)
-        if Tvalue is not None:
-            T = np.fmax(np.full(m, Tvalue), seen_T)
-            src = np.where(seen_T > Tvalue, 2.0, 0.0)  # a longer response: the cap is wrong
-        else:
-            T = np.where(np.isnan(cap), seen_T, np.fmax(cap, seen_T))
-            src = np.where(~np.isnan(cap) & ~(seen_T > cap), 1.0, 2.0)
-        T = np.where(T >= 1, T, np.nan)
+    T, src = V.horizon(seen_T, cap, Tvalue)
     kseq = g("kl_seq")
     kseq = np.where(np.isnan(kseq), g("kl_tok_mean") * g("T_mean"), kseq)
     eps_lb = np.fmax(g("tv_lb"), g("tv_max_seen"))
     k2 = g("k2_max")
     k2 = np.where(np.isnan(k2), 0.5 * g("logp_diff_max") ** 2, k2)
     det = np.where(np.isnan(k2), g("kl_proxy_max"), k2)  # a detector of delta
+    det = np.where(over, np.inf, det)  # an overflowed divergence: the detector is infinite
     acc = g("accept")
     acc = np.where(np.isnan(acc), 1.0 - g("reject_frac"), acc)
     sur = g("surrogate")
-    lcb = sur - Z_ONE_SIDED * g("surrogate_se")
+    lcb = sur - a.z * g("surrogate_se")
     col = {"T": T, "T_source": src, "kl_seq": kseq, "tv_seq": g("tv_seq"),
            "tv_lower_bound": eps_lb, "kl_lower_bound": g("kl_max_seen"), "surrogate": sur,
            "surrogate_lcb": lcb, "det": det}  # fmt: skip
     _verdicts(col, a)
+    col["overflow"] = over.astype(np.float64)
     return (
         {
             "step": q["step"],
@@ -500,8 +480,9 @@ def _metric_block(p, chunk, preset, maps, Tvalue, a: Assumption, bad, invalid):
             "bound": col["bound"],
             "bound_est": col["bound_est"],
             "state": col["state"].astype(np.float64),
-            "flag": detector_flags(det, a),
+            "flag": col["flag"],
             "det": det,
+            "overflow": col["overflow"],
             "kl_seq": kseq,
             "tv_seq": g("tv_seq"),
             "tv_lower_bound": eps_lb,
@@ -520,25 +501,10 @@ def _metric_block(p, chunk, preset, maps, Tvalue, a: Assumption, bad, invalid):
 
 
 def _verdicts(c: dict[str, np.ndarray], a: Assumption) -> None:
-    """B* under the assumption and under the estimates, and the state, per step, into
-    ``c`` from its horizon and statistics (per block, and again for a run-level cap)."""
-    T = c["T"]
-    m = len(T)
-    c["bound"] = (
-        unified_columns(T, a.kl_max, a.tv_max, assumption=a) if a.given else np.full(m, np.nan)
-    )
-    d_est = np.full(m, np.nan)
-    if a.kl_max is not None:
-        d_est[:] = a.kl_max
-    elif not a.given:
-        # the detector, but never below what the certified lower bound on eps forces:
-        # delta >= 2 eps^2 (Pinsker)
-        d_est = np.fmax(c["det"], 2.0 * c["tv_lower_bound"] ** 2)
-    with np.errstate(invalid="ignore"):
-        kseq = np.where(c["kl_seq"] < 0, np.nan, c["kl_seq"])  # a KL is >= 0: unknown
-    c["bound_est"] = unified_columns(T, d_est, a.tv_max, kseq, c["tv_seq"], assumption=a)
-    c["state"] = states(T, c["bound"], a, c["tv_lower_bound"], c["kl_lower_bound"],
-                        c["surrogate"], c["surrogate_lcb"], c["T_source"] < 2)  # fmt: skip
+    """The verdict stage (:func:`.verdict.judge`) on a block of metric-log steps. A
+    metric log's lower confidence bound on L comes from a logged standard error (a
+    normal approximation): it never supports 'guaranteed'."""
+    V.judge(c, a, lcb_ok=False)
 
 
 def _run_cap(cat: dict[str, np.ndarray], a: Assumption, notes: list[str]) -> None:
@@ -558,7 +524,7 @@ def _run_cap(cat: dict[str, np.ndarray], a: Assumption, notes: list[str]) -> Non
     c["T"] = np.full(int(fix.sum()), cap)
     c["T_source"] = np.ones(int(fix.sum()))
     _verdicts(c, a)
-    for k in ("T", "T_source", "bound", "bound_est", "state"):
+    for k in ("T", "T_source", "bound", "bound_est", "state", "flag"):
         cat[k] = cat[k].copy()
         cat[k][fix] = c[k]
     notes.append(
@@ -569,104 +535,22 @@ def _run_cap(cat: dict[str, np.ndarray], a: Assumption, notes: list[str]) -> Non
 
 # ------------------------------------------------------------------- statistics files
 def _check_stats_file(p: Path, a: Assumption, Tvalue: float | None) -> CheckResult:
-    """One "step" from a statistics file (``trmbounds measure``, docs/stats-file.md).
+    """One "step" from a statistics file (``trmbounds measure``, docs/stats-file.md),
+    judged by :func:`.verdict.stats_file_verdict` -- the function ``trmbounds eval
+    --stats`` uses, so both give the same :math:`B^*`."""
+    from ..stats import load_stats
 
-    Maxima with status ``empirical`` (exact divergences at measured contexts) or
-    ``lower_bound`` are lower bounds on the true maxima: they refute an assumed threshold
-    below them. A ``certified`` maximum is an upper bound (it holds for all reachable
-    contexts): it never refutes, and without ``--kl-max``/``--tv-max`` it is the
-    assumption. The file's averages are plugged into the estimate. Both bounds come from
-    :func:`trmbounds.stats.evaluate`, exactly as ``trmbounds eval --stats`` computes them,
-    with the file's reward range and missing mass (a range or missing mass given on the
-    command line wins).
-
-    The horizon: ``--length``; else the file's ``meta.max_new_tokens`` (the generation
-    cap of ``trmbounds measure``); else the file's ``T`` -- assumed when every statistic
-    of the file is assumed or certified, empirical (the longest measured response)
-    otherwise.
-    """
-    from ..stats import Stats, evaluate, load_stats, stats_cap
-
-    s = load_stats(p)
-    st = s.status
-    if a.reward_range is None and a.adv_range == 1.0 and (s.reward_range or s.adv_range != 1.0):
-        a = Assumption(a.kl_max, a.tv_max, s.adv_range, a.constants, s.reward_range,
-                       a.missing_mass)  # fmt: skip
-    mm, mm_status = a.missing_mass, "assumed" if a.missing_mass is not None else None
-    if mm is None and s.missing_mass is not None:
-        mm, mm_status = s.missing_mass, st.get("missing_mass", "assumed")
-    notes: list[str] = []
-    measured = any(v not in ("assumed", "certified") for v in st.values())
-    cap = stats_cap(s)
-    if Tvalue is not None:
-        T, src = max(Tvalue, float(s.T)), "assumed" if Tvalue >= s.T else "empirical"
-        if Tvalue < s.T:
-            notes.append(f"--length {Tvalue:g} is below the file's T = {s.T}: T = {s.T} used")
-    elif cap is not None:
-        T, src = float(max(math.ceil(cap), s.T)), "logged cap"
-    else:
-        T, src = float(s.T), "empirical" if measured else "assumed"
-    # A certified maximum holds over all reachable contexts: an UPPER bound on the true
-    # maximum, so it can never refute an assumption (only a weaker certificate if larger).
-    lb_ok = ("empirical", "lower_bound")
-    kl_lb = s.kl_max if s.kl_max is not None and st.get("kl_max") in lb_ok else math.nan
-    tv_lb = s.tv_max if s.tv_max is not None and st.get("tv_max") in lb_ok else math.nan
-    lb_src = {k: f"{k} ({st.get(k)})" for k in ("kl_max", "tv_max")}
-    ends = s.meta.get("interval_ends") if isinstance(s.meta, dict) else None
-    if isinstance(ends, dict) and any(str(ends.get(k, "")).startswith("upper") for k in lb_src):
-        # trmbounds measure --rollouts: kl_max / tv_max are maxima of the UPPER ends of
-        # certified intervals, not exact values: only the lower ends may refute.
-        iv = s.meta.get("intervals") if isinstance(s.meta.get("intervals"), dict) else {}
-        kl_lb, tv_lb = (
-            float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else math.nan
-            for v in (iv.get("kl_max_lower"), iv.get("tv_max_lower"))
-        )
-        lb_src = {k: f"meta.intervals.{k}_lower (certified lower ends)" for k in lb_src}
-        notes.append(
-            "the file's kl_max / tv_max are maxima of certified UPPER ends (engine top-k "
-            "log-probs): they do not refute; the certified lower ends "
-            "(meta.intervals.*_max_lower) do"
-        )
-    if not a.given and all(
-        st.get(k) in ("assumed", "certified") for k in ("kl_max", "tv_max") if k in st
-    ):
-        a = Assumption(s.kl_max, s.tv_max, a.adv_range, a.constants, a.reward_range,
-                       a.missing_mass)  # fmt: skip
-        notes.append("the file's maxima are assumed/certified: they are the assumption")
-    for k, mine in (("kl_max", a.kl_max), ("tv_max", a.tv_max)):
-        v = getattr(s, k)
-        if st.get(k) == "certified" and v is not None and mine is not None and v > mine:
-            notes.append(
-                f"the file's certified {k} = {v:g} exceeds the assumed {mine:g}: a weaker "
-                "certificate, it neither confirms nor refutes the assumption"
-            )
+    v = V.stats_file_verdict(load_stats(p), a, Tvalue)
+    a, s, r_est = v.assumption, v.stats, v.result
+    T, src, bound, kl_lb, tv_lb = float(v.T), v.T_source, v.bound, v.kl_lb, v.tv_lb
+    mm, mm_status, lb_src, st = v.mm, v.mm_status, v.lb_source, s.status
     pp = s.per_position
-    if pp is not None and len(pp) < int(T):
-        pp = np.pad(pp, (0, int(T) - len(pp)))  # D̄_t = 0 after the longest response
-    base: dict[str, Any] = dict(T=int(T), adv_range=a.adv_range, missing_mass=mm)
-    if a.reward_range is not None:
-        base["reward_range"] = a.reward_range  # where the rewards lie matters without full support
-    mm_st = {"missing_mass": mm_status} if mm is not None else {}
-    bound = math.nan
-    if a.given:
-        bound = evaluate(
-            Stats(kl_max=a.kl_max, tv_max=a.tv_max, status=mm_st, **base), constants=a.constants
-        ).unified
-    kl_e = a.kl_max if a.kl_max is not None else (None if a.tv_max is not None else s.kl_max)
-    tv_e = a.tv_max if a.tv_max is not None else (None if a.kl_max is not None else s.tv_max)
-    est_status = {k: ("assumed" if getattr(a, k) is not None else st.get(k, "estimate"))
-                  for k, v in (("kl_max", kl_e), ("tv_max", tv_e)) if v is not None}  # fmt: skip
-    for k in ("kl_seq", "tv_seq", "per_position"):
-        if getattr(s, k) is not None:
-            est_status[k] = st.get(k, "estimate")
-    if kl_e is None and tv_e is None:
-        raise InputFileError(f"{p}: the statistics file has neither kl_max nor tv_max")
-    r_est = evaluate(
-        Stats(kl_max=kl_e, tv_max=tv_e, kl_seq=s.kl_seq, tv_seq=s.tv_seq, per_position=pp,
-              status={**est_status, **mm_st}, **base),
-        constants=a.constants,
-    )  # fmt: skip
+    notes = list(v.notes)
+    if v.horizon_note:
+        notes.append(v.horizon_note)
     notes.extend(x for x in r_est.notes if not x.startswith(("maxima:", "exact:", "support:")))
+    notes.extend(f"derived: {k} {d.rule}" for k, d in r_est.derived.items()
+                 if k == "per_position" and pp is not None)  # fmt: skip
     one = lambda x: np.array([np.nan if x is None else float(x)])  # noqa: E731
     stats: dict[str, Stat] = {}
     if not math.isnan(kl_lb):
@@ -686,8 +570,8 @@ def _check_stats_file(p: Path, a: Assumption, Tvalue: float | None) -> CheckResu
     T_src = np.array([src], dtype=object)
     sound = np.array([src != "empirical" and mm_status in (None, "assumed", "certified")])
     nan1 = one(None)
-    state = states(Ta, np.array([bound]), a, np.array([tv_lb]), np.array([kl_lb]), nan1, nan1)
-    notes.extend(_common_notes(a, T_src, 1, mm_status, mm, stats_file=True))
+    state = V.states(Ta, np.array([bound]), a, np.array([tv_lb]), np.array([kl_lb]), nan1, nan1)
+    notes.extend(V.common_notes(a, T_src, 1, mm_status, mm, stats_file=True))
     if not a.given:
         notes.append(
             "the file's maxima are over measured contexts only, so 'unified' is an ESTIMATE"

@@ -92,6 +92,8 @@ class Assumption:
     constants: str = "paper"
     reward_range: tuple[float, float] | None = None
     missing_mass: float | None = None
+    #: The level of the one-sided lower confidence bound on the surrogate, per step.
+    confidence: float = 0.95
 
     def __post_init__(self) -> None:
         for k in ("kl_max", "tv_max", "missing_mass"):
@@ -112,7 +114,17 @@ class Assumption:
             raise TrmboundsError(
                 f"the reward range must be positive and finite, got a = {self.adv_range:g}"
             )
+        c = self.confidence
+        if isinstance(c, bool) or not (isinstance(c, (int, float)) and 0.5 <= c < 1):
+            raise TrmboundsError(f"confidence must be in [0.5, 1), got {c!r}")
         B._lead(self.constants)
+
+    @property
+    def z(self) -> float:
+        """z of the one-sided normal lower bound at :attr:`confidence`."""
+        from statistics import NormalDist
+
+        return NormalDist().inv_cdf(self.confidence)
 
     @property
     def given(self) -> bool:
@@ -143,6 +155,7 @@ class Assumption:
             "reward_range": None if self.reward_range is None else list(self.reward_range),
             "missing_mass": self.missing_mass,
             "constants": self.constants,
+            "confidence": self.confidence,
         }
 
 

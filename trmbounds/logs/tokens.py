@@ -49,18 +49,15 @@ import numpy as np
 
 from .. import _io
 from ..errors import InputFileError, TrmboundsError
+from . import verdict as V
 from .readers import _BLOCK, BadRecords, iter_log
 from .result import (
+    T_SOURCES,
     Assumption,
     CheckResult,
     Stat,
     _list,
-    detector_flags,
-    horizon_note,
     length_value,
-    states,
-    support_note,
-    unified_columns,
 )
 
 __all__ = [
@@ -100,8 +97,9 @@ TOKEN_COLUMNS: dict[str, tuple[str, ...]] = {
     # frameworks' per-token "advantages" are lists, and packed records mix samples)
     "reward": ("reward", "rewards", "score", "scores"),
     # responses to the same prompt are not independent: a numeric prompt/group id
-    # (--map group=COLUMN) makes the bound on L use one mean per group
-    "group": (),
+    # (--map group=COLUMN, or one of these names) makes the bound on L use one mean per
+    # group: the group is the unit
+    "group": ("group", "group_id", "group_index", "prompt_id", "prompt_idx", "prompt_index"),
 }
 _Z95 = 1.959963984540054
 _N_RELIABLE = 100  # below this many sequences a normal CI is flagged as unreliable
@@ -329,6 +327,7 @@ class _Acc:
     n_empty: int = 0
     n_tok: int = 0
     n_viol: int = 0
+    n_masked: int = 0  # generated tokens a loss mask zeroed (the surrogate is then masked)
     Lmax: int = 0
     sums: dict[str, float] = field(default_factory=dict)
     maxs: dict[str, float] = field(default_factory=dict)
@@ -358,6 +357,9 @@ class _Options:
     ln_trm: float | None
     assumption: Assumption
     horizon: float | None = None  # --length: the cap, for the distribution-free bound on L
+    # --loss-mask-zeros not-generated: a 0 in the loss mask marks a token the policy did not
+    # generate (tool / environment output, padding), not a generated token a mask removed
+    mask_not_generated: bool = False
 
 
 def check_tokens(
@@ -373,6 +375,7 @@ def check_tokens(
     trm_avg: float = 0.001,
     ser: float | None = 0.05,
     ln_trm: float | None = None,
+    loss_mask_zeros: str = "masked",
     source=None,
 ) -> CheckResult:
     """Check the TRM guarantee on a per-token dump, one result per step group.
@@ -396,6 +399,13 @@ def check_tokens(
     ln_trm : float or None
         LN-TRM threshold :math:`\\delta_W`; needs ``--kl-max`` or ``--tv-max`` for the
         weights.
+    loss_mask_zeros : {"masked", "not-generated"}
+        What a 0 in the loss mask means. ``masked`` (default, the safe side): it may be a
+        generated token that a TRM / importance-sampling mask removed, so the surrogate
+        the dump gives is the *masked* one, whose error :math:`B^*` does not bound: no
+        step with such a token is *guaranteed*. ``not-generated``: zeros mark tokens the
+        policy did not generate (prompt, padding, tool or environment output in
+        multi-turn rollouts), and the surrogate over the rest is the unmasked one.
     source : .dumps.DumpSource, optional
         A framework's own dump layout (:func:`.dumps.open_dump`): its columns and
         records replace those read from ``path``.
@@ -412,7 +422,12 @@ def check_tokens(
             raise TrmboundsError(f"{name} must be a finite non-negative number, got {v}")
     if ln_trm is not None and not a.given:
         raise TrmboundsError("--ln-trm needs --kl-max or --tv-max (the LN-TRM weights use them)")
-    opts = _Options(trm_max, trm_avg, ser, ln_trm, a, length_value(length))
+    if loss_mask_zeros not in ("masked", "not-generated"):
+        raise TrmboundsError(
+            f"--loss-mask-zeros must be masked or not-generated, got {loss_mask_zeros!r}"
+        )
+    opts = _Options(trm_max, trm_avg, ser, ln_trm, a, length_value(length),
+                    loss_mask_zeros == "not-generated")  # fmt: skip
     names = source.names if source is not None else _columns_of(p, format or "")
     cols = _resolve(names, maps)
     for q in ("logp_roll", "logp_theta"):
@@ -571,6 +586,11 @@ def _token_block(p, chunk, cols, o: _Options, accs, bins, bad: BadRecords, inval
                     ok[i] = False
             tok_ok = np.repeat(ok, lens)
         keep_tok = tok_ok & (mask == 1)
+        zeroed = tok_ok & (mask == 0)
+        if zeroed.any():  # per step: a masked surrogate cannot support 'guaranteed'
+            seq_of = np.repeat(np.arange(n), lens)
+            for sv, k in zip(*np.unique(step[seq_of[zeroed]], return_counts=True)):
+                _acc(accs, sv).n_masked += int(k)
     else:
         keep_tok = tok_ok
     all_valid = len(lr_t) == 0 or all(
@@ -815,11 +835,8 @@ def _finish(p, cols, o: _Options, accs, bins, bad, invalid, length, step_col) ->
     n = np.array([A.n for A in accs], dtype=np.float64)
     T_obs = np.array([A.Lmax for A in accs], dtype=np.float64)
     fixed = length_value(length)
-    if fixed is not None:
-        T = np.fmax(fixed, T_obs)  # a longer response than the cap: the cap is wrong
-        T_src = np.where(T_obs > fixed, "empirical", "assumed").astype(object)
-    else:
-        T, T_src = T_obs, np.full(G, "empirical", dtype=object)
+    T, src_code = V.horizon(T_obs, np.nan, fixed)
+    T_src = np.array(T_SOURCES, dtype=object)[src_code.astype(np.int64)]
     exact_kl = "klseq_exact" in accs[0].sums if accs else False
     exact_tv = "pos_sum_exact" in accs[0].sums if accs else False
 
@@ -912,27 +929,26 @@ def _finish(p, cols, o: _Options, accs, bins, bad, invalid, length, step_col) ->
         if fixed is not None:
             lcb = _surrogate_lcb(zbar, zvar, nn, a, fixed)
             stats["surrogate_lcb"] = Stat(
-                lcb, "estimate", "distribution-free one-sided 95 % lower bound (empirical "
+                lcb, "estimate", f"distribution-free one-sided {a.confidence:.0%} lower bound (empirical "
                 f"Bernstein on (R - r_min) sum_t (rho_t - 1), range ±a T, {unit})",
             )  # fmt: skip
-    bound = unified_columns(T, a.kl_max, a.tv_max, assumption=a) if a.given else np.full(G, np.nan)
-    bound_est = np.empty(G)
-    with np.errstate(invalid="ignore"):  # a negative estimate of a KL: unknown (T delta)
-        kseq_b = np.where(kseq[0] < 0, np.nan, kseq[0])
-    for g in range(G):
-        # no assumption: delta by the detector (the exact max KL where given), never below
-        # what the certified lower bound on eps forces (delta >= 2 eps^2, Pinsker)
-        det_g = kl_ex[g] if exact_kl else k2[g]
-        if lo_kl:  # a certified lower end: delta is at least it
-            det_g = max(det_g, kl_lb[g])
-        d = a.kl_max if a.kl_max is not None else (
-            None if a.tv_max is not None else max(det_g, 2.0 * eps_lb[g] ** 2)
-        )  # fmt: skip
-        # D_TV^seq >= D̄_1 (the first token's marginal, the prompt being shared)
-        ts = max(tseq[0][g], float(pp[g][0])) if len(pp[g]) else tseq[0][g]
-        bound_est[g] = float(unified_columns(T[g], d, a.tv_max, kseq_b[g], ts, pp[g], assumption=a))
-    sound = T_src != "empirical"
-    state = states(T, bound, a, eps_lb, kl_lb, sur, lcb, sound)
+    # the estimate of D_TV^seq is at least that of D̄_1 (the first token's marginal: the
+    # prompt is shared)
+    ts_est = np.array([max(tseq[0][g], float(pp[g][0])) if len(pp[g]) else tseq[0][g]
+                       for g in range(G)])  # fmt: skip
+    # 'guaranteed' needs the distribution-free bound on the UNMASKED surrogate
+    masked = np.array([A.n_masked > 0 and not o.mask_not_generated for A in accs])
+    lcb_ok = ~masked & ("surrogate_lcb" in stats)
+    col = {
+        "T": T, "T_source": src_code, "kl_seq": kseq[0], "tv_seq": ts_est,
+        "tv_lower_bound": eps_lb, "kl_lower_bound": kl_lb,
+        # the detector of delta, max k2; with the exact per-token KL it is superseded: its
+        # maximum is a certified lower bound on delta, which refutes instead
+        "det": np.full(G, np.nan) if exact_kl else k2,
+        "surrogate": sur, "surrogate_lcb": lcb,
+    }  # fmt: skip
+    V.judge(col, a, per_position=pp, lcb_ok=lcb_ok)
+    bound, bound_est, state, sound = col["bound"], col["bound_est"], col["state"], col["sound"]
     notes = [
         "kl_seq, tv_seq and D̄_t are Monte Carlo estimates under y ~ pi_roll (kl_seq ± 95 % "
         "normal CI); acceptance rates have 95 % Wilson score intervals",
@@ -940,7 +956,9 @@ def _finish(p, cols, o: _Options, accs, bins, bad, invalid, length, step_col) ->
         "detector (a step where it exceeds the assumed delta is flagged), tv_lower_bound "
         "(max |p_theta - p_roll| over sampled tokens) a certified lower bound on eps",
         "D̄_t and tv_seq use E[(1 - rho)^+] = TV, exact with or without full support; "
-        "a sequence shorter than t contributes 0 at t (both policies agree after the end)",
+        "a sequence shorter than t contributes 0 at t (both policies agree after the end); "
+        "positions no sampled sequence reached are unknown, not 0: up to the horizon the "
+        "bound takes min(1, eps, sqrt(delta/2)) there",
     ]
     notes.append(
         "tv_seq and D̄_t (means of values in [0, 1]) have Wilson score intervals with the "
@@ -961,9 +979,18 @@ def _finish(p, cols, o: _Options, accs, bins, bad, invalid, length, step_col) ->
     else:
         if "group" not in cols:
             notes.append(
-                "the bound on L treats the sequences as independent: responses to the same "
-                "prompt (GRPO groups) are not — pass --map group=COLUMN (a numeric prompt id) "
-                "to average within groups first"
+                "the bound on L ASSUMES independent sequences: responses to the same prompt "
+                "(GRPO groups) are not — pass --map group=COLUMN (a numeric prompt id; "
+                f"recognised without it: {', '.join(TOKEN_COLUMNS['group'])}) to make the "
+                "prompt group the unit"
+            )
+        if masked.any():
+            notes.append(
+                f"the loss mask zeroes generated tokens at {int(masked.sum()):,} step "
+                "group(s): the dump's surrogate is the MASKED one (a TRM / IS mask removed "
+                "tokens or sequences), whose error B* does not bound, so those steps are "
+                "never 'guaranteed'. If the zeros mark tokens the policy did not generate "
+                "(tool or environment output, padding), pass --loss-mask-zeros not-generated"
             )
         notes.append(
             "surrogate L = mean of R x sum_t (rho_t - 1) with R the reward in the bound's "
@@ -977,10 +1004,10 @@ def _finish(p, cols, o: _Options, accs, bins, bad, invalid, length, step_col) ->
                 "if b does not depend on the response (a per-prompt baseline), and only in "
                 "reward units (not divided by a standard deviation, as GRPO does)"
             )
-    h = horizon_note(T_src)
+    h = V.horizon_note(T_src)
     if h:
         notes.append(h)
-    notes.append(support_note(a))
+    notes.append(V.support_note(a))
     notes.append(
         "the guarantee needs delta/eps to hold over ALL reachable contexts (docs/theory.md)"
     )
@@ -1059,7 +1086,7 @@ def _finish(p, cols, o: _Options, accs, bins, bad, invalid, length, step_col) ->
         sound=sound,
         # with the exact per-token KL the detector is superseded: its maximum is a certified
         # lower bound on delta, which refutes instead
-        flag=detector_flags(np.full(G, np.nan) if exact_kl else k2, a),
+        flag=col["flag"],
         detector="max k2",
     )
 
@@ -1101,7 +1128,7 @@ def _surrogate_lcb(zbar, var, n, a: Assumption, T: float) -> np.ndarray:
     """
     lo, hi = _reward_range(a)
     aT = (hi - lo) * T
-    lg = math.log(2.0 / 0.05)
+    lg = math.log(2.0 / (1.0 - a.confidence))
     with np.errstate(invalid="ignore", divide="ignore"):
         zlo = zbar - np.sqrt(2.0 * var * lg / n) - 7.0 * lg / (3.0 * (n - 1.0))
     zlo = np.where(n > 1, zlo, -np.inf)

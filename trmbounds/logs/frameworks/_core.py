@@ -71,6 +71,10 @@ QUANTITIES: dict[str, tuple[str, str]] = {
     "loss_mask": ("logged", "per-token 0/1: which tokens are response tokens"),
     "kl_token": ("logged", "per-token EXACT KL(pi_roll || pi_theta)(c_t), when available"),
     "tv_token": ("logged", "per-token EXACT TV(c_t), when available"),
+    "kl_lo": ("lower_bound", "per-token certified lower end of KL (measure --rollouts)"),
+    "tv_lo": ("lower_bound", "per-token certified lower end of TV (measure --rollouts)"),
+    "reward": ("logged", "per-sequence reward R (the surrogate L needs it)"),
+    "group": ("logged", "per-sequence numeric prompt/group id: the unit of the bound on L"),
 }
 
 #: Step columns tried when a preset names none: verl/prime-rl/tinker files, wandb

@@ -2,7 +2,18 @@
 
 from ._core import QUANTITIES, Preset
 
-_SKIP = ("step", "logp_roll", "logp_theta", "loss_mask", "kl_token", "tv_token")
+_SKIP = (
+    "step",
+    "logp_roll",
+    "logp_theta",
+    "loss_mask",
+    "kl_token",
+    "tv_token",
+    "kl_lo",
+    "tv_lo",
+    "reward",
+    "group",
+)  # per-token dump columns: not metric-log quantities
 
 PRESET = Preset(
     "generic",
