@@ -687,6 +687,38 @@ def _length_bounds(T, kl, eps, c, dbar, pp, need, adv_range, constants):
     return out
 
 
+def _ragged_adaptive(T, eps, c, pps, need, adv_range, constants) -> dict[str, np.ndarray]:
+    """The Adaptive bounds row by row, each row with its own D̄_t array (a log's steps);
+    positions past a row's array take min(1, eps, sqrt(delta/2)) (see bound_columns)."""
+    T, eps, c = np.broadcast_arrays(
+        np.asarray(T, float), np.asarray(eps, float), np.asarray(c, float)
+    )
+    if len(pps) != T.size:
+        raise StatsError(f"{len(pps)} per-position arrays for {T.size} rows")
+    lead = B._lead(constants)
+    routes = {"adaptive_kl": (True, False), "adaptive_tv": (False, True), "adaptive": (True, True)}
+    out = {k: np.full(T.shape, np.nan) for k in routes if k in need}
+    for i, (Ti, ei, ci, d) in enumerate(zip(T.flat, eps.flat, c.flat, pps)):
+        if np.isnan(Ti) or np.isnan(ei):
+            continue
+        L = d.shape[-1]
+        if L > Ti:
+            raise StatsError(f"per-position array of length {L} is longer than T = {Ti:g}")
+        d_tail = min(1.0, ei, ci)
+        for name in out:
+            use_c, use_e = routes[name]
+            e_r = ei if use_e else np.inf
+            c_r = ci if use_c else np.inf
+            if np.isinf(e_r) and np.isinf(c_r):
+                continue  # the KL route without delta: NaN
+            w = B._weights(Ti, e_r, c_r, n=L)
+            v = adv_range * lead * float(np.dot(d, w))
+            if L < Ti:
+                v += float(B._adaptive(Ti - L, e_r, c_r, d_tail, adv_range, constants))
+            out[name].flat[i] = v
+    return out
+
+
 def _pp_total(pp: np.ndarray, T, eps, kl) -> np.ndarray:
     """An upper bound on sum_t D̄_t over t = 1..T from an array of the first L positions:
     its sum plus (T - L) min(1, eps, sqrt(delta/2)) for the positions no response reached."""
@@ -752,6 +784,12 @@ def bound_columns(
     kl = _nan(kl_max)
     e_in = _nan(tv_max)
     pp = None
+    ragged = None  # one D̄_t array per row (a log's steps): list of 1-d arrays
+    if isinstance(per_position, (list, tuple)) or (
+        isinstance(per_position, np.ndarray) and per_position.dtype == object
+    ):
+        ragged = [np.asarray(x, dtype=np.float64) for x in per_position]
+        per_position = None
     if per_position is not None and np.ndim(per_position) > 0:
         pp = np.asarray(per_position, dtype=np.float64)
     kw = dict(adv_range=adv_range, constants=constants)
@@ -770,6 +808,10 @@ def bound_columns(
             fill = np.fmin(np.fmin(1.0, np.sqrt(kseq / 2.0)), Ts * eps)
             if pp is not None:
                 fill = np.fmin(fill, _pp_total(pp, Ts, eps, kl))
+            if ragged is not None:
+                tot = np.array([_pp_total(x, t, e, k) for x, t, e, k in zip(
+                    ragged, *np.broadcast_arrays(Ts, eps, kl))])  # fmt: skip
+                fill = np.fmin(fill, tot)
             tseq = np.where(np.isnan(ts_in), fill, ts_in)
         c = np.where(np.isnan(kl), np.inf, np.sqrt(kl / 2.0))  # KL route off without delta
         dbar = np.minimum(1.0, np.minimum(eps, c))  # uniform fill of D̄_t
@@ -781,7 +823,7 @@ def bound_columns(
         # The other bounds depend on T, delta and eps alone: with one delta and one eps
         # (a log checked under one assumption) they are computed once per distinct T
         # (on a grid 1..max T when the lengths are whole numbers), then looked up.
-        one = Ts.ndim == 1 and Ts.size > 64 and _same(kl) and _same(eps)
+        one = ragged is None and Ts.ndim == 1 and Ts.size > 64 and _same(kl) and _same(eps)
         idx = None
         if one:
             grid, idx = _grid(Ts)
@@ -805,6 +847,8 @@ def bound_columns(
             rest = dict(rest)  # entries are replaced below, never modified in place
         else:
             rest = _length_bounds(Ts, kl, eps, c, dbar, pp, need, adv_range, constants)
+            if ragged is not None:
+                rest.update(_ragged_adaptive(Ts, eps, c, ragged, need, adv_range, constants))
         for k in _ADAPTIVE:
             if k in rest:
                 rest[k] = np.where(np.isnan(e1 if one else eps), np.nan, rest[k])

@@ -750,28 +750,47 @@ def _token_stats(
         bins[int(bi)] = bins.get(int(bi), 0) + row
     # per step group
     ustep, gi = np.unique(step, return_inverse=True)
-    Lb = int(L.max())
+    gi = gi.reshape(-1)
     G = len(ustep)
-    idx = t0 if G == 1 else gi[np.repeat(np.arange(len(L)), L)] * Lb + t0
-    ps = np.bincount(idx, weights=pos_val, minlength=G * Lb).reshape(G, Lb)
-    pss = np.bincount(idx, weights=pos_val * pos_val, minlength=G * Lb).reshape(G, Lb)
+    # Per-position sums in a packed layout: step group g owns positions base[g] ..
+    # base[g] + Lg[g] - 1, Lg[g] its own longest sequence -- memory is O(tokens), never
+    # (steps x longest sequence of the block)
+    Lg = np.zeros(G, np.int64)
+    np.maximum.at(Lg, gi, L)
+    base = np.zeros(G + 1, np.int64)
+    np.cumsum(Lg, out=base[1:])
+    idx = base[gi][np.repeat(np.arange(len(L)), L)] + t0
+    ps_all = np.bincount(idx, weights=pos_val, minlength=int(base[-1]))
+    pss_all = np.bincount(idx, weights=pos_val * pos_val, minlength=int(base[-1]))
+    # Per-group sums and maxima by segment reductions over the sequences sorted by group
+    # (one pass each, whatever the number of step groups)
+    order = np.argsort(gi, kind="stable")
+    cnt = np.bincount(gi, minlength=G)
+    soff = np.zeros(G + 1, np.int64)
+    np.cumsum(cnt, out=soff[1:])
+    ssum = lambda v: segment_sum(np.asarray(v, dtype=np.float64)[order], soff)  # noqa: E731
+    smax = lambda v: segment_max(np.asarray(v, dtype=np.float64)[order], soff)  # noqa: E731
+    n_tok, n_viol = ssum(L), ssum(viol_seq)
+    sums = {k: (ssum(v), ssum(v * v)) for k, v in seq.items()}
+    maxs = {k: smax(v) for k, v in mx.items()}
+    acc = {k: ssum(v) for k, v in crit.items()}
     for g, sv in enumerate(ustep):
-        m = gi == g
+        Lb = int(Lg[g])
         A = _acc(accs, sv)
-        A.n += int(m.sum())
-        A.n_tok += int(L[m].sum())
-        A.n_viol += int(viol_seq[m].sum())
-        A.Lmax = max(A.Lmax, int(L[m].max()))
-        for k, v in seq.items():
-            A.sums[k] = A.sums.get(k, 0.0) + float(v[m].sum())
-            A.sums[k + "^2"] = A.sums.get(k + "^2", 0.0) + float((v[m] ** 2).sum())
-        for k, v in mx.items():  # fmax: a NaN never hides the other values
-            A.maxs[k] = float(np.fmax(A.maxs.get(k, -np.inf), np.fmax.reduce(v[m])))
-        for k, v in crit.items():
-            A.accept[k] = A.accept.get(k, 0) + int(v[m].sum())
+        A.n += int(cnt[g])
+        A.n_tok += int(n_tok[g])
+        A.n_viol += int(n_viol[g])
+        A.Lmax = max(A.Lmax, Lb)
+        for k, (v1, v2) in sums.items():
+            A.sums[k] = A.sums.get(k, 0.0) + float(v1[g])
+            A.sums[k + "^2"] = A.sums.get(k + "^2", 0.0) + float(v2[g])
+        for k, v in maxs.items():  # fmax: a NaN never hides the other values
+            A.maxs[k] = float(np.fmax(A.maxs.get(k, -np.inf), v[g]))
+        for k, v in acc.items():
+            A.accept[k] = A.accept.get(k, 0) + int(v[g])
         A.grow(Lb)
-        A.pos_s[:Lb] += ps[g]
-        A.pos_ss[:Lb] += pss[g]
+        A.pos_s[:Lb] += ps_all[base[g] : base[g + 1]]
+        A.pos_ss[:Lb] += pss_all[base[g] : base[g + 1]]
 
 
 def _add_surrogate(o, accs, step, sum_rm1, reward, group) -> None:

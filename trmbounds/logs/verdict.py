@@ -210,17 +210,8 @@ def judge(
     with np.errstate(invalid="ignore"):
         kseq = g("kl_seq")
         kseq = np.where((kseq < 0) | np.isinf(kseq), np.nan, kseq)  # unknown: T delta
-    if per_position is None:
-        c["bound_est"] = unified_columns(T, d_est, a.tv_max, kseq, g("tv_seq"), assumption=a)
-    else:
-        est = np.empty(m)
-        ts = g("tv_seq")
-        for i in range(m):
-            est[i] = float(
-                unified_columns(T[i], d_est[i], a.tv_max, kseq[i], ts[i], per_position[i],
-                                assumption=a)
-            )  # fmt: skip
-        c["bound_est"] = est
+    c["bound_est"] = unified_columns(T, d_est, a.tv_max, kseq, g("tv_seq"), per_position,
+                                     assumption=a)  # fmt: skip
     c["sound"] = (c["T_source"] < 2) & np.asarray(sound, dtype=bool)
     c["state"] = states(T, c["bound"], a, g("tv_lower_bound"), g("kl_lower_bound"),
                         g("surrogate"), g("surrogate_lcb"), c["sound"], lcb_ok)  # fmt: skip
