@@ -432,3 +432,26 @@ def test_prefix_order_raw_then_train_then_eval():
     # NeMo-RL prefixes train/ itself (nemo_rl/utils/logger.py)
     r = F.resolve(F.PRESETS["nemo-rl"], {}, ["train/gen_kl_error", "gen_kl_error"])
     assert r["kl_tok_mean"] == "train/gen_kl_error"
+
+
+# ------------------------------------------- frameworks' newest names (issue 18)
+FIX = __import__("pathlib").Path(__file__).parent / "fixtures"
+
+
+def test_skyrl_0_3_0_rollout_is_run_reads_the_minibatch_diff():
+    # tests/fixtures/make_layouts.py: SkyRL 0.3.0's _TensorboardAdapter calls for a
+    # policy_loss_type=rollout_is run (no policy forward pass, so no rollout_train_*)
+    r = check_log(FIX / "skyrl" / "tensorboard_log", assumption=Assumption(kl_max=0.05))
+    assert r.preset == "skyrl"
+    assert r.columns["logp_diff_max"] == "policy/minibatch_rollout_logprobs_abs_diff_max"
+    assert r.columns["logp_diff_mean"] == "policy/minibatch_rollout_logprobs_abs_diff_mean"
+    assert r.T.tolist() == [256, 384]  # generate/max_assistant_tokens (loss-mask tokens)
+    x = np.float32([0.25, 0.5]).astype(np.float64)  # TensorBoard stores float32
+    np.testing.assert_allclose(r.stats["kl_max_proxy"].values, x**2 / 2)
+    assert any("mini-batch" in n and "drift" in n for n in r.notes)
+    # both logged (the forward pass ran): the comparison with pi_old is read first
+    both = ["step", "policy/minibatch_rollout_logprobs_abs_diff_max",
+            "policy/rollout_train_logprobs_abs_diff_max"]  # fmt: skip
+    assert F.resolve(F.PRESETS["skyrl"], {}, both)["logp_diff_max"] == (
+        "policy/rollout_train_logprobs_abs_diff_max"
+    )
