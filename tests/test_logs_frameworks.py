@@ -455,3 +455,15 @@ def test_skyrl_0_3_0_rollout_is_run_reads_the_minibatch_diff():
     assert F.resolve(F.PRESETS["skyrl"], {}, both)["logp_diff_max"] == (
         "policy/rollout_train_logprobs_abs_diff_max"
     )
+
+
+def test_nemo_rl_0_6_0_lengths_max_gen_tokens_per_sample():
+    # tests/fixtures/make_layouts.py: NeMo-RL v0.6.0's TensorboardLogger calls
+    # (train/ prefix; rollouts.py max_gen_tokens_per_sample / mean_gen_tokens_per_sample)
+    run = FIX / "nemo-rl" / "logs" / "exp_002" / "tensorboard"
+    r = check_log(run, assumption=Assumption(kl_max=0.05))
+    assert r.preset == "nemo-rl"
+    assert r.columns["T_max"] == "train/max_gen_tokens_per_sample"
+    assert r.T.tolist() == [512, 1024]
+    kl = np.float32([0.001, 0.002]).astype(np.float64)  # float32 in TensorBoard
+    np.testing.assert_allclose(r.stats["kl_seq"].values, kl * [200, 300])
