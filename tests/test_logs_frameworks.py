@@ -25,7 +25,7 @@ from trmbounds.logs import presets as P
 from trmbounds.logs.check import Assumption, check_log
 
 NAMES = ["verl", "trl", "slime", "prime-rl", "skyrl", "openrlhf", "areal", "nemo-rl", "roll",
-         "ms-swift", "miles", "tinker"]  # fmt: skip
+         "ms-swift", "miles", "tinker", "open-instruct"]  # fmt: skip
 
 
 # ------------------------------------------------------------------ the presets
@@ -467,3 +467,32 @@ def test_nemo_rl_0_6_0_lengths_max_gen_tokens_per_sample():
     assert r.T.tolist() == [512, 1024]
     kl = np.float32([0.001, 0.002]).astype(np.float64)  # float32 in TensorBoard
     np.testing.assert_allclose(r.stats["kl_seq"].values, kl * [200, 300])
+
+
+def test_open_instruct_debug_metrics_at_training_step(tmp_path):
+    # allenai/open-instruct @ e6c3044aa6: grpo_fast.py wandb.log(metrics, step=training_step),
+    # with global_step = episode (a wandb history export: _step = training_step)
+    rows = [
+        {
+            "_step": s,
+            "training_step": s,
+            "global_step": 64 * s,
+            "episode": 64 * s,
+            "val/sequence_lengths": t / 2,
+            "val/sequence_lengths_max": t,
+            "debug/vllm_vs_local_logprob_diff_mean": x / 10,
+            "debug/vllm_vs_local_logprob_diff_max": x,
+            "debug/vllm_vs_local_logprob_diff_std": x / 5,
+            "debug/vllm_local_reverse_kl": 0.3,
+        }
+        for s, t, x in ((1, 100, 0.2), (2, 200, 0.6))
+    ]
+    p = tmp_path / "history.jsonl"
+    p.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    r = check_log(p, assumption=Assumption(kl_max=0.05))
+    assert r.preset == "open-instruct"
+    assert r.step.tolist() == [1, 2] and r.T.tolist() == [100, 200]
+    np.testing.assert_allclose(r.stats["kl_max_proxy"].values, [0.02, 0.18])  # ½ x²
+    assert "debug/vllm_local_reverse_kl" not in r.columns.values()
+    assert any("last micro-batch" in n for n in r.notes)
+    assert any("reverse_kl" in n and "not a KL estimate" in n for n in r.notes)
