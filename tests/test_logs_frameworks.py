@@ -303,7 +303,9 @@ def test_restart_event_files_read_oldest_first(tmp_path):
          "use_vllm=True, vllm_importance_sampling_correction=True"),
         ("openrlhf", [{"step": s, "train/response_length": t, "train/global_step": s}
                       for s, t in ((1, 64), (2, 128))],
-         "--algo.advantage.is_correction_enable"),
+         # the flag by version (openrlhf/cli/train_ppo_ray.py): 0.11.2 renamed it
+         "--algo.advantage.is_correction_level token|seq (0.11.2+), "
+         "--algo.advantage.is_correction_enable (0.10.2-0.11.1)"),
     ],
 )  # fmt: skip
 def test_no_mismatch_metric_says_which_setting_and_gives_the_assumed_bound(

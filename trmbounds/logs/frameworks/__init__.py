@@ -219,8 +219,8 @@ def no_metric_message(preset: Preset) -> str:
 
     Examples
     --------
-    >>> no_metric_message(PRESETS["openrlhf"])
-    'openrlhf logged no mismatch metric: OpenRLHF logs vllm_kl only with --algo.advantage.is_correction_enable (policy_loss_type ppo)'
+    >>> no_metric_message(PRESETS["tinker"])
+    'tinker logged no mismatch metric'
     """
     what = (
         "no mismatch metric found"
