@@ -498,3 +498,10 @@ def test_open_instruct_debug_metrics_at_training_step(tmp_path):
     assert "debug/vllm_local_reverse_kl" not in r.columns.values()
     assert any("last micro-batch" in n for n in r.notes)
     assert any("reverse_kl" in n and "not a KL estimate" in n for n in r.notes)
+
+
+def test_verl_caveat_ratio_based_rollout_rs_through_v0_7_0():
+    # verl v0.7.0 (f9c855f7cf) rollout_corr_helper.py: valid_rs_levels = {"token",
+    # "sequence", "geometric"} (IS-ratio rejection); divergence options from v0.7.1
+    text = F.PRESETS["verl"].caveats["reject_frac"]
+    assert "v0.6.0 - v0.7.0" in text and "v0.7.1" in text and "v0.6.0/v0.6.1" not in text
