@@ -81,7 +81,8 @@ def read_rows(
         groups = sorted({g for pr in presets for g in pr.rollout_groups})
         rows = tensorboard_rows(path, want, bad, seen, groups)
     elif fmt == "json":
-        rows = trainer_state_rows(path, want, bad, seen)
+        info: dict[str, Any] = {}
+        rows = trainer_state_rows(path, want, bad, seen, info)
     else:
         rows = iter_log(path, fmt, columns=want, bad=bad, seen=seen)
     chunks = []
@@ -92,7 +93,35 @@ def read_rows(
         if progress is not None:
             progress(n_done)
     seen.discard(ROLLOUT_FLAG)
+    if fmt == "json":
+        notes.extend(logging_steps_note(info.get("logging_steps")))
     return chunks, notes, extra
+
+
+def logging_steps_note(logging_steps: Any) -> list[str]:
+    """What a ``logging_steps`` > 1 recorded in trainer_state.json does to a logged maximum.
+
+    TRL's ``GRPOTrainer.log`` (ms-swift's too) averages every metric over the generation
+    batches of the window: a logged "max" is a mean of k non-negative maxima, which is at
+    least their maximum / k (k = ``logging_steps`` with TRL's defaults).
+
+    Examples
+    --------
+    >>> logging_steps_note(1), logging_steps_note(None)
+    ([], [])
+    >>> "up to 4 x" in logging_steps_note(4)[0] and "16 x" in logging_steps_note(4)[0]
+    True
+    """
+    if isinstance(logging_steps, bool) or not isinstance(logging_steps, int) or logging_steps <= 1:
+        return []
+    k = logging_steps
+    return [
+        f"trainer_state.json: logging_steps = {k}: TRL and ms-swift log every metric as the "
+        f"mean over the generation batches of {k} steps (k = {k} batches with TRL's defaults), "
+        f"so a logged maximum such as sampling/sampling_logp_difference/max can be up to {k} x "
+        f"below the window's maximum (the mean of k maxima >= 0 is >= their maximum / k), its "
+        f"k2 up to {k * k} x; train with logging_steps=1 where the mismatch matters"
+    ]
 
 
 def tensorboard_rows(
@@ -146,14 +175,23 @@ def is_trainer_state(path: str | os.PathLike) -> bool:
 
 
 def trainer_state_rows(
-    path: str | os.PathLike, want: set[str] | None, bad: BadRecords, seen: set[str]
+    path: str | os.PathLike,
+    want: set[str] | None,
+    bad: BadRecords,
+    seen: set[str],
+    info: dict[str, Any] | None = None,
 ) -> Iterator[Chunk]:
-    """The ``log_history`` entries of a trainer_state.json, one row each (row = 1-based entry)."""
+    """The ``log_history`` entries of a trainer_state.json, one row each (row = 1-based entry).
+
+    ``info``, if given, receives the state's ``logging_steps`` and ``global_step``.
+    """
     p = Path(path)
     doc = _io.load_json(p, "trainer state file")  # one-line errors: UTF-8, depth, digits
     hist = doc.get("log_history") if isinstance(doc, dict) else None
     if not isinstance(hist, list):
         raise InputFileError(f"{p}: no 'log_history' list (not an HF trainer_state.json)")
+    if info is not None:
+        info.update({k: doc.get(k) for k in ("logging_steps", "global_step")})
     recs, lines = [], []
     for i, entry in enumerate(hist, start=1):
         if not isinstance(entry, dict):
