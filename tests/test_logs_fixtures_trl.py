@@ -78,8 +78,11 @@ def test_trl_trainer_state_json_has_the_raw_names():
 def test_trl_rerun_in_the_same_directory_is_two_runs_never_merged():
     runs = FIX / "grpo_rerun" / "runs"
     names = sorted(d.name for d in runs.iterdir())
+    # the second run starts again at its first logging interval (step 2): a new training
     with pytest.raises(InputFileError, match=re.escape(
-            f"2 TensorBoard runs below this directory: {', '.join(names)}; pass one run")):  # fmt: skip
+            "2 TensorBoard runs below this directory that are not one resumed run "
+            f"({names[1]} starts again at step 2 (a new training)): {', '.join(names)}; "
+            "pass one run directory, or several logs in the order")):  # fmt: skip
         check_log(runs, assumption=Assumption(kl_max=1e-3))
     first = check_log(runs / names[0], assumption=Assumption(kl_max=1e-3))
     second = check_log(runs / names[1], assumption=Assumption(kl_max=1e-3))

@@ -264,8 +264,10 @@ def test_several_runs_are_listed_never_merged(tmp_path):
     for run in ("exp_a", "exp_b/seed1"):
         (tmp_path / run).mkdir(parents=True)
         write_tfevents(tmp_path / run / "events.out.tfevents.1764496800.h", row)
-    with pytest.raises(InputFileError, match=r"2 TensorBoard runs below this directory: "
-                       r"exp_a, exp_b/seed1; pass one run directory"):  # fmt: skip
+    with pytest.raises(InputFileError, match=r"2 TensorBoard runs below this directory that "
+                       r"are not one resumed run \(exp_b/seed1 starts again at step 1 \(a new "
+                       r"training\)\): exp_a, exp_b/seed1; pass one run directory, or several "
+                       r"logs in the order .* or the output directory's trainer_state.json"):  # fmt: skip
         check_log(tmp_path)
     r = check_log(tmp_path / "exp_b", assumption=Assumption(kl_max=1e-4))
     assert r.step.tolist() == [1]
