@@ -78,8 +78,11 @@ def test_trl_trainer_state_json_has_the_raw_names():
 def test_trl_rerun_in_the_same_directory_is_two_runs_never_merged():
     runs = FIX / "grpo_rerun" / "runs"
     names = sorted(d.name for d in runs.iterdir())
+    # the second run starts again at its first logging interval (step 2): a new training
     with pytest.raises(InputFileError, match=re.escape(
-            f"2 TensorBoard runs below this directory: {', '.join(names)}; pass one run")):  # fmt: skip
+            "2 TensorBoard runs below this directory that are not one resumed run "
+            f"({names[1]} starts again at step 2 (a new training)): {', '.join(names)}; "
+            "pass one run directory, or several logs in the order")):  # fmt: skip
         check_log(runs, assumption=Assumption(kl_max=1e-3))
     first = check_log(runs / names[0], assumption=Assumption(kl_max=1e-3))
     second = check_log(runs / names[1], assumption=Assumption(kl_max=1e-3))
@@ -89,3 +92,17 @@ def test_trl_rerun_in_the_same_directory_is_two_runs_never_merged():
     assert second.step.tolist() == [h[0] for h in hist] == [2, 4]
     for r in (first, second):
         assert r.summary()["merge"]["steps_repeated"] == 0
+
+
+def test_trainer_state_logging_steps_above_one_states_the_understatement_factor():
+    # grpo_rerun's trainer_state.json: TRL's second run, logging_steps recorded by
+    # transformers' TrainerState; a mean of k maxima >= 0 is >= max / k
+    p = FIX / "grpo_rerun" / "trainer_state.json"
+    k = json.loads(p.read_text())["logging_steps"]
+    assert k == 2
+    r = check_log(p, assumption=Assumption(kl_max=1e-3))
+    note = next(n for n in r.notes if "logging_steps = " in n)
+    assert f"logging_steps = {k}" in note and f"up to {k} x" in note and f"{k * k} x" in note
+    assert "logging_steps=1" in note
+    one = check_log(FIX / "grpo" / "trainer_state.json", assumption=Assumption(kl_max=1e-3))
+    assert not any("logging_steps = " in n for n in one.notes)  # logging_steps=1: no note

@@ -25,7 +25,7 @@ from trmbounds.logs import presets as P
 from trmbounds.logs.check import Assumption, check_log
 
 NAMES = ["verl", "trl", "slime", "prime-rl", "skyrl", "openrlhf", "areal", "nemo-rl", "roll",
-         "ms-swift", "miles", "tinker"]  # fmt: skip
+         "ms-swift", "miles", "tinker", "open-instruct"]  # fmt: skip
 
 
 # ------------------------------------------------------------------ the presets
@@ -264,8 +264,10 @@ def test_several_runs_are_listed_never_merged(tmp_path):
     for run in ("exp_a", "exp_b/seed1"):
         (tmp_path / run).mkdir(parents=True)
         write_tfevents(tmp_path / run / "events.out.tfevents.1764496800.h", row)
-    with pytest.raises(InputFileError, match=r"2 TensorBoard runs below this directory: "
-                       r"exp_a, exp_b/seed1; pass one run directory"):  # fmt: skip
+    with pytest.raises(InputFileError, match=r"2 TensorBoard runs below this directory that "
+                       r"are not one resumed run \(exp_b/seed1 starts again at step 1 \(a new "
+                       r"training\)\): exp_a, exp_b/seed1; pass one run directory, or several "
+                       r"logs in the order .* or the output directory's trainer_state.json"):  # fmt: skip
         check_log(tmp_path)
     r = check_log(tmp_path / "exp_b", assumption=Assumption(kl_max=1e-4))
     assert r.step.tolist() == [1]
@@ -303,7 +305,9 @@ def test_restart_event_files_read_oldest_first(tmp_path):
          "use_vllm=True, vllm_importance_sampling_correction=True"),
         ("openrlhf", [{"step": s, "train/response_length": t, "train/global_step": s}
                       for s, t in ((1, 64), (2, 128))],
-         "--algo.advantage.is_correction_enable"),
+         # the flag by version (openrlhf/cli/train_ppo_ray.py): 0.11.2 renamed it
+         "--algo.advantage.is_correction_level token|seq (0.11.2+), "
+         "--algo.advantage.is_correction_enable (0.10.2-0.11.1)"),
     ],
 )  # fmt: skip
 def test_no_mismatch_metric_says_which_setting_and_gives_the_assumed_bound(
@@ -432,3 +436,74 @@ def test_prefix_order_raw_then_train_then_eval():
     # NeMo-RL prefixes train/ itself (nemo_rl/utils/logger.py)
     r = F.resolve(F.PRESETS["nemo-rl"], {}, ["train/gen_kl_error", "gen_kl_error"])
     assert r["kl_tok_mean"] == "train/gen_kl_error"
+
+
+# ------------------------------------------- frameworks' newest names (issue 18)
+FIX = __import__("pathlib").Path(__file__).parent / "fixtures"
+
+
+def test_skyrl_0_3_0_rollout_is_run_reads_the_minibatch_diff():
+    # tests/fixtures/make_layouts.py: SkyRL 0.3.0's _TensorboardAdapter calls for a
+    # policy_loss_type=rollout_is run (no policy forward pass, so no rollout_train_*)
+    r = check_log(FIX / "skyrl" / "tensorboard_log", assumption=Assumption(kl_max=0.05))
+    assert r.preset == "skyrl"
+    assert r.columns["logp_diff_max"] == "policy/minibatch_rollout_logprobs_abs_diff_max"
+    assert r.columns["logp_diff_mean"] == "policy/minibatch_rollout_logprobs_abs_diff_mean"
+    assert r.T.tolist() == [256, 384]  # generate/max_assistant_tokens (loss-mask tokens)
+    x = np.float32([0.25, 0.5]).astype(np.float64)  # TensorBoard stores float32
+    np.testing.assert_allclose(r.stats["kl_max_proxy"].values, x**2 / 2)
+    assert any("mini-batch" in n and "drift" in n for n in r.notes)
+    # both logged (the forward pass ran): the comparison with pi_old is read first
+    both = ["step", "policy/minibatch_rollout_logprobs_abs_diff_max",
+            "policy/rollout_train_logprobs_abs_diff_max"]  # fmt: skip
+    assert F.resolve(F.PRESETS["skyrl"], {}, both)["logp_diff_max"] == (
+        "policy/rollout_train_logprobs_abs_diff_max"
+    )
+
+
+def test_nemo_rl_0_6_0_lengths_max_gen_tokens_per_sample():
+    # tests/fixtures/make_layouts.py: NeMo-RL v0.6.0's TensorboardLogger calls
+    # (train/ prefix; rollouts.py max_gen_tokens_per_sample / mean_gen_tokens_per_sample)
+    run = FIX / "nemo-rl" / "logs" / "exp_002" / "tensorboard"
+    r = check_log(run, assumption=Assumption(kl_max=0.05))
+    assert r.preset == "nemo-rl"
+    assert r.columns["T_max"] == "train/max_gen_tokens_per_sample"
+    assert r.T.tolist() == [512, 1024]
+    kl = np.float32([0.001, 0.002]).astype(np.float64)  # float32 in TensorBoard
+    np.testing.assert_allclose(r.stats["kl_seq"].values, kl * [200, 300])
+
+
+def test_open_instruct_debug_metrics_at_training_step(tmp_path):
+    # allenai/open-instruct @ e6c3044aa6: grpo_fast.py wandb.log(metrics, step=training_step),
+    # with global_step = episode (a wandb history export: _step = training_step)
+    rows = [
+        {
+            "_step": s,
+            "training_step": s,
+            "global_step": 64 * s,
+            "episode": 64 * s,
+            "val/sequence_lengths": t / 2,
+            "val/sequence_lengths_max": t,
+            "debug/vllm_vs_local_logprob_diff_mean": x / 10,
+            "debug/vllm_vs_local_logprob_diff_max": x,
+            "debug/vllm_vs_local_logprob_diff_std": x / 5,
+            "debug/vllm_local_reverse_kl": 0.3,
+        }
+        for s, t, x in ((1, 100, 0.2), (2, 200, 0.6))
+    ]
+    p = tmp_path / "history.jsonl"
+    p.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    r = check_log(p, assumption=Assumption(kl_max=0.05))
+    assert r.preset == "open-instruct"
+    assert r.step.tolist() == [1, 2] and r.T.tolist() == [100, 200]
+    np.testing.assert_allclose(r.stats["kl_max_proxy"].values, [0.02, 0.18])  # ½ x²
+    assert "debug/vllm_local_reverse_kl" not in r.columns.values()
+    assert any("last micro-batch" in n for n in r.notes)
+    assert any("reverse_kl" in n and "not a KL estimate" in n for n in r.notes)
+
+
+def test_verl_caveat_ratio_based_rollout_rs_through_v0_7_0():
+    # verl v0.7.0 (f9c855f7cf) rollout_corr_helper.py: valid_rs_levels = {"token",
+    # "sequence", "geometric"} (IS-ratio rejection); divergence options from v0.7.1
+    text = F.PRESETS["verl"].caveats["reject_frac"]
+    assert "v0.6.0 - v0.7.0" in text and "v0.7.1" in text and "v0.6.0/v0.6.1" not in text

@@ -40,6 +40,10 @@ Examples:
 
   trmbounds check runs/ --kl-max 0.05
 
+  # a crashed and resumed run: its logs in the order written (later values win)
+
+  trmbounds check run1/metrics.jsonl run2/metrics.jsonl --kl-max 0.05
+
   trmbounds check tokens.parquet --kl-max 1e-3 --trm-max 0.05 \\
       --trm-avg 0.001 --json
 
@@ -86,14 +90,16 @@ app = typer.Typer(add_completion=False)
     "check", epilog=EPILOG, short_help="The guarantee, step by step, on saved training logs."
 )
 def check_cmd(
-    log: Annotated[
-        Path,
+    logs: Annotated[
+        list[Path],
         typer.Argument(
             help="Per-step metric log (.jsonl, .csv, .parquet, TensorBoard event file or "
             "directory), per-token dump (.jsonl, .parquet with log-prob list columns) or "
-            "statistics file (.json, from trmbounds measure) or HF trainer_state.json.",
+            "statistics file (.json, from trmbounds measure) or HF trainer_state.json. "
+            "Several per-step logs of one training (a resumed run) are read in the order "
+            "given: at a step logged twice the later file's values win.",
             show_default=False,
-            metavar="LOG",
+            metavar="LOG...",
         ),
     ],
     preset: Annotated[
@@ -270,9 +276,12 @@ def check_cmd(
         raise TrmboundsError(f"-o/--output {report}: use a .csv or .json file name")
     if plot is not None and plot.suffix.lower() not in _PLOT_EXT:
         raise TrmboundsError(f"--plot {plot}: use a {', '.join(_PLOT_EXT)} file name")
-    if not log.exists():
-        raise TrmboundsError(f"log file not found: {log}")
-    check_outputs([("-o/--output", report), ("--plot", plot)], _inputs(log), force)
+    log, more = logs[0], logs[1:]
+    for each in logs:
+        if not each.exists():
+            raise TrmboundsError(f"log file not found: {each}")
+    ins = [f for each in logs for f in _inputs(each)]
+    check_outputs([("-o/--output", report), ("--plot", plot)], ins, force)
     assumption = Assumption(
         kl_max=kl_max,
         tv_max=tv_max,
@@ -300,6 +309,8 @@ def check_cmd(
     )
     if steps_per_rollout != 1:
         kw["steps_per_rollout"] = steps_per_rollout
+    if more:
+        kw["more"] = more
     if log.stat().st_size >= _BIG:
         from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 

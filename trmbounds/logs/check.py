@@ -79,6 +79,7 @@ def check_log(
     skip_bad: bool = False,
     progress: Callable[[int], None] | None = None,
     steps_per_rollout: int = 1,
+    more: Iterable[str | os.PathLike] = (),
     **token_options: Any,
 ) -> CheckResult:
     """Check the TRM guarantee at every step of a training log.
@@ -109,6 +110,9 @@ def check_log(
     steps_per_rollout : int
         slime/miles: train steps per rollout (``num_steps_per_rollout``), to align rows
         logged at ``rollout/step`` with ``train/step`` (:mod:`.merge`).
+    more : iterable of path-like
+        Further per-step metric logs of the same training, read after ``path`` in order
+        (a resumed run: the later file's values win at a step logged twice).
     **token_options
         Acceptance thresholds for per-token dumps (:func:`.tokens.check_tokens`).
 
@@ -121,9 +125,14 @@ def check_log(
         maps = P.parse_maps(maps)
     Tvalue = length_value(length)
     p = Path(path)
+    paths = [p, *map(Path, more)]
     from .dumps import open_dump  # frameworks' own per-token dump layouts
 
     dump = open_dump(p) if format in (None, "jsonl") else None
+    if len(paths) > 1:  # several logs of one training: per-step metric logs only
+        from .sources import check_combinable
+
+        check_combinable(paths, format, maps, first_is_dump=dump is not None)
     if dump is not None:
         res = TK.check_tokens(
             p,
@@ -175,7 +184,9 @@ def check_log(
     seen: set[str] = set()
     chosen: P.Preset | None = None if preset == "auto" else P.PRESETS[preset]
     pool = list(P.PRESETS.values()) if chosen is None else [chosen]
-    chunks, src_notes, src_extra = SRC.read_rows(p, fmt, pool, maps, bad, seen, progress)
+    chunks, src_notes, src_extra = SRC.read_rows_many(
+        paths, fmt, pool, maps, bad, seen, progress, format
+    )
     if not chunks:
         raise InputFileError(
             f"{p}: no records with any known column"

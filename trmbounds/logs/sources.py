@@ -24,6 +24,8 @@ from .readers import BadRecords, Chunk, _chunk_from_records, iter_log
 __all__ = [
     "ROLLOUT_FLAG",
     "read_rows",
+    "read_rows_many",
+    "tensorboard_plan",
     "tensorboard_rows",
     "is_trainer_state",
     "trainer_state_rows",
@@ -57,9 +59,28 @@ def read_rows(
             want.add(pr.rollout_step)
     notes: list[str] = []
     extra: dict[str, Any] = {}
-    if fmt == "tensorboard":
+    state = _output_dir_state(path) if fmt == "tensorboard" else None
+    if state is not None:  # an HF Trainer output directory: its own whole history
+        notes.append(
+            f"{state} read: the Trainer's whole log history, a resume included (the "
+            f"TensorBoard runs below {path} were not read; pass them to read them instead)"
+        )
+        notes.extend(_stale_state_note(state, path))
+        path, fmt = state, "json"
+    runs, plan_notes = tensorboard_plan(path) if fmt == "tensorboard" else ([], [])
+    if len(runs) > 1:  # one run, crashed and resumed: its runs in the order written
+        notes.extend(plan_notes)
+        extra["tensorboard_run"] = str(runs[0])
+        extra["tensorboard_runs"] = [str(r) for r in runs]
+        groups = sorted({g for pr in presets for g in pr.rollout_groups})
+        rows = (c for r in runs for c in tensorboard_rows(r, want, bad, seen, groups))
+    elif fmt == "tensorboard":
         from . import tensorboard as TB
 
+        notes.extend(plan_notes)
+        if runs and runs[0] != path:
+            path = runs[0]  # the one run with scalars below the directory
+            notes.append(f"TensorBoard run read: {path}")
         files = TB.event_files(path)
         run = TB.run_dir(path)
         extra["tensorboard_run"] = str(run)
@@ -80,8 +101,11 @@ def read_rows(
             )
         groups = sorted({g for pr in presets for g in pr.rollout_groups})
         rows = tensorboard_rows(path, want, bad, seen, groups)
+    if fmt == "tensorboard":
+        pass
     elif fmt == "json":
-        rows = trainer_state_rows(path, want, bad, seen)
+        info: dict[str, Any] = {}
+        rows = trainer_state_rows(path, want, bad, seen, info)
     else:
         rows = iter_log(path, fmt, columns=want, bad=bad, seen=seen)
     chunks = []
@@ -92,7 +116,35 @@ def read_rows(
         if progress is not None:
             progress(n_done)
     seen.discard(ROLLOUT_FLAG)
+    if fmt == "json":
+        notes.extend(logging_steps_note(info.get("logging_steps")))
     return chunks, notes, extra
+
+
+def logging_steps_note(logging_steps: Any) -> list[str]:
+    """What a ``logging_steps`` > 1 recorded in trainer_state.json does to a logged maximum.
+
+    TRL's ``GRPOTrainer.log`` (ms-swift's too) averages every metric over the generation
+    batches of the window: a logged "max" is a mean of k non-negative maxima, which is at
+    least their maximum / k (k = ``logging_steps`` with TRL's defaults).
+
+    Examples
+    --------
+    >>> logging_steps_note(1), logging_steps_note(None)
+    ([], [])
+    >>> "up to 4 x" in logging_steps_note(4)[0] and "16 x" in logging_steps_note(4)[0]
+    True
+    """
+    if isinstance(logging_steps, bool) or not isinstance(logging_steps, int) or logging_steps <= 1:
+        return []
+    k = logging_steps
+    return [
+        f"trainer_state.json: logging_steps = {k}: TRL and ms-swift log every metric as the "
+        f"mean over the generation batches of {k} steps (k = {k} batches with TRL's defaults), "
+        f"so a logged maximum such as sampling/sampling_logp_difference/max can be up to {k} x "
+        f"below the window's maximum (the mean of k maxima >= 0 is >= their maximum / k), its "
+        f"k2 up to {k * k} x; train with logging_steps=1 where the mismatch matters"
+    ]
 
 
 def tensorboard_rows(
@@ -146,14 +198,23 @@ def is_trainer_state(path: str | os.PathLike) -> bool:
 
 
 def trainer_state_rows(
-    path: str | os.PathLike, want: set[str] | None, bad: BadRecords, seen: set[str]
+    path: str | os.PathLike,
+    want: set[str] | None,
+    bad: BadRecords,
+    seen: set[str],
+    info: dict[str, Any] | None = None,
 ) -> Iterator[Chunk]:
-    """The ``log_history`` entries of a trainer_state.json, one row each (row = 1-based entry)."""
+    """The ``log_history`` entries of a trainer_state.json, one row each (row = 1-based entry).
+
+    ``info``, if given, receives the state's ``logging_steps`` and ``global_step``.
+    """
     p = Path(path)
     doc = _io.load_json(p, "trainer state file")  # one-line errors: UTF-8, depth, digits
     hist = doc.get("log_history") if isinstance(doc, dict) else None
     if not isinstance(hist, list):
         raise InputFileError(f"{p}: no 'log_history' list (not an HF trainer_state.json)")
+    if info is not None:
+        info.update({k: doc.get(k) for k in ("logging_steps", "global_step")})
     recs, lines = [], []
     for i, entry in enumerate(hist, start=1):
         if not isinstance(entry, dict):
@@ -173,3 +234,177 @@ def trainer_state_rows(
         lines.append(i)
     if recs:
         yield _chunk_from_records(recs, lines, "entry", set())
+
+
+# ------------------------------------------------------ several runs, several files
+def read_rows_many(
+    paths: list[Path],
+    fmt: str,
+    presets: Iterable[F.Preset],
+    maps: Mapping[str, str],
+    bad: BadRecords,
+    seen: set[str],
+    progress: Callable[[int], None] | None = None,
+    format: str | None = None,
+) -> tuple[list[Chunk], list[str], dict[str, Any]]:
+    """:func:`read_rows` of every path in order: rows of a later file come later, so at a
+    step logged in several files the later file's value wins (as in a resume).
+
+    ``fmt`` is the first path's format; the others' come from their own names (or
+    ``format``). Token dumps and statistics files cannot be combined.
+    """
+    from .readers import sniff_format
+
+    presets = list(presets)
+    chunks, notes, extra = read_rows(paths[0], fmt, presets, maps, bad, seen, progress)
+    if len(paths) == 1:
+        return chunks, notes, extra
+    for q in paths[1:]:
+        c, n, e = read_rows(q, sniff_format(q, format), presets, maps, bad, seen, progress)
+        chunks += c
+        notes += [f"{q}: {x}" for x in n]
+        for k, v in e.items():
+            extra.setdefault(k, v)
+    notes.insert(
+        0,
+        f"{len(paths)} logs read in the order given ({', '.join(str(q) for q in paths)}): "
+        "at a step logged in several, the later file's values win",
+    )
+    extra["logs"] = [str(q) for q in paths]
+    return chunks, notes, extra
+
+
+def check_combinable(
+    paths: list[Path], format: str | None, maps: Mapping[str, str], first_is_dump: bool = False
+) -> None:
+    """Refuse, naming the file, a token dump or statistics file among several logs."""
+    from . import tokens as TK
+    from .dumps import open_dump
+    from .readers import sniff_format
+
+    for i, q in enumerate(paths):
+        if not q.exists():
+            raise InputFileError(f"log file not found: {q}")
+        f = sniff_format(q, format)
+        dump = first_is_dump if i == 0 else (format in (None, "jsonl") and open_dump(q))
+        if dump or (f in ("jsonl", "parquet") and TK.is_token_dump(q, f, maps)):
+            raise InputFileError(
+                f"{q}: a per-token dump cannot be combined with other logs; check it alone"
+            )
+        if f == "json" and not is_trainer_state(q):
+            raise InputFileError(
+                f"{q}: a statistics file cannot be combined with other logs; check it alone"
+            )
+
+
+def _output_dir_state(path: Path) -> Path | None:
+    """``DIR/trainer_state.json`` when ``DIR`` (no event files of its own) holds one."""
+    if not path.is_dir():
+        return None
+    state = path / "trainer_state.json"
+    if not state.is_file() or any("tfevents" in f.name for f in path.iterdir() if f.is_file()):
+        return None
+    return state
+
+
+def _stale_state_note(state: Path, path: Path) -> list[str]:
+    """A warning when an event file below ``path`` was written after ``state``."""
+    from . import tensorboard as TB
+
+    try:
+        t_state = state.stat().st_mtime
+        newer = [
+            f
+            for r in TB.find_runs(path)
+            for f in r.iterdir()
+            if "tfevents" in f.name and f.stat().st_mtime > t_state + 60
+        ]
+    except OSError:
+        return []
+    if not newer:
+        return []
+    return [
+        f"WARNING {state} is older than {len(newer)} TensorBoard event file(s) below {path} "
+        f"(e.g. {newer[0]}): a later run may not have saved its state; pass its run to check it"
+    ]
+
+
+def _run_span(run: Path) -> tuple[int, int, int] | None:
+    """(first step, last step, logging stride) of the scalars of one run; None without any."""
+    from .tensorboard import iter_scalars
+
+    steps: set[int] = set()
+    for _, step, _ in iter_scalars(run, BadRecords(skip=True), set()):
+        steps.add(step)
+    if not steps:
+        return None
+    s = sorted(steps)
+    gaps = sorted(b - a for a, b in zip(s, s[1:]))
+    return s[0], s[-1], gaps[len(gaps) // 2] if gaps else 0
+
+
+def tensorboard_plan(path: str | os.PathLike) -> tuple[list[Path], list[str]]:
+    """The TensorBoard runs to read for ``path``, in order, and notes on the choice.
+
+    A file or a directory holding event files is one run (``[path]``). Below a
+    directory, runs without scalars (``add_hparams`` writes one) are left out; several
+    runs are read as ONE run only when the files say it was resumed: ordered by the
+    time their first event file was created, each later run starts after the earlier
+    one's first step and after its own first logging interval (a fresh training logs
+    first at step ``logging_steps``, or 1), no later than
+    one logging interval after its last step (a checkpoint is at or before the last
+    logged step), with the same logging interval where both show one. Otherwise the
+    error names the runs and the remedies; unrelated runs are never merged.
+
+    Examples
+    --------
+    >>> tensorboard_plan("runs/events.out.tfevents.1.host")
+    ([PosixPath('runs/events.out.tfevents.1.host')], [])
+    """
+    from . import tensorboard as TB
+
+    p = Path(path)
+    if not p.is_dir() or any("tfevents" in f.name for f in p.iterdir() if f.is_file()):
+        return [p], []
+    found = TB.find_runs(p)
+    if len(found) <= 1:
+        return found, []
+    spans = {r: _run_span(r) for r in found}
+    runs = [r for r in found if spans[r] is not None]
+    notes = []
+    if len(runs) < len(found):
+        skipped = [str(r.relative_to(p)) for r in found if spans[r] is None]
+        notes.append(f"TensorBoard run(s) without scalars not read: {', '.join(skipped)}")
+    if len(runs) <= 1:
+        return runs or found[:1], notes
+
+    def first_file(r: Path):
+        return min(TB._event_order(f) for f in r.iterdir() if "tfevents" in f.name)
+
+    runs.sort(key=first_file)
+    names = [str(r.relative_to(p)) for r in runs]
+    for a, b in zip(runs, runs[1:]):
+        (a0, a1, da), (b0, _, db) = spans[a], spans[b]  # type: ignore[misc]
+        why = ""
+        if b0 <= a0 or b0 <= max(db, 1):  # its first log is its first interval: step 0 on
+            why = f"{b.relative_to(p)} starts again at step {b0} (a new training)"
+        elif b0 > a1 + max(da, db, 1):
+            why = f"{b.relative_to(p)} starts at step {b0}, long after step {a1}"
+        elif da and db and da != db:
+            why = f"logging intervals differ ({da} vs {db} steps)"
+        if why:
+            more = f" … (+{len(names) - 12} more)" if len(names) > 12 else ""
+            raise InputFileError(
+                f"{p}: {len(runs)} TensorBoard runs below this directory that are not one "
+                f"resumed run ({why}): {', '.join(names[:12])}{more}; pass one run "
+                "directory, or several logs in the order they were written (trmbounds check "
+                "RUN1 RUN2: later values win), or the output directory's trainer_state.json "
+                "(HF Trainer: the whole history)"
+            )
+    desc = ", ".join(f"{n} (steps {spans[r][0]}–{spans[r][1]})" for n, r in zip(names, runs))  # type: ignore[index]
+    notes.append(
+        f"{len(runs)} TensorBoard runs below {p} read as one resumed run, in the order "
+        f"written: {desc}; each later run starts where a checkpoint of the earlier one "
+        "left off, and its values win at steps logged twice"
+    )
+    return runs, notes

@@ -5,8 +5,8 @@ the setting that turns its mismatch metric on, and the source (repository, file,
 commit, version) it was read from -- lives in one small module of this package
 (:mod:`.verl`, :mod:`.trl`, :mod:`.slime`, :mod:`.prime_rl`, :mod:`.skyrl`,
 :mod:`.openrlhf`, :mod:`.areal`, :mod:`.nemo_rl`, :mod:`.roll`, :mod:`.ms_swift`,
-:mod:`.miles`, :mod:`.tinker`, :mod:`.generic`). A framework's next rename touches its
-module and nothing else. ``docs/logs.md`` has a section per framework.
+:mod:`.miles`, :mod:`.tinker`, :mod:`.open_instruct`, :mod:`.generic`). A framework's
+next rename touches its module and nothing else. ``docs/logs.md`` has a section per framework.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from . import (
     miles,
     ms_swift,
     nemo_rl,
+    open_instruct,
     openrlhf,
     prime_rl,
     roll,
@@ -53,7 +54,7 @@ PRESETS: dict[str, Preset] = {
     m.PRESET.name: m.PRESET
     for m in (
         verl, trl, slime, prime_rl, skyrl, openrlhf, areal, nemo_rl, roll, ms_swift, miles,
-        tinker, generic,
+        tinker, open_instruct, generic,
     )
 }  # fmt: skip
 
@@ -218,8 +219,8 @@ def no_metric_message(preset: Preset) -> str:
 
     Examples
     --------
-    >>> no_metric_message(PRESETS["openrlhf"])
-    'openrlhf logged no mismatch metric: OpenRLHF logs vllm_kl only with --algo.advantage.is_correction_enable (policy_loss_type ppo)'
+    >>> no_metric_message(PRESETS["tinker"])
+    'tinker logged no mismatch metric'
     """
     what = (
         "no mismatch metric found"

@@ -10,7 +10,11 @@ Read from huggingface/trl @ f2cd57710ae345ea6428ae95363267fcf38a3dc8 (2026-07-24
   mean`` (mean over processes of per-process token means of |old_logps - vLLM logps|)
   and ``/max`` (global token max);
 - ``GRPOTrainer.log`` averages every metric list since the last log
-  (``logging_steps``), so a "max" is a mean of per-generation-batch maxima.
+  (``logging_steps``), so a "max" is a mean of per-generation-batch maxima; one entry per
+  generation batch, and ``_prepare_inputs`` generates every ``steps_per_generation *
+  num_iterations`` micro-batches (``steps_per_generation`` defaults to
+  ``gradient_accumulation_steps``): k = logging_steps * gradient_accumulation_steps /
+  (steps_per_generation * num_iterations) entries per log, logging_steps by default.
 
 HF Trainer callbacks (transformers ``integrations/integration_utils.py::rewrite_logs``)
 prefix every key with ``train/`` (``eval_`` keys become ``eval/``) for TensorBoard and
@@ -36,9 +40,13 @@ PRESET = Preset(
     step_columns=("train/global_step", "step", "global_step", "_step"),
     caveats={
         "logp_diff_max": (
-            "trl: metrics are averaged over the logging_steps since the last log, so "
-            "sampling_logp_difference/max is a mean of per-batch maxima (and max |log ratio| "
-            "is a detector, not a bound on TV)"
+            "trl: every metric is averaged over the k generation batches since the last log, "
+            "so sampling_logp_difference/max is a mean of k per-batch maxima; maxima are >= 0, "
+            "so their mean is >= their maximum / k: the window's maximum can be up to k x the "
+            "logged value (its k2 up to k² x), k = logging_steps with TRL's defaults "
+            "(steps_per_generation = gradient_accumulation_steps, num_iterations = 1). Train "
+            "with logging_steps=1 where the mismatch matters; max |log ratio| is a detector, "
+            "not a bound on TV"
         ),
         "T_max": "trl: completions/max_length is averaged over logging_steps like every metric",
     },

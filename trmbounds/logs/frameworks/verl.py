@@ -11,7 +11,8 @@ Read from verl-project/verl @ 1dda039b9c6311889a9c9a26040677e1254814f9 (2026-08-
   ``rollout_rs_seq_max_k2_max`` / ``rollout_rs_token_k2_max`` = max token k2,
   ``rollout_rs_seq_max_k3_max`` / ``rollout_rs_token_k3_max`` = max token k3;
   ``rollout_rs_seq_masked_fraction`` = fraction of sequences with a masked token
-  (v0.6.1 - v0.7.0: masked by the IS-ratio rejection).
+  (v0.6.1 - v0.7.0: masked by the IS-ratio rejection, ``rollout_rs`` token / sequence /
+  geometric, ``compute_rollout_rejection_mask`` @ v0.7.0 = f9c855f7cf, lines 123, 179-188).
 - ``verl/utils/debug/metrics.py::calculate_debug_metrics``:
   ``training/rollout_probs_diff_max|mean`` = max/mean |exp(old_log_probs) -
   exp(rollout_log_probs)| over response tokens (not logged in bypass mode).
@@ -79,8 +80,9 @@ PRESET = Preset(
         ),
         "reject_frac": (
             "verl: the masked fraction is that of sequences with a token masked by any "
-            "rollout_rs option (v0.6.0/v0.6.1, mismatch/rollout_is_seq_masked_fraction: masked "
-            "by the IS-ratio rejection)"
+            "rollout_rs option (divergence-based options since v0.7.1); in v0.6.0 - v0.7.0 "
+            "rollout_rs is ratio-based (token/sequence/geometric IS-ratio rejection; v0.6.0: "
+            "mismatch/rollout_is_seq_masked_fraction)"
         ),
     },
     notes=(
