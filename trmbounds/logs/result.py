@@ -252,6 +252,34 @@ class Stat:
     status: str
     source: str
     ci: tuple[np.ndarray, np.ndarray] | None = None
+    #: Per step, the share of the estimate carried by its largest 1 % of terms where it
+    #: exceeds :data:`HEAVY_TAIL_SHARE` (NaN elsewhere): a heavy tail, its CI unreliable.
+    heavy_tail: np.ndarray | None = None
+
+
+#: An estimate whose largest 1 % of terms (at least one) carry more than this share of
+#: its sum is flagged "heavy-tailed": its normal interval can miss the truth far more
+#: often than 5 % (a rare token carrying most of E[k3] is sampled once, or not at all).
+HEAVY_TAIL_SHARE = 0.5
+
+
+def heavy_tail_share(terms: np.ndarray) -> float:
+    """The share of ``sum |terms|`` carried by the largest ``max(1, ceil(n/100))`` of them.
+
+    Examples
+    --------
+    >>> heavy_tail_share(np.array([1.0] * 99 + [1000.0]))   # one term carries 91 %
+    0.9099181073703367
+    >>> heavy_tail_share(np.ones(100))
+    0.01
+    """
+    a = np.abs(np.asarray(terms, dtype=np.float64))
+    a = a[np.isfinite(a)]
+    tot = float(a.sum())
+    if not len(a) or tot <= 0:
+        return math.nan
+    k = max(1, math.ceil(len(a) / 100))
+    return float(np.partition(a, len(a) - k)[len(a) - k :].sum() / tot)
 
 
 @dataclass
@@ -404,6 +432,13 @@ class CheckResult:
                     continue
                 val = float(v)
             d = {"value": val, "status": s.status, "source": s.source}
+            if s.heavy_tail is not None and not np.isnan(s.heavy_tail[i]):
+                d["heavy_tail"] = {
+                    "top_1pct_share": float(s.heavy_tail[i]),
+                    "warning": "heavy-tailed: the largest 1 % of terms carry "
+                    f"{s.heavy_tail[i]:.0%} of the estimate; its confidence interval is "
+                    "unreliable",
+                }
             if np.any(np.isinf(v)):
                 d["infinite"] = True  # beyond float64 (JSON has no inf: the value shows as null)
             if s.ci is not None:

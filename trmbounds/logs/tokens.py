@@ -52,11 +52,13 @@ from ..errors import InputFileError, TrmboundsError
 from . import verdict as V
 from .readers import _BLOCK, BadRecords, iter_log
 from .result import (
+    HEAVY_TAIL_SHARE,
     T_SOURCES,
     Assumption,
     CheckResult,
     Stat,
     _list,
+    heavy_tail_share,
     length_value,
 )
 
@@ -337,6 +339,9 @@ class _Acc:
     # the surrogate: n, sum x, sum x^2, sum z, sum z^2 over sequences (empty ones count 0);
     # per group (--map group=COLUMN): group -> [sum x, sum z, count]
     sur: np.ndarray = field(default_factory=lambda: np.zeros(5))
+    # per-sequence terms of the unbounded estimates (sum_t k3, and x), for the heavy-tail
+    # check: one float each per sequence
+    terms: dict[str, list[np.ndarray]] = field(default_factory=dict)
     groups: dict[float, list[float]] = field(default_factory=dict)
 
     def grow(self, L: int) -> None:
@@ -774,9 +779,11 @@ def _token_stats(
     sums = {k: (ssum(v), ssum(v * v)) for k, v in seq.items()}
     maxs = {k: smax(v) for k, v in mx.items()}
     acc = {k: ssum(v) for k, v in crit.items()}
+    kterm = (seq["klseq_exact"] if "klseq_exact" in seq else seq["klseq"])[order]
     for g, sv in enumerate(ustep):
         Lb = int(Lg[g])
         A = _acc(accs, sv)
+        A.terms.setdefault("kl_seq", []).append(kterm[soff[g] : soff[g + 1]])
         A.n += int(cnt[g])
         A.n_tok += int(n_tok[g])
         A.n_viol += int(n_viol[g])
@@ -812,6 +819,7 @@ def _add_surrogate(o, accs, step, sum_rm1, reward, group) -> None:
         A = _acc(accs, sv)
         xs, zs = x[m], z[m]
         A.sur += [m.sum(), xs.sum(), (xs * xs).sum(), zs.sum(), (zs * zs).sum()]
+        A.terms.setdefault("surrogate", []).append(xs)
         if group is not None:
             ug, inv = np.unique(group[m], return_inverse=True)
             inv = inv.reshape(-1)
@@ -873,6 +881,7 @@ def _finish(p, cols, o: _Options, accs, bins, bad, invalid, length, step_col) ->
         "estimate",
         "mean of sum_t " + ("exact KL" if exact_kl else "k3"),
         (kseq[1], kseq[2]),
+        _heavy(accs, "kl_seq"),
     )
     # D_TV^seq <= 1 (a TV distance): the estimate and its CI are clipped to [0, 1]
     tseq = _unit(*bounded_ci(est("tvseq")[0], n), 1.0)
@@ -942,8 +951,9 @@ def _finish(p, cols, o: _Options, accs, bins, bad, invalid, length, step_col) ->
         m_, lo_, hi_, zbar, zvar, nn = _surrogate_moments(accs, grouped)
         unit = "per group of " + cols["group"] if grouped else "over sequences"
         stats["surrogate"] = Stat(
-            m_, "estimate", f"mean of {cols['reward']} x sum_t (rho_t - 1), CI {unit}", (lo_, hi_)
-        )
+            m_, "estimate", f"mean of {cols['reward']} x sum_t (rho_t - 1), CI {unit}", (lo_, hi_),
+            _heavy(accs, "surrogate"),
+        )  # fmt: skip
         sur = m_
         if fixed is not None:
             lcb = _surrogate_lcb(zbar, zvar, nn, a, fixed)
@@ -1039,6 +1049,16 @@ def _finish(p, cols, o: _Options, accs, bins, bad, invalid, length, step_col) ->
         )
     if not step_col:
         notes.append("no step column: the whole dump is one group (step 0)")
+    for k in ("kl_seq", "surrogate"):
+        ht = stats[k].heavy_tail if k in stats else None
+        if ht is not None and np.any(~np.isnan(ht)):
+            notes.append(
+                f"{k} is HEAVY-TAILED at {int(np.sum(~np.isnan(ht))):,} step group(s): the "
+                f"largest 1 % of its per-sequence terms carry over {HEAVY_TAIL_SHARE:.0%} of "
+                "it (a few rare tokens dominate), so its normal confidence interval is "
+                "unreliable there — and a rare token that was not sampled at all cannot be "
+                "seen (more sequences help)"
+            )
     if fixed is not None and np.any(T_obs > fixed):
         notes.append(
             f"--length {length} is shorter than the longest sequence at "
@@ -1108,6 +1128,26 @@ def _finish(p, cols, o: _Options, accs, bins, bad, invalid, length, step_col) ->
         flag=col["flag"],
         detector="max k2",
     )
+
+
+_HEAVY_MIN_N = 20  # below this many terms one term carries a large share anyway
+
+
+def _heavy(accs, key: str) -> np.ndarray:
+    """Per step, the top-1 % share of the per-sequence terms of ``key`` where it exceeds
+    :data:`.result.HEAVY_TAIL_SHARE` (and there are enough terms to tell), else NaN."""
+    out = np.full(len(accs), np.nan)
+    for g, A in enumerate(accs):
+        parts = A.terms.get(key)
+        if not parts:
+            continue
+        t = np.concatenate(parts)
+        if len(t) < _HEAVY_MIN_N:
+            continue
+        share = heavy_tail_share(t)
+        if share > HEAVY_TAIL_SHARE:
+            out[g] = share
+    return out
 
 
 def _reward_range(a: Assumption) -> tuple[float, float]:
