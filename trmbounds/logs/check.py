@@ -377,6 +377,11 @@ def _check_columns(p, preset, maps, seen, Tvalue, assumed=False) -> dict[str, st
                 f"{p}: column {c!r} (--map {q}={c}) not found; columns present: {_list(seen)}"
             )
     tried = f"preset {preset.name}"
+    if "surrogate_se" in cols and "surrogate" not in cols:
+        raise InputFileError(
+            f"{p}: a standard error of the surrogate ({cols['surrogate_se']!r}) without the "
+            "surrogate itself: pass --map surrogate=COLUMN too"
+        )
     if "step" not in cols:
         raise InputFileError(
             f"{p}: no step column (tried {', '.join(P.candidates(preset, maps)['step'])}; "

@@ -1018,8 +1018,10 @@ def _finish(p, cols, o: _Options, accs, bins, bad, invalid, length, step_col) ->
                 f"the loss mask zeroes generated tokens at {int(masked.sum()):,} step "
                 "group(s): the dump's surrogate is the MASKED one (a TRM / IS mask removed "
                 "tokens or sequences), whose error B* does not bound, so those steps are "
-                "never 'guaranteed'. If the zeros mark tokens the policy did not generate "
-                "(tool or environment output, padding), pass --loss-mask-zeros not-generated"
+                "never 'guaranteed'; the divergence estimates, over kept tokens only, then "
+                "understate the divergence of what was sampled. If the zeros mark tokens "
+                "the policy did not generate (tool or environment output, padding), pass "
+                "--loss-mask-zeros not-generated"
             )
         notes.append(
             "surrogate L = mean of R x sum_t (rho_t - 1) with R the reward in the bound's "
