@@ -48,6 +48,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import _io
+from .. import ci as CI
 from ..errors import InputFileError, TrmboundsError
 from . import verdict as V
 from .readers import _BLOCK, BadRecords, iter_log
@@ -67,8 +68,6 @@ __all__ = [
     "is_token_dump",
     "segment_sum",
     "segment_max",
-    "mean_ci",
-    "wilson",
     "check_tokens",
 ]
 
@@ -103,7 +102,6 @@ TOKEN_COLUMNS: dict[str, tuple[str, ...]] = {
     # group: the group is the unit
     "group": ("group", "group_id", "group_index", "prompt_id", "prompt_idx", "prompt_index"),
 }
-_Z95 = 1.959963984540054
 _N_RELIABLE = 100  # below this many sequences a normal CI is flagged as unreliable
 _SNIFF = _BLOCK  # bytes of a JSONL dump searched for its columns (the reader's block)
 _LOGP_SLACK = 1e-6  # a log-probability above this is not a log-probability
@@ -231,69 +229,6 @@ def _segment(ufunc, x, offsets, empty) -> np.ndarray:
     if ne.any():
         out[ne] = ufunc.reduceat(x, starts[ne])
     return out
-
-
-def mean_ci(s: np.ndarray, ss: np.ndarray, n) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Mean and normal 95 % interval from sums ``s``, sums of squares ``ss``, count ``n``.
-
-    Examples
-    --------
-    >>> m, lo, hi = mean_ci(np.array(6.0), np.array(14.0), 3)   # data 1, 2, 3: sd 1
-    >>> float(m), round(float(hi - m), 4)                         # 1.96 / sqrt(3)
-    (2.0, 1.1316)
-    """
-    n = np.asarray(n, dtype=np.float64)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        m = s / n
-        var = np.maximum(ss / n - m * m, 0.0) * n / (n - 1.0)
-        h = _Z95 * np.sqrt(var / n)
-        h = np.where(n > 1, h, np.inf)
-        lo, hi = m - h, m + h
-    inf = np.isinf(m)  # a sample beyond float64 (overflow): the mean is infinite too
-    return m, np.where(inf, m, lo), np.where(inf, m, hi)
-
-
-def wilson(k, n) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    r"""Proportion ``k/n`` and its Wilson score 95 % interval.
-
-    Centre :math:`(\hat p + z^2/2n)/(1 + z^2/n)`, half-width
-    :math:`z\sqrt{\hat p(1-\hat p)/n + z^2/4n^2}/(1 + z^2/n)`: unlike the normal interval
-    it has positive width at :math:`\hat p \in \{0, 1\}` and keeps its coverage near them.
-
-    Examples
-    --------
-    >>> p, lo, hi = wilson(20, 20)
-    >>> float(p), round(float(lo), 4), float(hi)
-    (1.0, 0.8389, 1.0)
-    """
-    k = np.asarray(k, dtype=np.float64)
-    n = np.asarray(n, dtype=np.float64)
-    z2 = _Z95 * _Z95
-    with np.errstate(invalid="ignore", divide="ignore"):
-        ph = k / n
-        den = 1.0 + z2 / n
-        centre = (ph + z2 / (2.0 * n)) / den
-        half = _Z95 * np.sqrt(np.maximum(ph * (1.0 - ph), 0.0) / n + z2 / (4.0 * n * n)) / den
-    return ph, np.clip(centre - half, 0.0, 1.0), np.clip(centre + half, 0.0, 1.0)
-
-
-def bounded_ci(m, n):
-    """The 95 % interval of a mean ``m`` of ``n`` values in [0, 1]: the Wilson score
-    interval with the largest variance a [0, 1] variable of that mean can have,
-    ``m (1 - m)``. The normal interval with the sample variance under-covers when a few
-    rare values carry the mean — an unsampled rare branch gives it zero width (an
-    independent review measured 0.42-0.65 coverage at N = 100-1000 on exact pairs);
-    this one is conservative for any [0, 1] variable.
-
-    Examples
-    --------
-    >>> m, lo, hi = bounded_ci(np.array(0.0), 100)
-    >>> float(m), round(float(lo), 4), round(float(hi), 4)   # no event in 100: [0, 0.037]
-    (0.0, 0.0, 0.037)
-    """
-    n = np.asarray(n, dtype=np.float64)
-    _, lo, hi = wilson(np.clip(m, 0.0, 1.0) * n, n)
-    return m, lo, hi
 
 
 def _unit(m, lo, hi, top):
@@ -870,7 +805,7 @@ def _finish(p, cols, o: _Options, accs, bins, bad, invalid, length, step_col) ->
     def est(key):
         s = np.array([A.sums[key] for A in accs])
         ss = np.array([A.sums[key + "^2"] for A in accs])
-        return mean_ci(s, ss, n)
+        return CI.normal(s, ss, n)
 
     stats: dict[str, Stat] = {}
     kseq = est("klseq_exact" if exact_kl else "klseq")
@@ -884,7 +819,7 @@ def _finish(p, cols, o: _Options, accs, bins, bad, invalid, length, step_col) ->
         _heavy(accs, "kl_seq"),
     )
     # D_TV^seq <= 1 (a TV distance): the estimate and its CI are clipped to [0, 1]
-    tseq = _unit(*bounded_ci(est("tvseq")[0], n), 1.0)
+    tseq = _unit(*CI.bounded(est("tvseq")[0], n), 1.0)
     stats["tv_seq"] = Stat(tseq[0], "estimate", "mean of (1 - prod_t rho_t)^+", (tseq[1], tseq[2]))
     psum = _unit(*est("pos_sum_exact" if exact_tv else "pos_sum"), T_obs)  # D̄_t <= 1
     stats["per_position_sum"] = Stat(psum[0], "estimate", "sum_t D̄_t", (psum[1], psum[2]))
@@ -893,7 +828,7 @@ def _finish(p, cols, o: _Options, accs, bins, bad, invalid, length, step_col) ->
         # Positions after the longest sequence have D̄_t = 0 (both policies agree after
         # the end): not materialised, so --length may be far beyond the data.
         k = int(min(Ti, A.Lmax))
-        m, lo, hi = _unit(*bounded_ci(A.pos_s[:k] / ni, ni), 1.0)
+        m, lo, hi = _unit(*CI.bounded(A.pos_s[:k] / ni, ni), 1.0)
         pp.append(m)
         pp_lo.append(lo)
         pp_hi.append(hi)
@@ -937,7 +872,7 @@ def _finish(p, cols, o: _Options, accs, bins, bad, invalid, length, step_col) ->
     for c in _CRITERIA:
         if c in accs[0].accept:
             cnt = np.array([A.accept[c] for A in accs], dtype=np.float64)
-            m, lo, hi = wilson(cnt, n)
+            m, lo, hi = CI.wilson(cnt, n)
             stats["accept_" + c] = Stat(m, "estimate", _CRIT_SRC[c](o, exact_kl), (lo, hi))
     stats["acceptance"] = Stat(
         stats["accept_combined"].values,
@@ -1170,7 +1105,7 @@ def _surrogate_moments(accs, grouped: bool):
     else:
         S = np.array([A.sur for A in accs])
         nn, sx, sxx, sz, szz = S.T
-    m_, lo_, hi_ = mean_ci(sx, sxx, nn)
+    m_, lo_, hi_ = CI.normal(sx, sxx, nn)
     with np.errstate(invalid="ignore", divide="ignore"):
         zbar = sz / nn
         zvar = np.maximum(szz / nn - zbar * zbar, 0.0) * nn / (nn - 1.0)
@@ -1189,10 +1124,7 @@ def _surrogate_lcb(zbar, var, n, a: Assumption, T: float) -> np.ndarray:
     """
     lo, hi = _reward_range(a)
     aT = (hi - lo) * T
-    lg = math.log(2.0 / (1.0 - a.confidence))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        zlo = zbar - np.sqrt(2.0 * var * lg / n) - 7.0 * lg / (3.0 * (n - 1.0))
-    zlo = np.where(n > 1, zlo, -np.inf)
+    zlo = CI.bernstein_lower(zbar, var, n, a.confidence)
     # L = E[X] - r_min m with m the true missing mass, m in [0, m_assumed]
     m = a.missing_mass or 0.0
     return (2.0 * aT * zlo - aT) - max(lo, 0.0) * m
