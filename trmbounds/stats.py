@@ -92,6 +92,76 @@ def _num(name: str, value: Any) -> float:
     return x
 
 
+def check_divergence(name: str, value: Any) -> float:
+    """A divergence statistic (or a missing mass) as a float: finite and non-negative,
+    else :class:`StatsError` naming it. The one check of ``Stats`` and of ``check``'s
+    assumption (:class:`trmbounds.logs.result.Assumption`).
+
+    Examples
+    --------
+    >>> check_divergence("kl_max", "0.1")
+    Traceback (most recent call last):
+    ...
+    trmbounds.errors.StatsError: kl_max must be a number, got '0.1'
+    """
+    return _num(name, value)
+
+
+def check_reward_range(
+    adv_range: Any, reward_range: Any
+) -> tuple[float, tuple[float, float] | None]:
+    """``(a, (lo, hi))`` validated: ``reward_range`` two finite numbers with ``hi > lo``
+    (it sets ``a = hi - lo``), else ``adv_range`` a finite positive number; a
+    :class:`StatsError` naming the problem otherwise.
+
+    Examples
+    --------
+    >>> check_reward_range(1.0, (-1, 1))
+    (2.0, (-1.0, 1.0))
+    """
+    if reward_range is not None:
+        if isinstance(reward_range, (str, bytes)) or len(reward_range) != 2:
+            raise StatsError(f"reward_range must be two numbers lo, hi; got {reward_range!r}")
+        try:
+            lo, hi = (float(x) for x in reward_range)
+        except (TypeError, ValueError):
+            raise StatsError(
+                f"reward_range must be two numbers lo, hi; got {reward_range!r}"
+            ) from None
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            raise StatsError(f"reward_range must be finite, got {lo}, {hi}")
+        if not hi > lo:
+            raise StatsError(f"reward_range: hi = {hi:g} must exceed lo = {lo:g}")
+        return hi - lo, (lo, hi)
+    if isinstance(adv_range, (bool, str, bytes)):
+        raise StatsError(f"adv_range must be a number, got {adv_range!r}")
+    try:
+        a = float(adv_range)
+    except (TypeError, ValueError):
+        raise StatsError(f"adv_range must be a number, got {adv_range!r}") from None
+    if math.isnan(a) or math.isinf(a):
+        raise StatsError(f"adv_range must be finite, got {a}")
+    if not a > 0:
+        raise StatsError(
+            f"adv_range must be positive (the range r_max - r_min of the rewards), got {a:g}"
+        )
+    return a, None
+
+
+def check_maxima(kl_max: float | None, tv_max: float | None, estimated: bool = False) -> None:
+    """The relations between assumed maxima: a TV is at most 1, and Pinsker's inequality
+    ``tv_max <= sqrt(kl_max / 2)``. Raises :class:`StatsError` (``estimated``: no check of
+    Pinsker, which Monte Carlo noise may break)."""
+    if tv_max is not None and tv_max > 1:
+        raise StatsError(f"tv_max = {tv_max:g} exceeds 1: a total variation is at most 1")
+    if not estimated and kl_max is not None and tv_max is not None:
+        if _exceeds(tv_max, math.sqrt(kl_max / 2)):
+            raise StatsError(
+                f"tv_max = {tv_max:g} exceeds sqrt(kl_max/2) = {math.sqrt(kl_max / 2):g}: "
+                "contradicts Pinsker's inequality TV <= sqrt(KL/2)"
+            )
+
+
 def _exceeds(x: float, limit: float) -> bool:
     return x > limit * (1 + _TOL) + 1e-300
 
@@ -170,8 +240,6 @@ class Stats:
     def __post_init__(self) -> None:
         set_ = object.__setattr__
         T = self.T
-        if isinstance(self.adv_range, (bool, str, bytes)):
-            raise StatsError(f"adv_range must be a number, got {self.adv_range!r}")
         if isinstance(T, bool) or not isinstance(T, (int, np.integer, float, np.floating)):
             raise StatsError(f"T must be a positive integer, got {T!r}")
         if isinstance(T, (float, np.floating)) and not float(T).is_integer():
@@ -183,35 +251,9 @@ class Stats:
             v = getattr(self, name)
             if v is not None:
                 set_(self, name, _num(name, v))
-        if self.reward_range is not None:
-            if isinstance(self.reward_range, (str, bytes)) or len(self.reward_range) != 2:
-                raise StatsError(
-                    f"reward_range must be two numbers lo, hi; got {self.reward_range!r}"
-                )
-            try:
-                lo, hi = (float(x) for x in self.reward_range)
-            except (TypeError, ValueError):
-                raise StatsError(
-                    f"reward_range must be two numbers lo, hi; got {self.reward_range!r}"
-                ) from None
-            if not (math.isfinite(lo) and math.isfinite(hi)):
-                raise StatsError(f"reward_range must be finite, got {lo}, {hi}")
-            if not hi > lo:
-                raise StatsError(f"reward_range: hi = {hi:g} must exceed lo = {lo:g}")
-            set_(self, "reward_range", (lo, hi))
-            set_(self, "adv_range", hi - lo)
-        a = self.adv_range
-        try:
-            a = float(a)
-        except (TypeError, ValueError):
-            raise StatsError(f"adv_range must be a number, got {a!r}") from None
-        if math.isnan(a) or math.isinf(a):
-            raise StatsError(f"adv_range must be finite, got {a}")
-        if not a > 0:
-            raise StatsError(
-                f"adv_range must be positive (the range r_max - r_min of the rewards), got {a:g}"
-            )
+        a, rr = check_reward_range(self.adv_range, self.reward_range)
         set_(self, "adv_range", a)
+        set_(self, "reward_range", rr)
         if self.missing_mass is not None:
             set_(self, "missing_mass", _num("missing_mass", self.missing_mass))
         if self.per_position is not None:

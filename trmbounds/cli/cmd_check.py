@@ -254,23 +254,22 @@ def check_cmd(
     state is in docs/logs.md.
     """
     from ..logs.check import STATES, Assumption, check_log
-    from ..stats import Stats
 
     if adv_range is not None and reward_range is not None:
         raise TrmboundsError("give --adv-range or --reward-range, not both")
     if report is not None and report_old is not None:
         raise TrmboundsError("give -o/--output (--report is its old name), not both")
     report = report if report is not None else report_old
-    # The same validation as `trmbounds eval` (Stats): a TV above 1, a zero range, ...
-    given = kl_max is not None or tv_max is not None
-    probe = Stats(
-        T=1,
-        kl_max=kl_max if given else 0.0,
+    # the library validates (the same checks as `trmbounds eval`'s statistics)
+    assumption = Assumption(
+        kl_max=kl_max,
         tv_max=tv_max,
         adv_range=1.0 if adv_range is None else adv_range,
-        reward_range=reward_range,
+        constants=constants.value,
+        reward_range=tuple(reward_range) if reward_range is not None else None,
+        missing_mass=missing_mass,
+        confidence=confidence,
     )
-    a_range = probe.adv_range
     gate = _fail_states(fail_on, STATES)
     if report is not None and report.suffix.lower() not in (".csv", ".json"):
         raise TrmboundsError(f"-o/--output {report}: use a .csv or .json file name")
@@ -282,15 +281,6 @@ def check_cmd(
             raise TrmboundsError(f"log file not found: {each}")
     ins = [f for each in logs for f in _inputs(each)]
     check_outputs([("-o/--output", report), ("--plot", plot)], ins, force)
-    assumption = Assumption(
-        kl_max=kl_max,
-        tv_max=tv_max,
-        adv_range=a_range,
-        constants=constants.value,
-        reward_range=tuple(reward_range) if reward_range is not None else None,
-        missing_mass=missing_mass,
-        confidence=confidence,
-    )
     tok = {
         k: v
         for k, v in dict(trm_max=trm_max, trm_avg=trm_avg, ser=ser, ln_trm=ln_trm).items()

@@ -48,8 +48,8 @@ from typing import Any
 import numpy as np
 
 from .. import bounds as B
-from ..errors import TrmboundsError
-from ..stats import bound_columns
+from ..errors import StatsError, TrmboundsError
+from ..stats import bound_columns, check_divergence, check_maxima, check_reward_range
 from .readers import BadRecords
 
 __all__ = [
@@ -96,27 +96,18 @@ class Assumption:
     confidence: float = 0.95
 
     def __post_init__(self) -> None:
+        # the same checks, and the same error class, as trmbounds.stats.Stats
         for k in ("kl_max", "tv_max", "missing_mass"):
             v = getattr(self, k)
-            if v is not None and not (math.isfinite(v) and v >= 0):
-                raise TrmboundsError(f"{k} must be a finite non-negative number, got {v}")
-        if self.tv_max is not None and self.tv_max > 1:
-            raise TrmboundsError(
-                f"tv_max = {self.tv_max:g} exceeds 1: a total variation is at most 1"
-            )
-        if self.reward_range is not None:
-            lo, hi = (float(x) for x in self.reward_range)
-            if not (math.isfinite(lo) and math.isfinite(hi)) or hi < lo:
-                raise TrmboundsError(f"reward range: need finite LO <= HI, got {lo:g} {hi:g}")
-            object.__setattr__(self, "reward_range", (lo, hi))
-            object.__setattr__(self, "adv_range", hi - lo)
-        if not (math.isfinite(self.adv_range) and self.adv_range > 0):
-            raise TrmboundsError(
-                f"the reward range must be positive and finite, got a = {self.adv_range:g}"
-            )
+            if v is not None:
+                object.__setattr__(self, k, check_divergence(k, v))
+        check_maxima(self.kl_max, self.tv_max)
+        a, rr = check_reward_range(self.adv_range, self.reward_range)
+        object.__setattr__(self, "adv_range", a)
+        object.__setattr__(self, "reward_range", rr)
         c = self.confidence
         if isinstance(c, bool) or not (isinstance(c, (int, float)) and 0.5 <= c < 1):
-            raise TrmboundsError(f"confidence must be in [0.5, 1), got {c!r}")
+            raise StatsError(f"confidence must be in [0.5, 1), got {c!r}")
         B._lead(self.constants)
 
     @property
