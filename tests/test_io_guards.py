@@ -139,7 +139,7 @@ def test_jsonl_nested_100000_deep_is_one_line_not_a_segfault(tmp_path):
     assert "line 1: JSON nested too deeply" in one_error_line(r.stderr.decode())
 
 
-@pytest.mark.parametrize("odd", ["①", "²", "٣"])
+@pytest.mark.parametrize("odd", ["①", "²"])
 def test_tensorboard_names_with_unicode_digits(tmp_path, odd):
     rows = metric_rows("trl")
     write_tfevents(tmp_path / f"events.out.tfevents.{odd}.host", rows[:2])
