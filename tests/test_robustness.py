@@ -511,3 +511,82 @@ def test_a_line_longer_than_the_record_limit_is_never_decoded(tmp_path, monkeypa
     c = read_log(p, bad=bad)
     assert bad.count == 1 and "line 2" in bad.messages[0]
     assert c.lines.tolist() == [1, 3, 4] and c.columns["a"].tolist() == [1.0, 3.0, 4.0]
+
+
+# ------------------------------------------------------------------ directory trees
+_TREE_NAMES = ["a", "run", "step_1", "step_2", "rank_0.jsonl", "rank_1.jsonl", "token_exports",
+               "events.out.tfevents.1.h", "events.out.tfevents.①.h", "events.out.tfevents.²",
+               "events.out.tfevents.9.h.csv", "0.pt", "train_data_step1.jsonl", "STABLE",
+               "trainer_state.json", "m.jsonl", "é", " ", "x" * 200]  # fmt: skip
+_TREE_LAYOUTS = [
+    ["token_exports", "step_1", "rank_0.jsonl"],
+    ["step_2", "rank_1.jsonl"],
+    ["run", "events.out.tfevents.①.h"],
+    ["events.out.tfevents.²"],
+    ["events.out.tfevents.1.h"],
+    ["train_data_step1.jsonl"],
+    ["a", "run", "events.out.tfevents.9.h.csv"],
+]
+_TREE_KINDS = ["dir", "events", "jsonl", "empty", "junk", "fifo", "symlink", "deep"]
+
+
+def _plant(base: Path, path: list[str], kind: str, depth: int) -> None:
+    d = base
+    for part in path[:-1]:
+        d = d / part
+        if d.exists() and not d.is_dir():
+            return
+        d.mkdir(exist_ok=True)
+    f = d / path[-1]
+    if os.path.lexists(f):
+        return
+    if kind == "dir":
+        f.mkdir()
+    elif kind == "events":
+        write_tfevents(f, metric_rows("trl"))
+    elif kind == "jsonl":
+        write_jsonl(f, metric_rows("verl"))
+    elif kind == "empty":
+        f.touch()
+    elif kind == "junk":
+        f.write_bytes(b"\x00\xff{[" * 7)
+    elif kind == "fifo" and hasattr(os, "mkfifo"):
+        os.mkfifo(f)
+    elif kind == "symlink":
+        f.symlink_to(base)  # a cycle: never followed
+    elif kind == "deep":
+        f.mkdir()
+        for _ in range(depth):  # deeper than the walk goes (one level at a time)
+            f = f / "d"
+            f.mkdir()
+        write_tfevents(f / "events.out.tfevents.5.h", metric_rows("trl"))
+
+
+@settings(max_examples=60, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
+@given(
+    tree=st.lists(
+        st.tuples(
+            st.one_of(
+                st.lists(st.sampled_from(_TREE_NAMES), min_size=1, max_size=4),
+                st.sampled_from(_TREE_LAYOUTS),  # what the readers look for
+            ),
+            st.sampled_from(_TREE_KINDS),
+        ),
+        min_size=1,
+        max_size=8,
+    ),
+    depth=st.integers(min_value=1, max_value=60),
+    preset=st.sampled_from(["auto", "trl", "prime-rl", "nemo-rl"]),
+)
+def test_fuzz_directory_trees(tmp_path_factory, tree, depth, preset):
+    """`check DIR` on any tree (nesting, names, FIFOs, links, a deep subtree): exit 0
+    or 2 with one line, never a traceback, never a hang, nothing modified."""
+    base = tmp_path_factory.mktemp("tree")
+    for path, kind in tree:
+        _plant(base, path, kind, depth)
+    files = [p for p in base.rglob("*") if p.is_file() and not p.is_symlink()] if depth < 40 else []
+    before = digest(files)
+    r = runner.invoke(app, ["check", str(base), "--kl-max", "0.05", "--preset", preset])
+    assert_clean(r)
+    assert digest(files) == before

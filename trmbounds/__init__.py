@@ -11,9 +11,30 @@ rollout policy and the trained policy.
 ('mix_tv', 4.096)
 """
 
-from . import bounds
-from .errors import InputFileError, StatsError, TrmboundsError
-from .stats import Result, Stats, evaluate, load_per_position, load_stats
+import os as _os
+import sys as _sys
+
+
+def _interrupted_loading(signum, frame):  # pragma: no cover - exercised in a subprocess
+    _os.write(2, b"Interrupted (Ctrl-C); no partial output was left.\n")
+    _os._exit(130)
+
+
+# The command line (the `trmbounds` script, `python -m trmbounds`): Ctrl-C while the
+# modules load (numpy alone takes ~0.2 s) is one line and exit code 130, not a
+# traceback. trmbounds.cli restores Python's own handler once loaded. A library import
+# leaves the signal alone.
+if _os.path.basename(_sys.argv[0] if _sys.argv else "") in ("trmbounds", "trmbounds.exe") or (
+    getattr(_sys, "orig_argv", [])[1:3] == ["-m", "trmbounds"]
+):
+    import signal as _signal
+
+    if _signal.getsignal(_signal.SIGINT) is _signal.default_int_handler:
+        _signal.signal(_signal.SIGINT, _interrupted_loading)
+
+from . import bounds  # noqa: E402
+from .errors import InputFileError, StatsError, TrmboundsError  # noqa: E402
+from .stats import Result, Stats, evaluate, load_per_position, load_stats  # noqa: E402
 
 __version__ = "0.1.0"
 

@@ -18,7 +18,10 @@ Outputs
     with ``force`` -- an output that is one of the inputs, compared by real path and
     by inode so that symlinks and hard links are caught). :func:`atomic_output`
     writes through a temporary file in the same directory and renames it into place,
-    so an interrupted run never leaves a partial file under the final name.
+    so an interrupted run never leaves a partial file under the final name; right
+    before that rename it checks the output against every file actually opened as an
+    input (:func:`recording_inputs`), so that no input is ever replaced, however it
+    was found (a file named inside another, one of many in a directory).
 
 Examples
 --------
@@ -39,6 +42,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import io
 import json
 import os
 import re
@@ -66,6 +70,10 @@ __all__ = [
     "csv_rows",
     "check_outputs",
     "atomic_output",
+    "recording_inputs",
+    "was_read",
+    "regular_file_reason",
+    "walk",
 ]
 
 #: Exceptions a decoder may raise on malformed bytes (turned into InputFileError).
@@ -86,6 +94,8 @@ DECODE_ERRORS = (
 
 #: Largest size (bytes) of one record a decoder allocates (a TFRecord, a JSONL line).
 MAX_RECORD = 1 << 30
+#: Largest text (bytes) read whole from a pipe, whose size is unknown beforehand.
+MAX_STREAM = 256 << 20
 _NPY_MAX = 1 << 34  # elements: refuse an .npy header claiming more (16 G elements)
 
 
@@ -113,17 +123,136 @@ def _where(path: str | os.PathLike, line: int | None) -> str:
     return f"{path}: line {line}" if line is not None else f"{path}"
 
 
-def open_input(path: str | os.PathLike, what: str = "file"):
-    """Open ``path`` for reading bytes; a missing or unreadable file is an InputFileError."""
-    p = Path(path)
-    if not p.exists():
-        raise InputFileError(f"{what} not found: {p}")
-    if p.is_dir():
-        raise InputFileError(f"{p} is a directory, expected a {what}")
+def _kind(mode: int) -> str:
+    """What a file that is not a regular file is, for a message."""
+    for test, name in (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO or pipe"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
+        if test(mode):
+            return name
+    return "not a file"
+
+
+def regular_file_reason(path: str | os.PathLike) -> str | None:
+    """None for a regular file (symlinks followed), else why it is not one (a message)."""
     try:
-        return open(p, "rb")
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return "not found" + (" (a broken symbolic link)" if os.path.lexists(path) else "")
     except OSError as exc:
-        raise InputFileError(f"cannot read {p}: {exc.strerror or exc}") from None
+        return f"cannot read it ({exc.strerror or exc})"
+    return None if stat.S_ISREG(mode) else f"not a regular file ({_kind(mode)})"
+
+
+def open_input(path: str | os.PathLike, what: str = "file", stream: bool = False):
+    """Open ``path`` for reading bytes, recorded as an input (:func:`recording_inputs`).
+
+    A regular file is opened; a missing, unreadable or non-regular file (a directory,
+    a FIFO, a device, a socket) is an :class:`InputFileError` naming the reason --
+    never a blocking open: a FIFO without a writer would wait forever. With
+    ``stream=True`` a FIFO or pipe (``/dev/stdin`` fed by ``|``) is read too, for a
+    reader that reads its input once from start to end.
+    """
+    p = Path(path)
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+    try:
+        fd = os.open(p, flags)
+    except FileNotFoundError:
+        broken = " (a broken symbolic link)" if os.path.lexists(p) else ""
+        raise InputFileError(f"{what} not found: {p}{broken}") from None
+    except IsADirectoryError:
+        raise InputFileError(f"{p} is a directory, expected a {what}") from None
+    except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the name
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise InputFileError(f"cannot read {p}: {reason}") from None
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise InputFileError(f"{p} is a directory, expected a {what}")
+        if not stat.S_ISREG(st.st_mode):
+            if not (stream and stat.S_ISFIFO(st.st_mode)):
+                hint = "; save it to a file first" if stat.S_ISFIFO(st.st_mode) else ""
+                raise InputFileError(
+                    f"{p}: not a regular file ({_kind(st.st_mode)}), expected a {what}{hint}"
+                )
+            if hasattr(os, "set_blocking"):
+                os.set_blocking(fd, True)  # a writer may still be writing: wait for it
+        _note(p, st)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+# ------------------------------------------------------------ the inputs a command read
+class _Record:
+    """The files opened as inputs while :func:`recording_inputs` is active."""
+
+    def __init__(self) -> None:
+        self.ids: dict[tuple[int, int], str] = {}  # (device, inode) -> the path opened
+        self.paths: dict[str, str] = {}  # real path -> the path as it was opened
+
+
+_RECORD: _Record | None = None
+
+
+def _note(p: Path, st: os.stat_result) -> None:
+    rec = _RECORD
+    if rec is not None:
+        rec.ids.setdefault((st.st_dev, st.st_ino), os.fspath(p))
+        rec.paths.setdefault(os.path.realpath(p), os.fspath(p))
+
+
+@contextlib.contextmanager
+def recording_inputs() -> Iterator[_Record]:
+    """Record every file opened by :func:`open_input` (and the readers built on it)
+    until the block ends; :func:`atomic_output` refuses to replace one of them.
+
+    The command line runs every command inside this block: whatever a reader opens
+    -- the per-position file a statistics file names, an event file deep in a
+    directory -- an output can never replace it, however it was found.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> f = pathlib.Path(tempfile.mkdtemp()) / "in.json"
+    >>> _ = f.write_text("{}")
+    >>> with recording_inputs():
+    ...     _ = load_json(f)
+    ...     with atomic_output(f) as tmp:
+    ...         _ = tmp.write_text("[]")
+    Traceback (most recent call last):
+    ...
+    trmbounds.errors.TrmboundsError: ...in.json was read as an input of this command: ...
+    >>> f.read_text()
+    '{}'
+    """
+    global _RECORD
+    prev, _RECORD = _RECORD, _Record()
+    try:
+        yield _RECORD
+    finally:
+        _RECORD = prev
+
+
+def was_read(path: str | os.PathLike) -> str | None:
+    """The path under which ``path`` (the same file: real path or device/inode, so
+    symbolic and hard links count) was opened as an input, or None."""
+    rec = _RECORD
+    if rec is None:
+        return None
+    real = os.path.realpath(path)
+    if real in rec.paths:
+        return rec.paths[real]
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return rec.ids.get((st.st_dev, st.st_ino))
 
 
 def _decode_text(data: bytes, path) -> str:
@@ -139,10 +268,21 @@ def _decode_text(data: bytes, path) -> str:
 
 
 def read_text(path: str | os.PathLike, what: str = "file") -> str:
-    """The UTF-8 text of ``path`` (a BOM dropped); binary or invalid UTF-8 refused."""
-    with open_input(path, what) as fh:
+    """The UTF-8 text of ``path`` (a BOM dropped); binary or invalid UTF-8 refused.
+
+    A pipe (``/dev/stdin`` fed by ``|``) is read too, up to :data:`MAX_STREAM` bytes.
+    """
+    with open_input(path, what, stream=True) as fh:
         try:
-            data = fh.read()
+            if stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+                data = fh.read()
+            else:
+                data = fh.read(MAX_STREAM + 1)
+                if len(data) > MAX_STREAM:
+                    raise InputFileError(
+                        f"{path}: more than {MAX_STREAM >> 20:,} MiB from a pipe; "
+                        "save it to a file first"
+                    )
         except OSError as exc:
             raise InputFileError(f"cannot read {path}: {exc.strerror or exc}") from None
         except MemoryError:
@@ -157,10 +297,37 @@ def read_text(path: str | os.PathLike, what: str = "file") -> str:
 _NOT_OBJECT = re.compile(rb"(?:^|\n)[ \t]*[^{ \t\n]")
 
 
+#: Deepest nesting (``[`` / ``{``) of a JSONL line handed to pyarrow. pyarrow's JSON
+#: parser recurses on the C stack and crashes the process (a segfault) somewhere between
+#: 10,000 and 50,000 levels; the logs trmbounds reads nest a few levels.
+ARROW_MAX_DEPTH = 64
+_NOT_OPENER = bytes(c for c in range(256) if c not in b"[{\n")
+_TOO_DEEP = re.compile(rb"[^\n]{%d}" % (ARROW_MAX_DEPTH + 1))
+
+
 def arrow_safe_jsonl(body: bytes) -> bool:
-    """True when every line of a JSONL block starts an object (``{``) or is blank."""
+    r"""True when a JSONL block may go to pyarrow's JSON reader: every line starts an
+    object (``{``) or is blank, and no line nests deeper than :data:`ARROW_MAX_DEPTH`.
+
+    The depth test is a byte count (every ``[`` and ``{`` of a line, in strings too):
+    an upper bound, so a block it refuses goes to the record-by-record reader, which
+    names a line nested too deeply.
+
+    Examples
+    --------
+    >>> arrow_safe_jsonl(b'{"a": [1, 2]}\n{"a": []}\n')
+    True
+    >>> arrow_safe_jsonl(b'{"a": ' + b"[" * 100_000 + b"]" * 100_000 + b"}\n")
+    False
+    >>> arrow_safe_jsonl(b"null\n")
+    False
+    """
     b = body.removeprefix(b"\xef\xbb\xbf")
-    lines = b.count(b"\n") + (0 if b.endswith(b"\n") else 1)
+    openers = b.translate(None, _NOT_OPENER)  # "[", "{" and newlines only
+    n_lines = openers.count(b"\n")
+    if len(openers) - n_lines > ARROW_MAX_DEPTH and _TOO_DEEP.search(openers):
+        return False
+    lines = n_lines + (0 if b.endswith(b"\n") else 1)
     if b.count(b"\n{") + b.startswith(b"{") == lines:  # the usual case: two byte counts
         return True
     return _NOT_OBJECT.search(b) is None
@@ -262,11 +429,7 @@ def csv_rows(fh, path) -> Iterator[tuple[int, list[str] | None, str | None]]:
 def open_csv(path: str | os.PathLike, what: str = "CSV file"):
     """Open a CSV file as text for :func:`csv_rows` (BOM dropped, bad bytes kept apart)."""
     fh = open_input(path, what)
-    fh.close()
-    try:
-        return open(path, encoding="utf-8-sig", errors="surrogateescape", newline="")
-    except OSError as exc:
-        raise InputFileError(f"cannot read {path}: {exc.strerror or exc}") from None
+    return io.TextIOWrapper(fh, encoding="utf-8-sig", errors="surrogateescape", newline="")
 
 
 def _has_surrogate(s: str) -> bool:
@@ -275,6 +438,49 @@ def _has_surrogate(s: str) -> bool:
     except UnicodeEncodeError:
         return True
     return False
+
+
+# ------------------------------------------------------------------------ directories
+#: Deepest level below a directory argument that is searched (runs, dumps).
+MAX_DEPTH = 32
+
+
+def walk(
+    root: str | os.PathLike, max_depth: int = MAX_DEPTH, too_deep: list[Path] | None = None
+) -> Iterator[tuple[Path, list[str], list[str]]]:
+    """``(directory, sub-directory names, regular file names)`` of ``root`` and every
+    directory below it, sorted by name, without recursion (a tree 1,000 levels deep is
+    no error).
+
+    Symbolic links to directories are not followed (no cycles); FIFOs, sockets and
+    devices are neither files nor directories here, so nothing ever opens them.
+    Directories more than ``max_depth`` levels below ``root`` are not listed: the
+    first of each is appended to ``too_deep`` (for a note). An unreadable directory is
+    skipped, as :func:`os.walk` does.
+    """
+    stack = [(Path(root), 0)]
+    while stack:
+        d, depth = stack.pop()
+        try:
+            with os.scandir(d) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError:
+            continue
+        dirs, files = [], []
+        for e in entries:
+            try:
+                if e.is_dir(follow_symlinks=False):
+                    dirs.append(e.name)
+                elif e.is_file():
+                    files.append(e.name)
+            except OSError:
+                continue
+        yield d, dirs, files
+        if depth >= max_depth:
+            if dirs and too_deep is not None:
+                too_deep.append(d / dirs[0])
+            continue
+        stack.extend((d / n, depth + 1) for n in reversed(dirs))
 
 
 # ------------------------------------------------------------------------- outputs
@@ -406,7 +612,9 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; on success rename it to ``path``.
 
     On an exception (or Ctrl-C) the temporary file is removed and ``path`` is left
-    as it was. The file gets the permissions a newly created file would get.
+    as it was. The file gets the permissions a newly created file would get. Right
+    before the rename, ``path`` is compared with every file opened as an input
+    (:func:`recording_inputs`): an input is never replaced.
 
     Examples
     --------
@@ -427,6 +635,13 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
     tmp = Path(name)
     try:
         yield tmp
+        src = was_read(p)
+        if src is not None:  # the last word: whatever the early checks could foresee
+            same = "" if os.path.realpath(src) == os.path.realpath(p) else f" (as {src})"
+            raise TrmboundsError(
+                f"{p} was read as an input of this command{same}: choose another output "
+                "name (--force never overwrites an input); it was left as it was"
+            )
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)

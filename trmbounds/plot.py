@@ -26,6 +26,22 @@ from .errors import TrmboundsError
 from .solve import _positive
 from .stats import BOUND_NAMES
 
+#: The values a log axis can draw here: matplotlib fails on subnormal limits (1e-320)
+#: and on ticks near the float64 maximum (a range reaching 1e300).
+DRAWABLE = (1e-100, 1e100)
+
+
+def _drawable(name: str, x) -> float:
+    """``x`` positive and within :data:`DRAWABLE` (a one-line error naming the range)."""
+    v = _positive(name, x)
+    lo, hi = DRAWABLE
+    if not lo <= v <= hi:
+        raise TrmboundsError(
+            f"{name} = {v:g} cannot be drawn: a plot takes values from {lo:g} to {hi:g}"
+        )
+    return v
+
+
 __all__ = [
     "LABELS",
     "SCALINGS",
@@ -404,7 +420,7 @@ def curves(
     data = curve_data(
         Ts, kl_max, tv_max, kl_seq, kl_avg, tv_seq, bounds, adv_range=adv_range, constants=constants
     )
-    a = _positive("adv_range", adv_range)
+    a = _drawable("adv_range", adv_range)
     ax = _new_axes(ax)
     growing = kl_seq is None and tv_seq is None
     for name, y in data.items():
@@ -641,6 +657,9 @@ def heatmap(
     from matplotlib.colors import LogNorm
 
     budgets = [_positive("budget", b) for b in budgets]
+    for x in kl_range:
+        _drawable("kl_range", x)
+    _drawable("adv_range", adv_range)
     Ts, deltas, v = heatmap_data(
         T_min,
         T_max,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import math
 import sys
 import warnings
@@ -26,6 +27,92 @@ EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
 
 class Interrupted(Exception):
     """Ctrl-C during a command (raised past click's own handler)."""
+
+
+class PipeClosed(Exception):
+    """stdout closed by the reader (``trmbounds … | head -1``): not an OSError, so that
+    neither typer (which exits 1 on EPIPE) nor rich (likewise) decide the exit code."""
+
+
+#: Exit code when the reader of stdout went away: 128 + SIGPIPE, what a shell reports
+#: for ``yes | head -1``; never 1, the --fail-on code.
+EXIT_PIPE = 141
+
+#: ASCII stand-ins for what a legacy console (cp1252, ascii) cannot show.
+_ASCII = {
+    "δ": "delta", "ε": "eps", "θ": "theta", "π": "pi", "ρ": "rho", "β": "beta",
+    "α": "alpha", "σ": "sigma", "Δ": "Delta", "μ": "mu", "ζ": "zeta",
+    "≥": ">=", "≤": "<=", "≠": "!=", "≈": "~", "—": "-", "–": "-", "−": "-", "±": "+/-",
+    "×": "x", "·": "*", "…": "...", "→": "->", "←": "<-", "√": "sqrt", "∞": "inf",
+    "⚑": "!", "✓": "ok", "✗": "x", "²": "^2", "³": "^3", "¹": "^1", "ᵀ": "^T",
+    "\u0302": "^", "\u0304": "-", "‖": "||", "∑": "sum", "∈": "in", "’": "'", "“": '"',
+    "”": '"', "•": "*", "°": " deg", "\u00a0": " ",
+}  # fmt: skip
+
+
+def _ascii_fallback(exc: UnicodeError) -> tuple[str, int]:
+    """Codec error handler: an ASCII stand-in (or "?") for each character the console
+    encoding cannot show."""
+    if not isinstance(exc, UnicodeEncodeError):
+        raise exc
+    bad = exc.object[exc.start : exc.end]
+    return "".join(_ASCII.get(c, "?") for c in bad), exc.end
+
+
+def legible(text: str, encoding: str | None) -> str:
+    """``text`` with an ASCII stand-in for each character ``encoding`` cannot encode.
+
+    >>> legible("δ ≥ 1e-4 — T²", "cp1252"), legible("δ", "utf-8")
+    ('delta >= 1e-4 — T²', 'δ')
+    """
+    try:
+        text.encode(encoding or "utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode(encoding or "utf-8", errors="trmbounds-ascii").decode(
+            encoding or "utf-8"
+        )
+    except LookupError:
+        return text
+
+
+def _tolerant_console_streams() -> None:
+    """Let stdout/stderr degrade instead of failing (UnicodeEncodeError) on a console
+    whose encoding lacks δ, ε or box drawing (PYTHONIOENCODING=cp1252 or ascii, an old
+    Windows code page): unencodable characters get ASCII stand-ins."""
+    import codecs
+
+    for stream in (sys.stdout, sys.stderr):
+        enc = getattr(stream, "encoding", None)
+        try:
+            name = codecs.lookup(enc).name if enc else "utf-8"
+        except LookupError:
+            continue
+        if name.startswith("utf") or not hasattr(stream, "reconfigure"):
+            continue
+        try:
+            stream.reconfigure(errors="trmbounds-ascii")
+        except (ValueError, OSError, TypeError):  # a detached or exotic stream
+            continue
+
+
+codecs.register_error("trmbounds-ascii", _ascii_fallback)
+
+
+def _silence_stdout() -> None:
+    """After EPIPE: point stdout at /dev/null so that the flush at exit cannot fail."""
+    import os
+
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, ValueError, OSError):
+        return
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, fd)
+        os.close(null)
+    except OSError:
+        pass
 
 
 def plain_help(cmd) -> None:
@@ -87,10 +174,13 @@ class Group(TyperGroup):
 
     def invoke(self, ctx):
         # click turns Ctrl-C into Abort after printing an empty line; ours is one line.
+        # typer turns EPIPE into exit code 1 (the --fail-on code): ours is EXIT_PIPE.
         try:
             return super().invoke(ctx)
         except KeyboardInterrupt:
             raise Interrupted() from None
+        except BrokenPipeError:
+            raise PipeClosed() from None
 
     def resolve_command(self, ctx, args):
         try:
@@ -105,6 +195,15 @@ class Group(TyperGroup):
             raise
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        import signal
+
+        from .. import _io
+
+        # Loaded: Ctrl-C raises KeyboardInterrupt again (trmbounds/__init__ makes it one
+        # line, exit 130, while the modules load), so that outputs are cleaned up.
+        if getattr(signal.getsignal(signal.SIGINT), "__name__", "") == "_interrupted_loading":
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+        _tolerant_console_streams()
         # numpy's floating-point warnings ("overflow encountered in divide") are noise on
         # a terminal: the outputs already report infinite and undefined values.
         with warnings.catch_warnings():
@@ -113,7 +212,9 @@ class Group(TyperGroup):
                 message=r".*(overflow|divide by zero|invalid value|underflow) encountered",
                 category=RuntimeWarning,
             )
-            return self._main(args, prog_name, complete_var, standalone_mode, **extra)
+            # every file a reader opens is recorded: no output may replace one of them
+            with _io.recording_inputs():
+                return self._main(args, prog_name, complete_var, standalone_mode, **extra)
 
     def _main(self, args, prog_name, complete_var, standalone_mode, **extra):
         code: int = 0
@@ -126,6 +227,10 @@ class Group(TyperGroup):
                 **extra,
             )
             code = rv if isinstance(rv, int) else 0
+            sys.stdout.flush()  # a closed pipe shows here, not at exit
+        except PipeClosed:
+            _silence_stdout()
+            code = EXIT_PIPE
         except TrmboundsError as exc:
             fail_line(str(exc))
             code = EXIT_USAGE
@@ -148,8 +253,9 @@ class Group(TyperGroup):
             else:
                 typer.echo("Aborted.", err=True)
                 code = 1
-        except BrokenPipeError:  # pragma: no cover - `trmbounds ... | head`
-            code = 0
+        except BrokenPipeError:  # `trmbounds ... | head`: outside a command (help)
+            _silence_stdout()
+            code = EXIT_PIPE
         except OSError as exc:  # a disk full, a file vanished mid-run: one line
             where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
             fail_line(f"{exc.strerror or exc}{where}")
@@ -298,7 +404,17 @@ def console(stderr: bool = False):
     """A rich Console (imported lazily)."""
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False, emoji=False)  # no emoji table import
+    class _Console(Console):
+        def on_broken_pipe(self) -> None:  # rich exits 1 here: let Group decide
+            self.quiet = True
+            raise PipeClosed()
+
+        def render_str(self, text: str, **kw):
+            # Before rich measures it: an ASCII stand-in for what the console encoding
+            # lacks (δ on cp1252), so that the columns of a table stay aligned.
+            return super().render_str(legible(text, self.encoding), **kw)
+
+    return _Console(stderr=stderr, highlight=False, emoji=False)  # no emoji table import
 
 
 def fmt(x: float | None) -> str:

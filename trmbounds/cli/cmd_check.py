@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import math
+import os
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -279,7 +280,7 @@ def check_cmd(
     for each in logs:
         if not each.exists():
             raise TrmboundsError(f"log file not found: {each}")
-    ins = [f for each in logs for f in _inputs(each)]
+    ins = [f for each in logs for f in _inputs(each, (report, plot))]
     check_outputs([("-o/--output", report), ("--plot", plot)], ins, force)
     tok = {
         k: v
@@ -345,12 +346,20 @@ def _int_or(x: float):
     return int(x) if math.isfinite(x) and x.is_integer() else x
 
 
-def _inputs(log: Path) -> list[Path]:
-    """Every file this check reads: the log (or the files of a directory), and the
-    per-position file a statistics file names."""
+def _inputs(log: Path, outputs) -> list[Path]:
+    """The inputs an existing output could be, foreseen before any work: the log, an
+    output inside a log directory (every file of it counts as read), and the
+    per-position file a statistics file names. A path that does not exist yet is no
+    input. This is only the early refusal: :func:`trmbounds._io.atomic_output` checks
+    every output against the files actually opened, right before replacing it."""
+    existing = [Path(o) for o in outputs if o is not None and os.path.lexists(o)]
+    if not existing:
+        return [log]
     if log.is_dir():
-        return [f for f in log.rglob("*") if f.is_file()][:10000]
-    if log.suffix.lower() == ".json" and log.stat().st_size < (64 << 20):
+        root = os.path.realpath(log)
+        inside = [o for o in existing if os.path.commonpath([os.path.realpath(o), root]) == root]
+        return [log, *inside]
+    if log.suffix.lower() == ".json" and log.is_file():  # never a pipe: it is read once
         from .._io import load_json
 
         try:

@@ -206,12 +206,12 @@ def _pickle_message(f: Path, directory: Path | None = None) -> str:
 def _looks_nemo(p: Path) -> bool:
     """A JSONL whose first record has NeMo-RL's wrapped log-prob fields."""
     try:
-        with open(p, "rb") as fh:
+        with _io.open_input(p, "log file") as fh:
             first = fh.readline(1 << 26)
         if b'"generation_logprobs"' not in first:
             return False
         obj = json.loads(first)
-    except (OSError, ValueError, RecursionError):  # the reader reports a bad line
+    except (OSError, ValueError, RecursionError, InputFileError):  # the reader reports it
         return False
     return (
         isinstance(obj, dict)
@@ -284,10 +284,7 @@ def _read_nemo(src: DumpSource, columns, lists, bad, seen) -> Iterator[Chunk]:
 
 def _line_blocks(f: Path) -> Iterator[tuple[int, bytes]]:
     """Blocks of whole lines (about ``_BLOCK`` bytes) and the number of their first line."""
-    try:
-        fh = open(f, "rb")
-    except OSError as exc:
-        raise InputFileError(f"cannot read {f}: {exc.strerror or exc}") from None
+    fh = _io.open_input(f, "dump file")
     line0 = 1
     with fh:
         tail = b""
@@ -321,6 +318,8 @@ def _nemo_fast(body: bytes, line0: int, unit, step_c, step, counts) -> Chunk | N
         return None
     if body.startswith(b"\n") or b"\n\n" in body or b"\r" in body:
         return None  # blank lines would shift the line numbers
+    if not _io.arrow_safe_jsonl(body):
+        return None  # a non-object or a line nested deeper than pyarrow survives
     try:
         body.decode("utf-8")  # pyarrow accepts invalid UTF-8, then fails on it later
     except UnicodeDecodeError:
@@ -450,6 +449,10 @@ def _prime(p: Path, step_dirs: list[Path], only: Path | None = None) -> DumpSour
         )
         if only is not None:
             ranks = [only]
+        for f in ranks:  # never open a FIFO or a device: a FIFO blocks for ever
+            why = _io.regular_file_reason(f)
+            if why is not None:
+                raise InputFileError(f"{f}: {why}, expected a prime-rl rank file")
         files.extend(ranks)
         if ranks and not (d / "STABLE").exists():
             unstable.append(d.name)

@@ -342,10 +342,7 @@ def _iter_jsonl(p: Path, want, lists, bad, seen) -> Iterator[Chunk]:
     except ImportError:  # pragma: no cover - the [logs] extra is missing
         fast = False
     line0 = 1  # line number of the block's first line
-    try:
-        fh = open(p, "rb")
-    except OSError as exc:
-        raise InputFileError(f"cannot read {p}: {exc.strerror or exc}") from None
+    fh = _io.open_input(p, "log file", stream=True)  # read once, start to end: a pipe too
     with fh:
         tail = b""
         while True:
@@ -563,9 +560,10 @@ def _iter_csv(p: Path, want, bad, seen) -> Iterator[Chunk]:
     except ImportError:  # pragma: no cover
         pa = None
     if pa is not None:
+        fh = _io.open_input(p, "log file")
         try:
             reader = pcsv.open_csv(
-                p,
+                fh,
                 read_options=pcsv.ReadOptions(block_size=_CSV_BLOCK),
                 parse_options=pcsv.ParseOptions(newlines_in_values=False),
                 convert_options=pcsv.ConvertOptions(
@@ -587,6 +585,8 @@ def _iter_csv(p: Path, want, bad, seen) -> Iterator[Chunk]:
             return
         except (pa.ArrowException, *_io.DECODE_ERRORS):
             pass  # a bad row: find it with the csv module, from where we stopped
+        finally:
+            fh.close()
     yield from _csv_slow(p, header, names, done, bad)
 
 
@@ -597,7 +597,7 @@ def _csv_unterminated(p: Path) -> int | None:
     truncated row (``2,100,"0.001``); pyarrow and the csv module both accept it silently.
     """
     try:
-        with open(p, "rb") as fh:
+        with _io.open_input(p, "log file") as fh:
             fh.seek(0, os.SEEK_END)
             size = fh.tell()
             back = min(size, 1 << 16)
@@ -668,10 +668,17 @@ def _iter_parquet(p: Path, want, lists, bad, seen) -> Iterator[Chunk]:
         raise InputFileError(
             "reading Parquet needs pyarrow: pip install 'trmbounds[logs]'"
         ) from None
-    try:
-        pf = pq.ParquetFile(p)
-    except (pa.ArrowException, OSError, *_io.DECODE_ERRORS) as exc:
-        raise InputFileError(f"{p}: not a readable Parquet file ({exc})") from None
+    with _io.open_input(p, "log file") as fh:
+        try:
+            pf = pq.ParquetFile(fh)
+        except (pa.ArrowException, OSError, *_io.DECODE_ERRORS) as exc:
+            raise InputFileError(f"{p}: not a readable Parquet file ({exc})") from None
+        yield from _parquet_chunks(p, pf, want, lists, seen)
+
+
+def _parquet_chunks(p: Path, pf, want, lists, seen) -> Iterator[Chunk]:
+    import pyarrow as pa
+
     schema = pf.schema_arrow
     seen.update(schema.names)
     names = []

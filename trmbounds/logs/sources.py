@@ -91,7 +91,12 @@ def read_rows(
                 f"{len(files)} event files in the run read in order, oldest first "
                 "(restarts); steps logged again are counted below"
             )
-        others = [str(o.relative_to(run)) for o in TB.other_runs(run)] if path.is_dir() else []
+        too_deep: list[Path] = []
+        others = (
+            [str(o.relative_to(run)) for o in TB.other_runs(run, too_deep)] if path.is_dir() else []
+        )
+        if too_deep:
+            notes.append(TB.deep_note(too_deep))
         if others:
             more = f" … (+{len(others) - 8} more)" if len(others) > 8 else ""
             notes.append(
@@ -190,9 +195,9 @@ def is_trainer_state(path: str | os.PathLike) -> bool:
     """True for a JSON document with a ``log_history`` list (HF Trainer's trainer_state.json)."""
     p = Path(path)
     try:
-        with open(p, "rb") as fh:
+        with _io.open_input(p, "log file") as fh:
             head = fh.read(1 << 16)
-    except OSError:
+    except (OSError, InputFileError):  # a pipe is read once, as a statistics file
         return False
     return b'"log_history"' in head or p.name == "trainer_state.json"
 

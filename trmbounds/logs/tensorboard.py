@@ -88,19 +88,20 @@ def _event_order(f: Path) -> tuple[int, str]:
     """
     parts = f.name.split(".")
     for i, part in enumerate(parts[:-1]):
-        if part == "tfevents" and parts[i + 1].isdigit():
+        # ASCII digits only: str.isdigit() accepts "①" and "²", which int() refuses
+        if part == "tfevents" and parts[i + 1].isascii() and parts[i + 1].isdigit():
             return int(parts[i + 1]), f.name
     return 1 << 62, f.name
 
 
-def find_runs(path: str | os.PathLike) -> list[Path]:
-    """Every directory at or below ``path`` that holds event files (one TensorBoard run each)."""
-    p = Path(path)
+def find_runs(path: str | os.PathLike, too_deep: list[Path] | None = None) -> list[Path]:
+    """Every directory at or below ``path`` that holds event files (one TensorBoard run
+    each), down to :data:`trmbounds._io.MAX_DEPTH` levels; the first directory of each
+    deeper subtree, not searched, is appended to ``too_deep``."""
     runs = []
-    for d, dirs, files in os.walk(p):
-        dirs.sort()
-        if any("tfevents" in f for f in files) and any(_is_event_file(Path(d, f)) for f in files):
-            runs.append(Path(d))
+    for d, _dirs, files in _io.walk(path, too_deep=too_deep):
+        if any("tfevents" in f for f in files):  # regular files only (see _io.walk)
+            runs.append(d)
     return runs
 
 
@@ -115,10 +116,12 @@ def run_dir(path: str | os.PathLike) -> Path:
         return p.parent
     if any(_is_event_file(f) for f in p.iterdir()):
         return p
-    runs = find_runs(p)
+    too_deep: list[Path] = []
+    runs = find_runs(p, too_deep)
     if not runs:
         raise InputFileError(
             f"{p}: no TensorBoard event files (*tfevents*) in this directory or below"
+            + (f" ({deep_note(too_deep)})" if too_deep else "")
         )
     if len(runs) > 1:
         names = [str(r.relative_to(p)) for r in runs]
@@ -128,6 +131,14 @@ def run_dir(path: str | os.PathLike) -> Path:
             f"{', '.join(names[:12])}{more}; pass one run directory"
         )
     return runs[0]
+
+
+def deep_note(too_deep: list[Path]) -> str:
+    """What a bounded directory walk left out, in words."""
+    more = f" and {len(too_deep) - 1:,} more" if len(too_deep) > 1 else ""
+    return (
+        f"directories more than {_io.MAX_DEPTH} levels deep were not searched: {too_deep[0]}{more}"
+    )
 
 
 def event_files(path: str | os.PathLike) -> list[Path]:
@@ -144,12 +155,12 @@ def event_files(path: str | os.PathLike) -> list[Path]:
     return [p]
 
 
-def other_runs(path: str | os.PathLike) -> list[Path]:
+def other_runs(path: str | os.PathLike, too_deep: list[Path] | None = None) -> list[Path]:
     """Runs in sub-directories of a run directory ``path`` (not read with it)."""
     p = Path(path)
     if not p.is_dir():
         return []
-    return [r for r in find_runs(p) if r != p]
+    return [r for r in find_runs(p, too_deep) if r != p]
 
 
 # ----------------------------------------------------------------- protobuf wire format
@@ -251,11 +262,7 @@ def _event_scalars(buf: bytes) -> tuple[int | None, list[tuple[str, float]]]:
 def iter_scalars(path: str | os.PathLike, bad, seen: set[str]) -> Iterator[tuple[int, int, list]]:
     """(record number, step, [(tag, value), ...]) for every event holding scalars."""
     for f in event_files(path):
-        try:
-            fh = open(f, "rb")
-        except OSError as exc:
-            raise InputFileError(f"cannot read {f}: {exc.strerror or exc}") from None
-        with fh:
+        with _io.open_input(f, "TensorBoard event file") as fh:
             rec = 0
             while True:
                 head = fh.read(12)
