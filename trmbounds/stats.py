@@ -485,8 +485,7 @@ def load_per_position(path: str | os.PathLike) -> np.ndarray:
     from . import _io
 
     p = Path(path)
-    if not p.is_file():
-        raise InputFileError(f"per-position file not found: {p}")
+    _exists(p, "per-position file")
     ext = p.suffix.lower()
     try:
         if ext == ".npy":
@@ -541,6 +540,26 @@ def _read_csv_numbers(p: Path) -> np.ndarray:
     return np.asarray(values, dtype=np.float64)
 
 
+def _exists(p, what: str) -> None:
+    """A missing path or a directory named as such; anything else (a FIFO, a device) is
+    left to the reader, which names the reason (and reads a pipe)."""
+    if p.is_dir():
+        raise InputFileError(f"{what} {p} is a directory, not a file")
+    if not p.exists():
+        raise InputFileError(f"{what} not found: {p}")
+
+
+def _first_line_is_object(p) -> bool:
+    import json
+
+    try:
+        with open(p, "rb") as fh:
+            line = fh.readline(1 << 20)
+        return isinstance(json.loads(line), dict)
+    except (OSError, ValueError, RecursionError):
+        return False
+
+
 def load_stats(path: str | os.PathLike) -> Stats:
     """Read a statistics file (JSON, schema of :meth:`Stats.to_dict`)."""
     from pathlib import Path
@@ -548,9 +567,16 @@ def load_stats(path: str | os.PathLike) -> Stats:
     from . import _io
 
     p = Path(path)
-    if not p.is_file():
-        raise InputFileError(f"statistics file not found: {p}")
-    data = _io.load_json(p, "statistics file")
+    _exists(p, "statistics file")
+    try:
+        data = _io.load_json(p, "statistics file")
+    except InputFileError as exc:
+        if "Extra data" in str(exc) and _first_line_is_object(p):
+            raise InputFileError(
+                f"{p} looks like a metric log (one JSON object per line), not a statistics "
+                f"file: check it with `trmbounds check {p}`"
+            ) from None
+        raise
     try:
         return Stats.from_dict(data, base_dir=p.parent)
     except InputFileError:
