@@ -321,6 +321,9 @@ class CheckResult:
     sound: np.ndarray | None = None
     flag: np.ndarray | None = None
     detector: str = ""
+    #: What a 'guaranteed' here rests on besides the assumption, said on the verdict line
+    #: (e.g. "independent sequences": a dump without a prompt-group column).
+    assumes: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         n = len(self.step)
@@ -483,6 +486,7 @@ class CheckResult:
                 k: {"count": v[0], "first_step": v[1]} for k, v in self.invalid.items()
             },
             "rows_without_metrics": self.rows_without_metrics,
+            "assumes": list(self.assumes),
             "notes": list(self.notes),
         }
         if len(self):

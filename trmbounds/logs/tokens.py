@@ -1041,7 +1041,13 @@ def _finish(p, cols, o: _Options, accs, bins, bad, invalid, length, step_col) ->
         "per_token_violation_rate": pv,
         "length_bins": length_bins,
     }
+    assumes = []
+    if "surrogate_lcb" in stats and "group" not in cols:
+        assumes.append("independent sequences (no prompt-group column)")
+    if "surrogate_lcb" in stats and o.mask_not_generated and any(A.n_masked for A in accs):
+        assumes.append("loss-mask zeros are tokens the policy did not generate")
     return CheckResult(
+        assumes=assumes,
         path=str(p),
         kind="tokens",
         preset="per-token",
