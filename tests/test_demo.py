@@ -20,6 +20,7 @@ import pytest
 from typer.testing import CliRunner
 
 from trmbounds.cli import app
+from trmbounds.demo import DEMO_CONFIG
 from trmbounds.errors import InputFileError
 from trmbounds.examples import EXAMPLES, example_path
 from trmbounds.hub import locate, looks_local
@@ -209,7 +210,7 @@ def demo_run(tmp_path_factory):
 
 
 def test_demo_end_to_end(demo_run):
-    from trmbounds.demo import DEMO_NOTE, demo_models, demo_tokenizer
+    from trmbounds.demo import DEMO_NOTE
     from trmbounds.measure import BUILTIN_PROMPTS
 
     r, d = demo_run
@@ -223,27 +224,10 @@ def test_demo_end_to_end(demo_run):
     assert s.meta["roll"]["dtype"] == "bfloat16" and s.meta["train"]["dtype"] == "float32"
     assert "random-weight" in s.meta["roll"]["model"]
     assert s.meta["sampling"]["num_prompts"] == len(BUILTIN_PROMPTS)
-    # the responses are scored by the demo models (reference: their full-forward logits,
-    # numpy softmax). The training side is teacher-forced in float32, as here: equal to
-    # round-off. The rollout side is scored from the bfloat16 decode states that sampled
-    # (tests/test_measure.py checks that path exactly in float32); the bfloat16 prefill
-    # here agrees to bfloat16 precision, and the exact KL/TV obey Pinsker's inequality.
-    roll, train = demo_models()
-    tok = demo_tokenizer()
+    # the responses are scored by the demo models: float64 references from the same tokens
     recs = [json.loads(x) for x in (d / "t.jsonl").read_text().splitlines()]
     assert len(recs) == len(BUILTIN_PROMPTS)
-    for rec in recs[:3]:
-        prompt = tok(BUILTIN_PROMPTS[rec["prompt_index"]])["input_ids"]
-        ids = torch.tensor([prompt + rec["token_ids"]])
-        with torch.no_grad():
-            lr = roll(ids).logits[0].double().numpy()
-            lt = train(ids).logits[0].double().numpy()
-        for j, y in enumerate(rec["token_ids"]):
-            p, q = _softmax(lr[len(prompt) - 1 + j]), _softmax(lt[len(prompt) - 1 + j])
-            assert rec["logp_theta"][j] == pytest.approx(math.log(q[y]), rel=1e-5, abs=1e-6)
-            assert rec["logp_roll"][j] == pytest.approx(math.log(p[y]), rel=0.01, abs=0.02)
-            kl, tv = rec["kl_token"][j], rec["tv_token"][j]
-            assert 0 < kl < 0.01 and 0 < tv <= math.sqrt(kl / 2) + 1e-7
+    _check_against_float64(recs)
     # the statistics file and the dump go on through eval and check
     e = CliRunner().invoke(app, ["eval", "--stats", str(d / "m.json"), "--json"])
     assert e.exit_code == 0, e.output
@@ -353,41 +337,134 @@ def test_every_shipped_file_is_listed_and_framework_logs_are_the_fixtures():
         assert example_path(name).read_bytes() == (fixtures / fixture).read_bytes(), name
 
 
+def _tol(dtype, x):
+    """How far a log-probability computed in ``dtype`` may lie from its float64 value: each
+    stored activation rounds to ``dtype`` (a few eps of it, relative), and each reduction
+    (softmax over V = 259 tokens, matrix products over at most 128 terms) accumulates in
+    float32 on CPU (at most about V·eps32, relative). Relative to 1 + |x|: a log-probability
+    is a difference of logits and a log-normaliser of that size."""
+    V = DEMO_CONFIG["vocab_size"]
+    return (4 * torch.finfo(dtype).eps + V * torch.finfo(torch.float32).eps) * (1 + abs(x))
+
+
+def _check_against_float64(recs):
+    """Each token of a demo dump against a float64 recomputation from its sampled tokens.
+
+    References: the demo's weights in float64 (training side: the float32 weights exactly;
+    rollout side: the weights rounded to bfloat16, then exact), teacher-forced over prompt
+    + response. ``logp_theta`` / ``logp_roll`` agree within :func:`_tol` of float32 /
+    bfloat16. The exact KL/TV come from the bfloat16 model's own rounding noise, a
+    kernel-dependent draw with no float64 value; they are checked against what that noise
+    allows: with every logit within ``b`` of its float64 value, the two logit vectors
+    differ by a shift of range at most ``R = range(z_roll64 - z_train64) + 2b``, and
+    KL <= R²/8 (Hoeffding's lemma), TV <= R/4; and Pinsker, TV <= sqrt(KL/2).
+    """
+    from trmbounds.demo import demo_models, demo_tokenizer
+    from trmbounds.measure import BUILTIN_PROMPTS
+
+    roll, train = (m.to(torch.float64) for m in demo_models("bfloat16", "float32"))
+    tok = demo_tokenizer()
+    V = DEMO_CONFIG["vocab_size"]
+    for rec in recs:
+        prompt = tok(BUILTIN_PROMPTS[rec["prompt_index"]])["input_ids"]
+        ids = torch.tensor([prompt + rec["token_ids"]])
+        assert all(0 <= t < V for t in rec["token_ids"]) and 1 <= len(rec["token_ids"])
+        with torch.no_grad():
+            zr = roll(ids).logits[0, len(prompt) - 1 : -1].numpy()
+            zt = train(ids).logits[0, len(prompt) - 1 : -1].numpy()
+        for j, y in enumerate(rec["token_ids"]):
+            lr = zr[j] - np.log(np.exp(zr[j] - zr[j].max()).sum()) - zr[j].max()
+            lt = zt[j] - np.log(np.exp(zt[j] - zt[j].max()).sum()) - zt[j].max()
+            assert abs(rec["logp_theta"][j] - lt[y]) <= _tol(torch.float32, lt[y]), (rec, j)
+            assert abs(rec["logp_roll"][j] - lr[y]) <= _tol(torch.bfloat16, lr[y]), (rec, j)
+            b = _tol(torch.bfloat16, np.abs(zr[j]).max()) + _tol(torch.float32, 0)
+            diff = zr[j] - zt[j]
+            R = diff.max() - diff.min() + 2 * b
+            kl, tv = rec["kl_token"][j], rec["tv_token"][j]
+            assert 0 <= kl <= R**2 / 8 and 0 <= tv <= R / 4, (rec, j)
+            # Pinsker, with the float32 kernel's round-off on KL (docs/measure.md: about
+            # 1e-8 absolute) and TV (V·eps32)
+            assert tv <= math.sqrt((kl + 1e-8) / 2) + V * torch.finfo(torch.float32).eps
+
+
+def _check_aggregates(stats, recs):
+    """A statistics file of the demo against the float64 aggregation of its own per-token
+    dump (SPEC's estimators: max, mean of per-response sums, (1 - prod rho)^+)."""
+    kl = [np.array(r["kl_token"]) for r in recs]
+    tv = [np.array(r["tv_token"]) for r in recs]
+    gap = [np.sum(np.array(r["logp_theta"]) - np.array(r["logp_roll"])) for r in recs]
+    T = stats["T"]
+    per_pos = np.zeros(T)
+    for t in tv:
+        per_pos[: len(t)] += t
+    want = {
+        "kl_max": max(k.max() for k in kl),
+        "tv_max": max(t.max() for t in tv),
+        "kl_seq": np.mean([k.sum() for k in kl]),
+        "tv_seq": np.mean([max(0.0, 1 - math.exp(g)) for g in gap]),
+    }
+    for key, value in want.items():
+        assert stats[key] == pytest.approx(value, rel=1e-9), key
+    assert stats["per_position"] == pytest.approx(per_pos / len(recs), rel=1e-9, abs=1e-15)
+    assert stats["meta"]["n_tokens"] == sum(len(r["token_ids"]) for r in recs)
+
+
+#: Relative spread allowed between two runs of the demo on different CPUs (tests/test_docs.py
+#: uses the same for the README's demo excerpt): its divergences are the bfloat16 rounding
+#: noise of the rollout model, and another CPU's bfloat16 kernels round differently — the
+#: same size of noise, another draw. Seen: up to 9% apart over three CPUs.
+DEMO_REL = 0.25
+
+
 def test_shipped_demo_files_are_what_the_demo_writes(tmp_path):
-    """Provenance: tokens.jsonl and measured.json are regenerated by the command EXAMPLES names."""
+    """Provenance: tokens.jsonl and measured.json are what the command EXAMPLES names writes.
+
+    The demo samples in bfloat16, so another CPU's rounding may sample other tokens and
+    gives other float digits: the shipped files and a fresh run are each checked against
+    float64 recomputations from their own sampled tokens, and against each other within
+    :data:`DEMO_REL` (layout exactly)."""
     cmd = EXAMPLES["measured.json"].split("`")[1].split()
     assert cmd[:3] == ["trmbounds", "measure", "--demo"]
     out = {"-o": tmp_path / "measured.json", "--tokens": tmp_path / "tokens.jsonl"}
     args = [str(out.get(prev, a)) for prev, a in zip(["", *cmd[2:]], cmd[2:], strict=False)]
     r = CliRunner().invoke(app, ["measure", *args, "--device", "cpu"])
     assert r.exit_code == 0, r.output
-    for name in ("tokens.jsonl", "measured.json"):
-        if name not in EXAMPLES:
-            continue
-        got, want = (tmp_path / name).read_text(), example_path(name).read_text()
-        if name.endswith(".jsonl"):
-            got, want = got.splitlines(), want.splitlines()
-            assert len(got) == len(want), name
-        else:
-            got, want = [got], [want]
-        for g, w in zip(got, want, strict=True):
-            _close(json.loads(g), json.loads(w), name)
+    assert set(EXAMPLES) >= {"tokens.jsonl", "measured.json"}
+    runs = {}
+    for label, d in (("fresh", tmp_path), ("shipped", None)):
+        path = (lambda n, d=d: d / n) if d else example_path
+        recs = [json.loads(x) for x in path("tokens.jsonl").read_text().splitlines()]
+        stats = json.loads(path("measured.json").read_text())
+        _check_against_float64(recs)
+        _check_aggregates(stats, recs)
+        runs[label] = (recs, stats)
+    (got_recs, got), (want_recs, want) = runs["fresh"], runs["shipped"]
+    assert [r["prompt_index"] for r in got_recs] == [r["prompt_index"] for r in want_recs]
+    assert all(g.keys() == w.keys() for g, w in zip(got_recs, want_recs, strict=True))
+    _close(got, want, "measured.json")
 
 
 def _close(got, want, where):
+    """Same layout and non-float values; the four headline statistics within DEMO_REL.
+    (Other floats, such as the k1 proxy's mean near 0, are noise of either sign: checked
+    only against the dump they come from.)"""
     if isinstance(want, dict):
-        assert isinstance(got, dict), where
+        assert isinstance(got, dict) and got.keys() == want.keys(), where
         for k in want:
-            if k in ("versions", "version"):
-                continue  # the library versions that made the shipped file
-            assert k in got, f"{where}: {k}"
+            if k in ("versions", "version", "argmax", "n_tokens", "mean_length", "maxima"):
+                continue  # library versions; where the maxima fell and lengths depend on tokens
             _close(got[k], want[k], f"{where}.{k}")
     elif isinstance(want, list):
         assert isinstance(got, list) and len(got) == len(want), where
         for i, (g, w) in enumerate(zip(got, want, strict=True)):
             _close(g, w, f"{where}[{i}]")
-    elif isinstance(want, float) and not isinstance(want, bool):
-        assert math.isclose(got, want, rel_tol=1e-6, abs_tol=1e-12), where
+    elif isinstance(want, float):
+        assert isinstance(got, float), where
+        if (
+            where.split(".")[-1] in ("kl_max", "tv_max", "kl_seq", "tv_seq")
+            and where.count(".") == 1
+        ):
+            assert math.isclose(got, want, rel_tol=DEMO_REL), (where, got, want)
     else:
         assert got == want, where
 

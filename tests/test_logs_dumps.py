@@ -276,3 +276,78 @@ def test_nemo_rl_fast_and_slow_paths_agree(monkeypatch):
     from trmbounds.cli._common import dumps
 
     assert dumps(a["steps"]) == dumps(b["steps"])
+
+
+# ------------------------------------------------- slime payloads that once crashed `check`
+def _slime_sample(torch, **over):
+    s = {
+        "rollout_log_probs": torch.tensor([-0.5, -0.7]),
+        "log_probs": torch.tensor([-0.51, -0.69]),
+        "loss_masks": torch.tensor([1, 1]),
+    }
+    s.update(over)
+    return s
+
+
+def _check_one_line(p, *words):
+    from typer.testing import CliRunner
+
+    from trmbounds.cli import app
+
+    r = CliRunner().invoke(app, ["check", str(p), "--kl-max", "1e-3", "--json"])
+    assert r.exit_code == 2, r.output
+    err = r.stderr.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"Error: {p}"), err
+    for w in words:
+        assert w in err[0], err
+    assert r.stdout == ""
+
+
+@pytest.mark.parametrize("rid", [10**400, -(10**400)], ids=["1e400", "-1e400"])
+def test_slime_rollout_id_beyond_any_float_is_one_line(tmp_path, rid):
+    torch = pytest.importorskip("torch")
+    p = tmp_path / "3.pt"
+    torch.save({"rollout_id": rid, "samples": [_slime_sample(torch)]}, p)
+    _check_one_line(p, "'rollout_id'", "expected a number")  # before: OverflowError
+
+
+@pytest.mark.parametrize(
+    "kind, words",
+    [
+        ("meta", "meta-device tensor"),  # before: NotImplementedError
+        ("quantized", "quantized tensor"),  # before: RuntimeError
+        ("complex", "complex tensor"),  # before: accepted, its imaginary part dropped
+    ],
+)
+def test_slime_tensors_without_real_values_are_one_line(tmp_path, kind, words):
+    torch = pytest.importorskip("torch")
+    import warnings
+
+    x = torch.tensor([-0.5, -0.7])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # quantized tensors are deprecated
+        bad = {
+            "meta": lambda: torch.empty(2, device="meta"),
+            "quantized": lambda: torch.quantize_per_tensor(x, 0.1, 0, torch.qint8),
+            "complex": lambda: x.to(torch.complex64) + 1j,
+        }[kind]()
+    p = tmp_path / "3.pt"
+    torch.save({"rollout_id": 3, "samples": [_slime_sample(torch, log_probs=bad)]}, p)
+    _check_one_line(p, "sample 0", "'log_probs'", words)
+
+
+def test_slime_deflate_bomb_is_refused_before_torch_load(tmp_path):
+    """A 100 MB deflated entry in a .pt of ~100 KB: torch.load would inflate it (and the
+    reader then doubled it); the zip directory's declared sizes are checked first."""
+    torch = pytest.importorskip("torch")
+    import zipfile
+
+    p = tmp_path / "3.pt"
+    torch.save({"rollout_id": 3, "samples": [_slime_sample(torch)]}, p)
+    with zipfile.ZipFile(p, "a", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as z:
+        with z.open("archive/data/99", "w") as w:
+            chunk = bytes(2**20)
+            for _ in range(100):
+                w.write(chunk)
+    assert p.stat().st_size < 2**20
+    _check_one_line(p, "inflate to 104,8", "not a slime dump")

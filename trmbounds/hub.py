@@ -7,6 +7,11 @@ typo in a path or a machine without network costs half a minute of
 - a reference that exists on disk is loaded from there, never from the network;
 - a reference that looks like a path (``./x``, ``/x``, ``~/x``, ``a/b/c``, ``C:\\x``, or
   anything that is not a valid hub id) and does not exist fails at once;
+- a directory whose ``config.json`` or ``tokenizer_config.json`` has an ``auto_map``
+  (it names Python modules of its own for transformers to import) is refused before
+  transformers reads it: trmbounds never runs code from a model directory, and every
+  ``from_pretrained`` is called with ``trust_remote_code=False`` (so transformers never
+  asks on stdin whether to run it either);
 - a hub id is loaded from the local cache only (``local_files_only``) when
   ``HF_HUB_OFFLINE`` (or ``TRANSFORMERS_OFFLINE``) is set, or when the hub's endpoint
   does not answer a single short request; if the cache does not hold it, the error
@@ -18,6 +23,7 @@ library (and ``huggingface_hub`` for its endpoint, inside a function).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import threading
@@ -31,7 +37,20 @@ from typing import Any
 
 from .errors import InputFileError, TrmboundsError
 
-__all__ = ["Location", "locate", "load_pretrained", "looks_local", "hub_unreachable_reason"]
+__all__ = [
+    "Location",
+    "locate",
+    "load_pretrained",
+    "looks_local",
+    "hub_unreachable_reason",
+    "refuse_remote_code",
+]
+
+#: The files of a model directory through which transformers finds custom code.
+CODE_CONFIGS = ("config.json", "tokenizer_config.json")
+
+#: A config larger than this is not read for ``auto_map`` (transformers will refuse it).
+_CONFIG_BYTES = 64 * 2**20
 
 # huggingface_hub's repo-id rule: one or two segments of [A-Za-z0-9_.-], at most 96
 # characters each, no "--" or "..", not starting or ending with "-" or "."
@@ -127,6 +146,8 @@ def locate(ref: str | os.PathLike, what: str = "model") -> Location:
     text = str(ref)
     path = Path(text).expanduser()
     if path.exists():
+        if path.is_dir():
+            refuse_remote_code(path, text, what)
         return Location(str(path), True, True)
     if looks_local(text):
         raise InputFileError(f"{what} path not found: {text}")
@@ -134,6 +155,25 @@ def locate(ref: str | os.PathLike, what: str = "model") -> Location:
     if why is not None and what == "model" and not _cached(text, "config.json"):
         raise InputFileError(_not_cached(text, what, why))
     return Location(text, False, why is not None, why)
+
+
+def refuse_remote_code(directory: Path, ref: str, what: str = "model") -> None:
+    """Raise :class:`InputFileError` when ``directory`` names code of its own: an
+    ``auto_map`` in its ``config.json`` or ``tokenizer_config.json``."""
+    for name in CODE_CONFIGS:
+        f = directory / name
+        try:
+            if not f.is_file() or f.stat().st_size > _CONFIG_BYTES:
+                continue
+            cfg = json.loads(f.read_text(encoding="utf-8"))
+        except (OSError, ValueError, RecursionError):
+            continue  # unreadable: transformers' own error names it
+        if isinstance(cfg, dict) and "auto_map" in cfg:
+            raise InputFileError(
+                f"{what} {ref}: {name} has an 'auto_map' naming Python code in the model "
+                "directory; trmbounds never runs code from a model directory "
+                "(trust_remote_code=False): use a model of an architecture transformers knows"
+            )
 
 
 def _cached(repo_id: str, filename: str) -> bool:

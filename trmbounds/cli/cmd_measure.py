@@ -4,6 +4,7 @@ statistics file."""
 from __future__ import annotations
 
 import json as _json
+import re
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -420,7 +421,7 @@ def measure_cmd(
         if rollouts is not None:
             from ..measure import measure_rollouts
 
-            m = measure_rollouts(
+            m = _bounded(measure_rollouts)(  # type: ignore[operator]
                 rollouts,
                 train,
                 max_new_tokens=max_new_tokens,
@@ -438,7 +439,7 @@ def measure_cmd(
                 "train_attn": train_attn.value if train_attn else None,
                 "tokenizer": tokenizer,
             }
-            m = (run_demo if demo else measure)(
+            m = _bounded(run_demo if demo else measure)(  # type: ignore[operator]
                 **({} if demo else models),
                 roll_dtype=roll_dtype.value if roll_dtype else ("bfloat16" if demo else "float32"),
                 train_dtype=train_dtype.value if train_dtype else "float32",
@@ -474,6 +475,33 @@ def measure_cmd(
     render_result(result, con)
     if note:
         con.print(note)
+
+
+_ALLOC = re.compile(r"can't allocate memory|out of memory|Cannot allocate memory|allocat", re.I)
+
+
+def _bounded(fn):
+    """``fn`` with an allocation failure as one line: torch raises ``RuntimeError`` (not
+    ``MemoryError``) when its CPU allocator fails, CUDA's ``OutOfMemoryError`` is one too."""
+
+    def run(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except MemoryError:
+            raise TrmboundsError(
+                "out of memory (Python could not allocate); lower --batch-size or --max-memory"
+            ) from None
+        except RuntimeError as exc:
+            text = " ".join(str(exc).split())
+            if not _ALLOC.search(text):
+                raise
+            m = re.search(r"allocate ([0-9]+) bytes", text)
+            what = f"torch could not allocate {int(m.group(1)):,} bytes" if m else text[:120]
+            raise TrmboundsError(
+                f"out of memory ({what}); lower --batch-size or --max-memory"
+            ) from None
+
+    return run
 
 
 def _render_measurement(stats, path: Path, con) -> None:

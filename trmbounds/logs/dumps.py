@@ -39,6 +39,7 @@ import json
 import math
 import os
 import re
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -526,8 +527,11 @@ def _torch_load(f: Path):
         raise InputFileError(
             f"{f}: reading slime .pt dumps needs torch: pip install 'trmbounds[model]'"
         ) from None
+    _check_inflated_size(f)
     try:
-        return torch.load(f, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # e.g. a quantized tensor's deprecation notices
+            warnings.simplefilter("ignore")
+            return torch.load(f, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise InputFileError(f"log file not found: {f}") from None
     except Exception as exc:  # noqa: BLE001 - anything torch cannot load safely
@@ -535,6 +539,32 @@ def _torch_load(f: Path):
             f"{f}: not readable with torch.load(weights_only=True) ({_reason(exc)}); "
             "trmbounds never unpickles other objects"
         ) from None
+
+
+#: Uncompressed bytes a slime ``.pt`` may hold beyond its size on disk. torch.save stores
+#: its entries uncompressed, so a real dump inflates to about its own size; a deflated
+#: entry of a crafted file (a "zip bomb") could inflate a thousandfold in torch.load.
+_INFLATE_SLACK = 64 * 2**20
+
+
+def _check_inflated_size(f: Path) -> None:
+    """Refuse a ``.pt`` (zip) file whose entries declare more uncompressed bytes than
+    twice its size plus :data:`_INFLATE_SLACK` (torch.load allocates the declared size)."""
+    import zipfile
+
+    try:
+        if not zipfile.is_zipfile(f):
+            return  # torch's legacy format: not compressed
+        with zipfile.ZipFile(f) as z:
+            declared = sum(i.file_size for i in z.infolist())
+        size = f.stat().st_size
+    except (OSError, zipfile.BadZipFile, ValueError):
+        return  # torch.load names what is wrong
+    if declared > 2 * size + _INFLATE_SLACK:
+        raise InputFileError(
+            f"{f}: its zip entries inflate to {declared:,} bytes from {size:,} on disk; "
+            "torch.save writes them uncompressed, so this is not a slime dump as written"
+        )
 
 
 def _reason(exc: Exception) -> str:
@@ -548,6 +578,14 @@ def _reason(exc: Exception) -> str:
 
 def _as_array(v, key: str) -> np.ndarray:
     if hasattr(v, "detach"):  # a torch tensor
+        if getattr(v, "is_meta", False):
+            raise ValueError(f"field {key!r}: a meta-device tensor (no values)")
+        if getattr(v, "is_quantized", False):
+            raise ValueError(f"field {key!r}: a quantized tensor, not log-probabilities")
+        if v.is_complex():
+            raise ValueError(f"field {key!r}: a complex tensor, not log-probabilities")
+        if getattr(v, "layout", None) is not None and str(v.layout) != "torch.strided":
+            raise ValueError(f"field {key!r}: a {v.layout} tensor, expected a dense one")
         v = v.detach().to("cpu").double().numpy()
     elif isinstance(v, (list, tuple)):
         v = [float(x) for x in v]
@@ -573,8 +611,15 @@ def _read_slime(src: DumpSource, columns, lists, bad, seen) -> Iterator[Chunk]:
         rid = obj.get("rollout_id")
         try:
             step = float(rid)
-        except (TypeError, ValueError):
-            raise InputFileError(f"{f}: 'rollout_id' is {rid!r}, expected a number") from None
+            if not math.isfinite(step):
+                raise ValueError
+        except (TypeError, ValueError, OverflowError, RuntimeError, NotImplementedError):
+            try:
+                text = repr(rid)
+            except ValueError:  # an int of more than 4,300 digits
+                text = "an integer of more than 4,300 digits"
+            text = text if len(text) <= 40 else text[:37] + "..."
+            raise InputFileError(f"{f}: 'rollout_id' is {text}, expected a number") from None
         samples = obj["samples"]
         seen.update(src.names)
         seen.update(k for s in samples[:1] if isinstance(s, dict) for k in s)
@@ -589,7 +634,7 @@ def _read_slime(src: DumpSource, columns, lists, bad, seen) -> Iterator[Chunk]:
                 roll = _as_array(s[roll_c], roll_c)
                 theta = _as_array(s[theta_c], theta_c)
                 mask = _as_array(s[mask_c], mask_c)
-            except (ValueError, TypeError) as exc:
+            except (ValueError, TypeError, OverflowError) as exc:
                 bad.add(src.path, f"{where}sample {i}", str(exc))
                 continue
             if not (len(roll) == len(theta) == len(mask)):

@@ -91,11 +91,15 @@ def load_model(
     def load(target: str, local_files_only: bool) -> Any:
         try:
             return AutoModelForCausalLM.from_pretrained(
-                target, dtype=td, local_files_only=local_files_only, **kw
+                target, dtype=td, local_files_only=local_files_only, trust_remote_code=False, **kw
             )
         except TypeError:  # transformers < 4.56 spells it torch_dtype
             return AutoModelForCausalLM.from_pretrained(
-                target, torch_dtype=td, local_files_only=local_files_only, **kw
+                target,
+                torch_dtype=td,
+                local_files_only=local_files_only,
+                trust_remote_code=False,
+                **kw,
             )
 
     from transformers.utils import logging as hf_logging
@@ -130,7 +134,7 @@ def load_tokenizer(ref: str | os.PathLike) -> Any:
 
     return load_pretrained(
         lambda target, local_files_only: AutoTokenizer.from_pretrained(
-            target, local_files_only=local_files_only
+            target, local_files_only=local_files_only, trust_remote_code=False
         ),
         ref,
         "tokenizer",

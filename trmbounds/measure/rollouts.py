@@ -146,6 +146,9 @@ def _as_int(x: Any, what: str, where: str) -> int:
         raise InputFileError(f"{where}: {what} must be an integer token id, got {_short(x)}")
     if isinstance(x, str) and not _DECIMAL.fullmatch(x):  # not "+10", " 10", "1_0"
         raise InputFileError(f"{where}: {what} must be an integer token id, got {_short(x)}")
+    if isinstance(x, str) and len(x.lstrip("-0")) > len(str(MAX_TOKEN_ID)):
+        # before int(): a string of more than 4,300 digits is a ValueError there
+        raise InputFileError(f"{where}: {what} {_short(x)} is outside any vocabulary")
     v = int(x)
     if abs(v) > MAX_TOKEN_ID:
         raise InputFileError(f"{where}: {what} {_short(x)} is outside any vocabulary")

@@ -387,14 +387,20 @@ def measure_rollouts(
 
 
 def _config_vocab(ref: str | os.PathLike) -> int:
-    """The vocabulary size in a model's config (0 if it cannot be read cheaply)."""
+    """The vocabulary size in a model's config (0 if it cannot be read cheaply); a
+    ``vocab_size`` that no vocabulary has (beyond every token id's range) is refused."""
     from pathlib import Path
+
+    from .rollouts import MAX_TOKEN_ID
 
     cfg = Path(ref).expanduser() / "config.json"
     try:
         import json
 
         v = json.loads(cfg.read_text(encoding="utf-8")).get("vocab_size")
-    except (OSError, ValueError, AttributeError):
+    except (OSError, ValueError, AttributeError, RecursionError):
         return 0
-    return int(v) if isinstance(v, int) and v > 0 else 0
+    if isinstance(v, int) and not isinstance(v, bool) and v > MAX_TOKEN_ID:
+        text = str(v) if v < 10**30 else f"of {len(str(v))} digits"
+        raise InputFileError(f"{cfg}: vocab_size {text} is not a vocabulary size")
+    return int(v) if isinstance(v, int) and not isinstance(v, bool) and v > 0 else 0

@@ -259,6 +259,28 @@ def _s_sets(rollouts):
     return s_ids, s_lp, valid, p_min, sampled
 
 
+#: Padded tokens (rollouts x longest prompt + response) per forward of score_rollouts: a
+#: batch takes rollouts of similar lengths (sorted) up to this many tokens, so one long
+#: rollout never pads many short ones to its length.
+BATCH_TOKENS = 8192
+
+
+def _token_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
+    """Indices of ``lengths`` in batches of at most ``batch_size``, sorted by length,
+    each padding to at most :data:`BATCH_TOKENS` tokens (a longer rollout alone)."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    batches: list[list[int]] = []
+    cur: list[int] = []
+    for i in order:
+        if cur and (len(cur) >= batch_size or (len(cur) + 1) * lengths[i] > BATCH_TOKENS):
+            batches.append(cur)
+            cur = []
+        cur.append(i)
+    if cur:
+        batches.append(cur)
+    return batches
+
+
 def score_rollouts(
     train_model: Any,
     rollouts: Sequence[Any],
@@ -314,14 +336,17 @@ def score_rollouts(
     N = len(rollouts)
     T = max(len(r.response_ids) for r in rollouts)
     names = ("kl_lo", "kl_hi", "tv_lo", "tv_hi", "reported_mass", "logp_theta", "missing_mass_hi")
-    res = {k: np.zeros((N, T)) for k in names}
-    lpr = np.zeros((N, T))
-    toks = np.full((N, T), -1, dtype=np.int64)
-    nb = math.ceil(N / batch_size)
+    # per rollout, its own length: nothing here is as wide as the longest response times
+    # the number of rollouts (only the Records built at the end are)
+    per: list[dict[str, np.ndarray] | None] = [None] * N
+    batches = _token_batches(
+        [len(r.prompt_ids) + len(r.response_ids) for r in rollouts], batch_size
+    )
+    nb = len(batches)
     with torch.inference_mode():
-        for b in range(nb):
-            chunk = list(rollouts[b * batch_size : (b + 1) * batch_size])
-            temps = temperatures[b * batch_size : (b + 1) * batch_size]
+        for b, idx in enumerate(batches):
+            chunk = [rollouts[i] for i in idx]
+            temps = [temperatures[i] for i in idx]
             B = len(chunk)
             Lr = max(len(r.response_ids) for r in chunk)
             resp = torch.full((B, Lr), pad_id, dtype=torch.long)
@@ -337,6 +362,7 @@ def score_rollouts(
             pos = (full_am.cumsum(1) - 1).clamp(min=0)
             bi, ji = torch.nonzero(ram.bool(), as_tuple=True)  # row-major: rollout, position
             ht = st.states(seq, full_am, pos)[bi, Lp - 1 + ji]
+            del seq, full_am, pos, resp, ram
             s_ids, s_lp, valid, p_min, sampled = _s_sets(chunk)
             tau = np.array([temps[i] for i in bi.cpu().numpy()], dtype=np.float64)
             n = ht.shape[0]
@@ -360,16 +386,29 @@ def score_rollouts(
                     for k, v in zip(names, iv, strict=True):
                         out[k][sel] = v.double().cpu().numpy()
                 del lt_
-            bn, jn = bi.cpu().numpy(), ji.cpu().numpy()
-            rows_n = bn + b * batch_size
-            for k in names:
-                res[k][rows_n, jn] = out[k]
-            toks[rows_n, jn] = sampled
-            lpr[rows_n, jn] = np.concatenate([r.logprobs for r in chunk])
+            del ht
+            # bi is row-major, so each rollout's tokens are one contiguous run
+            start = 0
+            for i, r in zip(idx, chunk, strict=True):
+                L = len(r.response_ids)
+                per[i] = {k: out[k][start : start + L] for k in names}
+                per[i]["tok"] = sampled[start : start + L]
+                start += L
             if progress is not None:
                 progress(b + 1, nb)
     lengths = np.array([len(r.response_ids) for r in rollouts])
     mask = np.arange(T)[None, :] < lengths[:, None]
+
+    def dense(key: str, values=None, fill=0.0, dtype=np.float64) -> np.ndarray:
+        a = np.full((N, T), fill, dtype=dtype)
+        a[mask] = np.concatenate(
+            [per[i][key] if values is None else values(i) for i in range(N)]  # type: ignore[index]
+        )
+        return a
+
+    res = {k: dense(k) for k in names}
+    toks = dense("tok", fill=-1, dtype=np.int64)
+    lpr = dense("", values=lambda i: rollouts[i].logprobs)
     return Records(
         kl=res["kl_hi"],
         tv=res["tv_hi"],
