@@ -78,6 +78,7 @@ def read_rows(
         path, fmt = state, "json"
     if fmt == "wandb" and path.is_dir():
         (path,) = _one_wandb_run(path)
+    rows: Iterator[Chunk]
     runs, plan_notes = tensorboard_plan(path) if fmt == "tensorboard" else ([], [])
     if len(runs) > 1:  # one run, crashed and resumed: its runs in the order written
         notes.extend(plan_notes)
@@ -93,16 +94,18 @@ def read_rows(
             path = runs[0]  # the one run with scalars below the directory
             notes.append(f"TensorBoard run read: {path}")
         files = TB.event_files(path)
-        run = TB.run_dir(path)
-        extra["tensorboard_run"] = str(run)
-        if path.is_dir() and run != path:
-            notes.append(f"TensorBoard run read: {run}")
+        tb_run = TB.run_dir(path)
+        extra["tensorboard_run"] = str(tb_run)
+        if path.is_dir() and tb_run != path:
+            notes.append(f"TensorBoard run read: {tb_run}")
         if len(files) > 1:
             notes.append(
                 f"{len(files)} event files in the run read in order, oldest first "
                 "(restarts); steps logged again are counted below"
             )
-        others = [str(o.relative_to(run)) for o in TB.other_runs(run)] if path.is_dir() else []
+        others = (
+            [str(o.relative_to(tb_run)) for o in TB.other_runs(tb_run)] if path.is_dir() else []
+        )
         if others:
             more = f" … (+{len(others) - 8} more)" if len(others) > 8 else ""
             notes.append(

@@ -224,7 +224,7 @@ def history_rows(
     lines: list[int] = []
     count = 0
     for n, payload in _record_payloads(p, info):
-        rec = pb.Record()
+        rec = pb.Record()  # type: ignore[attr-defined]  # generated code
         try:
             rec.ParseFromString(payload)
         except Exception:  # noqa: BLE001 - protobuf's DecodeError
