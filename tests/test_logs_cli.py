@@ -250,3 +250,59 @@ def test_timeline_of_one_step_shows_its_acceptance(tmp_path):
     acc = ax.figure.axes[-1]
     lines = [ln for ln in acc.get_lines() if ln.get_label() == "acceptance rate"]
     assert len(lines) == 1 and lines[0].get_marker() == "o"
+
+
+# ------------------------------------------- a directory holding several kinds of logs
+def _wide(*args):  # no line wrapping inside long temporary paths
+    out = runner.invoke(app, ["check", *map(str, args)], env={"COLUMNS": "4000"})
+    return out, " ".join(out.stdout.split())
+
+
+def _examples(tmp_path):
+    out = runner.invoke(app, ["examples", str(tmp_path / "ex")])
+    assert out.exit_code == 0, out.output
+    return tmp_path / "ex"
+
+
+def test_check_examples_directory_lists_every_kind(tmp_path):
+    ex = _examples(tmp_path)
+    out = run(ex, "--kl-max", "0.05")
+    assert out.exit_code == 2, out.output
+    lines = [x for x in out.output.splitlines() if x.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error: "), out.output
+    for item in (
+        "metrics.jsonl (per-step metric log)",
+        "verl/rs_token_k2_seq_max_k2.jsonl (per-step metric log)",
+        "tokens.jsonl (per-token dump)",
+        "measured.json (statistics file)",
+        "trl/trainer_state.json (HF Trainer log history)",
+        "pass the one to check",
+    ):
+        assert item in lines[0], lines[0]
+    assert "prompts.jsonl" not in lines[0]  # prompts, not a log
+
+
+def test_check_directory_with_one_log_reads_it_and_says_so(tmp_path):
+    ex = _examples(tmp_path)
+    out, text = _wide(ex / "verl", "--kl-max", "0.05")
+    assert out.exit_code == 0, out.output
+    assert "rs_token_k2_seq_max_k2.jsonl read: the only log in" in text
+    only = tmp_path / "only"
+    only.mkdir()
+    shutil.copy(ex / "tokens.jsonl", only)
+    shutil.copy(ex / "prompts.jsonl", only)
+    out = run(only, "--kl-max", "0.05")
+    assert out.exit_code == 2 and "not a per-step log" in out.output, out.output
+    assert "trmbounds check" in out.output and "tokens.jsonl" in out.output
+
+
+def test_check_output_directory_keeps_trainer_state_and_names_the_rest(tmp_path):
+    ex = _examples(tmp_path)
+    shutil.copy(ex / "metrics.jsonl", ex / "trl")
+    out, text = _wide(ex / "trl", "--kl-max", "0.05")
+    assert out.exit_code == 0, out.output
+    assert "trainer_state.json read: the Trainer's whole log history" in text
+    assert "holds other logs, NOT read: metrics.jsonl (per-step metric log)" in text
+    # --format tensorboard keeps the TensorBoard reading of a directory, unasked
+    out = run(ex, "--kl-max", "0.05", "--format", "tensorboard")
+    assert out.exit_code == 0, out.output

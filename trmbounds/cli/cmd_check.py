@@ -131,6 +131,16 @@ def check_cmd(
             "no guarantee).",
         ),
     ] = "max",
+    run: Annotated[
+        str | None,
+        typer.Option(
+            "--run",
+            help="wandb chart export (CSV) with several runs: the run to check (its name "
+            "in the '<run name> - <metric>' columns).",
+            show_default=False,
+            metavar="NAME",
+        ),
+    ] = None,
     steps_per_rollout: Annotated[
         int,
         typer.Option(
@@ -302,6 +312,8 @@ def check_cmd(
         kw["steps_per_rollout"] = steps_per_rollout
     if more:
         kw["more"] = more
+    if run is not None:
+        kw["run"] = run
     if log.stat().st_size >= _BIG:
         from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 

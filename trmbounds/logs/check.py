@@ -80,6 +80,7 @@ def check_log(
     progress: Callable[[int], None] | None = None,
     steps_per_rollout: int = 1,
     more: Iterable[str | os.PathLike] = (),
+    run: str | None = None,
     **token_options: Any,
 ) -> CheckResult:
     """Check the TRM guarantee at every step of a training log.
@@ -113,6 +114,8 @@ def check_log(
     more : iterable of path-like
         Further per-step metric logs of the same training, read after ``path`` in order
         (a resumed run: the later file's values win at a step logged twice).
+    run : str, optional
+        The run to read from a wandb chart export holding several (its run names).
     **token_options
         Acceptance thresholds for per-token dumps (:func:`.tokens.check_tokens`).
 
@@ -185,7 +188,7 @@ def check_log(
     chosen: P.Preset | None = None if preset == "auto" else P.PRESETS[preset]
     pool = list(P.PRESETS.values()) if chosen is None else [chosen]
     chunks, src_notes, src_extra = SRC.read_rows_many(
-        paths, fmt, pool, maps, bad, seen, progress, format
+        paths, fmt, pool, maps, bad, seen, progress, format, run
     )
     if not chunks:
         raise InputFileError(

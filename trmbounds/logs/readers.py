@@ -46,6 +46,7 @@ FORMATS = {
     ".parquet": "parquet",
     ".pq": "parquet",
     ".json": "json",
+    ".wandb": "wandb",  # a wandb offline run's transaction log (.wandb: the [wandb] extra)
 }
 
 _BLOCK = 8 << 20  # bytes per JSONL block
@@ -201,6 +202,10 @@ def iter_log(
         if lists:
             raise InputFileError(f"{p}: per-token (list) columns cannot be read from TensorBoard")
         yield from _iter_tensorboard(p, want, bad, seen)
+    elif fmt == "wandb":
+        from .wandb import history_rows
+
+        yield from history_rows(p, want, bad, seen)
     else:
         raise InputFileError(f"{p}: a .json file is a statistics file, not a log")
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import _io
-from ..errors import InputFileError
+from ..errors import InputFileError, TrmboundsError
 from . import frameworks as F
 from .readers import BadRecords, Chunk, _chunk_from_records, iter_log
 
@@ -44,11 +44,17 @@ def read_rows(
     bad: BadRecords,
     seen: set[str],
     progress: Callable[[int], None] | None = None,
+    *,
+    format: str | None = None,
+    run: str | None = None,
 ) -> tuple[list[Chunk], list[str], dict[str, Any]]:
     """Every row of a per-step metric log, restricted to the columns ``presets`` could read.
 
     Returns the chunks (file order), notes on what was read (the TensorBoard run, its
-    event files, runs not read) and summary entries (``tensorboard_run``).
+    event files, runs not read) and summary entries (``tensorboard_run``). A directory
+    (``format`` not given) is searched for logs of every kind (:func:`directory_logs`):
+    one kind is read, several are refused with the list. ``run`` picks a run of a wandb
+    chart export (``extra["wandb_run"]`` says which was read).
     """
     presets = list(presets)
     want = {ROLLOUT_FLAG}
@@ -59,6 +65,9 @@ def read_rows(
             want.add(pr.rollout_step)
     notes: list[str] = []
     extra: dict[str, Any] = {}
+    if fmt == "tensorboard" and format is None and Path(path).is_dir():
+        path, fmt, dir_notes = choose_in_directory(Path(path), maps)
+        notes.extend(dir_notes)
     state = _output_dir_state(path) if fmt == "tensorboard" else None
     if state is not None:  # an HF Trainer output directory: its own whole history
         notes.append(
@@ -67,6 +76,9 @@ def read_rows(
         )
         notes.extend(_stale_state_note(state, path))
         path, fmt = state, "json"
+    if fmt == "wandb" and path.is_dir():
+        (path,) = _one_wandb_run(path)
+    rows: Iterator[Chunk]
     runs, plan_notes = tensorboard_plan(path) if fmt == "tensorboard" else ([], [])
     if len(runs) > 1:  # one run, crashed and resumed: its runs in the order written
         notes.extend(plan_notes)
@@ -82,10 +94,10 @@ def read_rows(
             path = runs[0]  # the one run with scalars below the directory
             notes.append(f"TensorBoard run read: {path}")
         files = TB.event_files(path)
-        run = TB.run_dir(path)
-        extra["tensorboard_run"] = str(run)
-        if path.is_dir() and run != path:
-            notes.append(f"TensorBoard run read: {run}")
+        tb_run = TB.run_dir(path)
+        extra["tensorboard_run"] = str(tb_run)
+        if path.is_dir() and tb_run != path:
+            notes.append(f"TensorBoard run read: {tb_run}")
         if len(files) > 1:
             notes.append(
                 f"{len(files)} event files in the run read in order, oldest first "
@@ -93,7 +105,9 @@ def read_rows(
             )
         too_deep: list[Path] = []
         others = (
-            [str(o.relative_to(run)) for o in TB.other_runs(run, too_deep)] if path.is_dir() else []
+            [str(o.relative_to(tb_run)) for o in TB.other_runs(tb_run, too_deep)]
+            if path.is_dir()
+            else []
         )
         if too_deep:
             notes.append(TB.deep_note(too_deep))
@@ -106,11 +120,18 @@ def read_rows(
             )
         groups = sorted({g for pr in presets for g in pr.rollout_groups})
         rows = tensorboard_rows(path, want, bad, seen, groups)
+    info: dict[str, Any] = {}
     if fmt == "tensorboard":
         pass
     elif fmt == "json":
-        info: dict[str, Any] = {}
         rows = trainer_state_rows(path, want, bad, seen, info)
+    elif fmt == "wandb":
+        from .wandb import history_rows
+
+        rows = history_rows(path, want, bad, seen, info)
+        extra["wandb_run"] = str(path)
+    elif fmt == "csv" and (export := _chart_export(path)) is not None:
+        rows = _chart_rows(path, export, want, bad, seen, run, notes, extra)
     else:
         rows = iter_log(path, fmt, columns=want, bad=bad, seen=seen)
     chunks = []
@@ -123,6 +144,16 @@ def read_rows(
     seen.discard(ROLLOUT_FLAG)
     if fmt == "json":
         notes.extend(logging_steps_note(info.get("logging_steps")))
+    if fmt == "wandb":
+        notes.append(
+            f"wandb offline run {path}: {info.get('records', 0)} history record(s) read "
+            "(wandb's _step is the step)"
+        )
+        if info.get("truncated"):
+            notes.append(
+                f"WARNING {path}: the last {info['truncated']} byte(s) are an unfinished "
+                "record (the run was killed mid-write, or is still running): not read"
+            )
     return chunks, notes, extra
 
 
@@ -251,21 +282,25 @@ def read_rows_many(
     seen: set[str],
     progress: Callable[[int], None] | None = None,
     format: str | None = None,
+    run: str | None = None,
 ) -> tuple[list[Chunk], list[str], dict[str, Any]]:
     """:func:`read_rows` of every path in order: rows of a later file come later, so at a
     step logged in several files the later file's value wins (as in a resume).
 
     ``fmt`` is the first path's format; the others' come from their own names (or
-    ``format``). Token dumps and statistics files cannot be combined.
+    ``format``). Token dumps and statistics files cannot be combined. ``run``: the run
+    to read from wandb chart exports (an error if no log is one).
     """
     from .readers import sniff_format
 
     presets = list(presets)
-    chunks, notes, extra = read_rows(paths[0], fmt, presets, maps, bad, seen, progress)
+    kw = dict(format=format, run=run)
+    chunks, notes, extra = read_rows(paths[0], fmt, presets, maps, bad, seen, progress, **kw)
     if len(paths) == 1:
+        _check_run_used(run, extra, paths)
         return chunks, notes, extra
     for q in paths[1:]:
-        c, n, e = read_rows(q, sniff_format(q, format), presets, maps, bad, seen, progress)
+        c, n, e = read_rows(q, sniff_format(q, format), presets, maps, bad, seen, progress, **kw)
         chunks += c
         notes += [f"{q}: {x}" for x in n]
         for k, v in e.items():
@@ -276,7 +311,230 @@ def read_rows_many(
         "at a step logged in several, the later file's values win",
     )
     extra["logs"] = [str(q) for q in paths]
+    _check_run_used(run, extra, paths)
     return chunks, notes, extra
+
+
+def _check_run_used(run: str | None, extra: dict[str, Any], paths: list[Path]) -> None:
+    if run is not None and "wandb_chart_run" not in extra:
+        raise InputFileError(
+            f"--run {run}: {', '.join(map(str, paths))} is not a wandb chart export (a CSV "
+            "with 'Step' and '<run name> - <metric>' columns); --run picks one of its runs"
+        )
+
+
+# ------------------------------------------------------------------ wandb exports
+def _chart_export(path: Path):
+    """The wandb chart-export layout of a CSV file, or None (any other CSV)."""
+    from .readers import _csv_header
+    from .wandb import chart_export
+
+    return chart_export(_csv_header(path))
+
+
+def _chart_rows(path, export, want, bad, seen, run, notes, extra) -> Iterator[Chunk]:
+    """The rows of one run of a wandb chart export, its columns renamed to metric names
+    (``<run> - kl`` -> ``kl``, ``Step`` -> ``step``); ``__MIN``/``__MAX`` compared, not read."""
+    from .wandb import chart_columns
+
+    name, rename = chart_columns(export, path, run)
+    seen.update(rename.values())
+    cols = {c for c, m in rename.items() if want is None or m in want}
+    comp = {c: export.companions[c] for c in cols if c in export.companions}
+    read = cols | {x for pair in comp.values() for x in pair}
+    bucketed, rows = 0, 0
+    for chunk in iter_log(path, "csv", columns=read, bad=bad, seen=set()):
+        for lo, hi in comp.values():
+            if lo in chunk.columns and hi in chunk.columns:
+                a, b = chunk.columns[lo], chunk.columns[hi]
+                bucketed += int(((a != b) & chunk.present[lo] & chunk.present[hi]).sum())
+        rows += len(chunk)
+        out = Chunk(lines=chunk.lines, unit=chunk.unit)
+        for c in cols:
+            if c in chunk.columns:
+                out.columns[rename[c]] = chunk.columns[c]
+                out.present[rename[c]] = chunk.present[c]
+        yield out
+    extra["wandb_chart_run"] = name
+    who = f"run {name!r}" if name else "its one run"
+    notes.append(
+        f"{path}: a wandb chart export, {who} read ('<run> - <metric>' columns; the x "
+        f"column {export.x!r} is the step); the __MIN/__MAX companions are not read"
+    )
+    if bucketed:
+        notes.append(
+            f"WARNING {path}: {bucketed} value(s) have __MIN < __MAX: the chart merged several "
+            "logged steps into one point (wandb's point aggregation keeps each bucket's last "
+            "value), so a spike between them is missed; export the full history instead "
+            "(docs/logs.md, wandb)"
+        )
+
+
+def _one_wandb_run(path: Path) -> list[Path]:
+    from .wandb import offline_runs
+
+    runs = offline_runs(path)
+    if len(runs) != 1:
+        raise InputFileError(
+            f"{path}: {len(runs)} wandb offline runs below this directory; pass one run "
+            f"directory: {', '.join(str(r.parent) for r in runs[:8])}"
+            if runs
+            else f"{path}: no wandb offline run (run-*.wandb) below this directory"
+        )
+    return runs
+
+
+# -------------------------------------------------------- what a directory holds
+_LOG_EXT = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".parquet": "parquet",
+            ".pq": "parquet"}  # fmt: skip
+_PRUNE = ("checkpoint-", ".", "__pycache__", "node_modules", "global_step")
+_MAX_FILES = 20000
+
+#: The kinds of log a directory may hold, as the listing names them.
+KINDS = {
+    "tensorboard": "TensorBoard run",
+    "trainer_state": "HF Trainer log history",
+    "wandb": "wandb offline run",
+    "metrics": "per-step metric log",
+    "tokens": "per-token dump",
+    "stats": "statistics file",
+}
+
+
+def directory_logs(path: Path, maps: Mapping[str, str] = {}) -> list[tuple[Path, str]]:  # noqa: B006
+    """Every log at or below ``path``, with its kind (a key of :data:`KINDS`).
+
+    A TensorBoard run is a directory of event files; TensorBoard runs below a directory
+    that holds a ``trainer_state.json`` (an HF Trainer output) belong to it. JSONL, CSV
+    and Parquet files count when they hold per-token log-probabilities or a metric some
+    preset reads (a prompts file does not); a ``.json`` counts when it is a statistics
+    file (``T`` and ``kl_max``/``tv_max``). HF ``checkpoint-*`` directories (partial
+    copies of the state) and hidden directories are not searched.
+    """
+    from . import tensorboard as TB
+
+    found: list[tuple[Path, str]] = []
+    outputs: list[Path] = []
+    wandb_runs: dict[Path, Path] = {}
+    n = 0
+    for d, dirs, files in os.walk(path):
+        dirs[:] = sorted(x for x in dirs if not x.startswith(_PRUNE))
+        for f in sorted(files):
+            n += 1
+            if n > _MAX_FILES:
+                return found
+            q = Path(d, f)
+            ext = q.suffix.lower()
+            if f == "trainer_state.json":
+                outputs.append(q.parent)
+                found.append((q, "trainer_state"))
+            elif ext == ".wandb":
+                wandb_runs.setdefault(q.resolve(), q)
+            elif ext == ".json":
+                if _is_stats_file(q):
+                    found.append((q, "stats"))
+            elif ext in _LOG_EXT:
+                kind = _log_kind(q, _LOG_EXT[ext], maps)
+                if kind is not None:
+                    found.append((q, kind))
+    for r in TB.find_runs(path):
+        if not any(r == o or o in r.parents for o in outputs):
+            found.append((r, "tensorboard"))
+    found.extend((q.parent, "wandb") for q in wandb_runs.values())
+    return found
+
+
+def choose_in_directory(path: Path, maps: Mapping[str, str]) -> tuple[Path, str, list[str]]:
+    """The log to read in directory ``path``, its format and notes on the choice.
+
+    An HF Trainer output directory (``trainer_state.json`` at its top) keeps its
+    established reading (the state's whole history); other logs found are named. Else
+    one kind of per-step log is read (TensorBoard runs below: as one run or a resume,
+    :func:`tensorboard_plan`); several kinds, several metric files, or only a dump or a
+    statistics file are refused with the list.
+    """
+    found = directory_logs(path, maps)
+    rel = lambda q: str(q.relative_to(path)) or "."  # noqa: E731
+    listing = "; ".join(f"{rel(q)} ({KINDS[k]})" for q, k in found[:12])
+    listing += f" … (+{len(found) - 12} more)" if len(found) > 12 else ""
+    state = path / "trainer_state.json"
+    if state.is_file() and _output_dir_state(path) is not None:
+        others = [(q, k) for q, k in found if q != state]
+        if others:
+            return (
+                path,
+                "tensorboard",
+                [
+                    f"{path} holds other logs, NOT read: "
+                    + "; ".join(f"{rel(q)} ({KINDS[k]})" for q, k in others[:12])
+                    + " (pass one to read it instead)"
+                ],
+            )
+        return path, "tensorboard", []
+    kinds = {k for _, k in found}
+    if not found or kinds == {"tensorboard"}:
+        return path, "tensorboard", []  # the TensorBoard plan: one run, a resume, or refused
+    remedy = (
+        "pass the one to check (trmbounds check PATH), or several logs of one training in "
+        "the order written (later values win)"
+    )
+    if len(kinds) > 1:
+        raise InputFileError(
+            f"{path}: {len(found)} logs of {len(kinds)} kinds: {listing}; {remedy}"
+        )
+    (q, kind), n = found[0], len(found)
+    if kind in ("tokens", "stats"):
+        raise InputFileError(
+            f"{path}: holds {listing}, not a per-step log; check {'it' if n == 1 else 'one'} "
+            f"by its file name (trmbounds check {q})"
+        )
+    if n > 1:
+        raise InputFileError(f"{path}: {n} logs: {listing}; {remedy}")
+    fmt = {"trainer_state": "json", "wandb": "wandb"}.get(kind)
+    if fmt is None:
+        from .readers import sniff_format
+
+        fmt = sniff_format(q)
+    return q, fmt, [f"{q} read: the only log in {path} ({KINDS[kind]})"]
+
+
+def _is_stats_file(q: Path) -> bool:
+    try:
+        with open(q, "rb") as fh:
+            head = fh.read(1 << 16)
+    except OSError:
+        return False
+    return b'"T"' in head and (b'"kl_max"' in head or b'"tv_max"' in head)
+
+
+def _log_kind(q: Path, fmt: str, maps: Mapping[str, str]) -> str | None:
+    """'tokens', 'metrics' or None (no column any preset reads) for one tabular file."""
+    from . import tokens as TK
+    from .dumps import open_dump
+
+    try:
+        if fmt == "jsonl" and open_dump(q) is not None:
+            return "tokens"
+        if fmt != "csv" and TK.is_token_dump(q, fmt, maps):
+            return "tokens"
+        if fmt == "csv":
+            from .readers import _csv_header
+            from .wandb import chart_export
+
+            cols = _csv_header(q)
+            export = chart_export(cols)
+            if export is not None:
+                cols = [m for r in export.runs.values() for m in r]
+        else:
+            cols = TK._columns_of(q, fmt)
+    except TrmboundsError:
+        return None
+    known = set(maps.values())
+    for pr in F.PRESETS.values():
+        for quantity, names in F.candidates(pr, maps).items():
+            if quantity != "step":
+                known.update(names)
+    return "metrics" if known.intersection(cols) else None
 
 
 def check_combinable(
