@@ -147,8 +147,8 @@ def test_offline_run_without_wandb_says_which_extra(monkeypatch):
     for name in [m for m in sys.modules if m == "wandb" or m.startswith("wandb.")] + ["wandb"]:
         monkeypatch.setitem(sys.modules, name, None)  # import wandb fails
     f = next(FIX.glob("*/run-*.wandb"))
-    one_line_error(run(f, "--kl-max", "0.05"), "pip install 'trmbounds[wandb]'")
-    one_line_error(run(FIX, "--kl-max", "0.05"), "pip install 'trmbounds[wandb]'")
+    one_line_error(run(f, "--kl-max", "0.05"), "pip install wandb")
+    one_line_error(run(FIX, "--kl-max", "0.05"), "pip install wandb")
 
 
 def test_several_offline_runs_are_listed(tmp_path):

@@ -525,7 +525,7 @@ def _torch_load(f: Path):
         import torch
     except ImportError:
         raise InputFileError(
-            f"{f}: reading slime .pt dumps needs torch: pip install 'trmbounds[model]'"
+            f"{f}: reading slime .pt dumps needs torch: pip install torch (the model extra)"
         ) from None
     _check_inflated_size(f)
     try:

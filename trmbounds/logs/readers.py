@@ -671,7 +671,7 @@ def _iter_parquet(p: Path, want, lists, bad, seen) -> Iterator[Chunk]:
         import pyarrow.parquet as pq
     except ImportError:
         raise InputFileError(
-            "reading Parquet needs pyarrow: pip install 'trmbounds[logs]'"
+            "reading Parquet needs pyarrow: pip install pyarrow (the logs extra)"
         ) from None
     with _io.open_input(p, "log file") as fh:
         try:

@@ -115,7 +115,7 @@ def _columns_of(p: Path, fmt: str) -> list[str]:
             return list(pq.ParquetFile(p).schema_arrow.names)
         except ImportError:
             raise InputFileError(
-                "reading Parquet needs pyarrow: pip install 'trmbounds[logs]'"
+                "reading Parquet needs pyarrow: pip install pyarrow (the logs extra)"
             ) from None
         except Exception as exc:  # noqa: BLE001 - any unreadable file
             raise InputFileError(f"{p}: not a readable Parquet file ({exc})") from None

@@ -42,7 +42,7 @@ from .readers import BadRecords, Chunk, _chunk_from_records
 
 __all__ = ["ChartExport", "chart_export", "chart_columns", "history_rows", "offline_runs"]
 
-INSTALL = "reading a wandb offline run needs the wandb package: pip install 'trmbounds[wandb]'"
+INSTALL = "reading a wandb offline run needs the wandb package: pip install wandb (the wandb extra)"
 _SEP = " - "
 _COMPANIONS = ("__MIN", "__MAX")
 _BATCH = 65536

@@ -80,7 +80,7 @@ def load_model(
             import accelerate  # noqa: F401
         except ImportError:
             raise TrmboundsError(
-                "a device map needs accelerate: pip install 'trmbounds[model]' (or accelerate)"
+                "a device map needs accelerate: pip install accelerate (in the model extra)"
             ) from None
         kw["device_map"] = device_map
         if device_memory:
