@@ -80,7 +80,8 @@ def _require_model_extra() -> None:
     except ImportError as exc:
         raise TrmboundsError(
             f"the demo needs the model extra ({exc.name} is missing): "
-            "pip install torch transformers (or the project's model extra, pip install -e ".[model]" in the clone; a CPU build of torch first on a CPU-only machine)"
+            "pip install torch transformers (the project's model extra; a CPU build of "
+            "torch first on a CPU-only machine)"
         ) from None
 
 
