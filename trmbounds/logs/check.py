@@ -230,6 +230,12 @@ def check_log(
         for k, v in parts.items()
     }
     n = len(cat.get("step", ()))
+    if not n:
+        what = f"{bad.count:,} malformed record(s) skipped" if bad.count else "no record"
+        raise InputFileError(
+            f"{p}: nothing could be checked: {what}, and no record with a valid step and a "
+            "known column" + (f"; first: {bad.messages[0]}" if bad.messages else "")
+        )
     cap_notes: list[str] = []
     if n and Tvalue is None:
         _run_cap(cat, assumption, cap_notes)
@@ -276,7 +282,10 @@ def check_log(
             "kl_seq = token-mean KL estimate x mean response length: the batch estimate of "
             "E[sum_t k_t] (no confidence interval: the log keeps only the batch mean)"
         )
-    neg = int(np.sum(get("kl_seq") < 0)) if n else 0
+    add("kl_tok_mean", "kl_tok_mean", None, None)  # as logged, also without T_mean
+    nan_n = np.full(n, np.nan)
+    with np.errstate(invalid="ignore"):
+        neg = int(np.sum((cat.get("kl_seq", nan_n) < 0) | (cat.get("kl_tok_mean", nan_n) < 0)))
     if neg:
         notes.append(
             f"{neg:,} step(s) logged a negative token-mean KL estimate (kept as logged: k1 can "
@@ -503,6 +512,7 @@ def _metric_block(p, chunk, preset, maps, Tvalue, a: Assumption, bad, invalid):
             "det": det,
             "overflow": col["overflow"],
             "kl_seq": kseq,
+            "kl_tok_mean": g("kl_tok_mean"),
             "tv_seq": g("tv_seq"),
             "tv_lower_bound": eps_lb,
             "kl_lower_bound": g("kl_max_seen"),
