@@ -65,7 +65,8 @@ def test_report_csv_json_and_force(tmp_path, verl):
     rows = list(csv.DictReader(rep.open()))
     assert [r["step"] for r in rows] == ["1", "2", "3", "4"]
     assert rows[3]["status"] == "refuted" and rows[0]["T"] == "100"
-    assert float(rows[0]["kl_seq [estimate]"]) == pytest.approx(5e-4)  # 1e-5 x 50
+    assert float(rows[0]["kl_seq"]) == pytest.approx(5e-4)  # 1e-5 x 50
+    assert rows[0]["kl_seq_status"] == "estimate"
     out = run(verl, "--kl-max", "1e-4", "--report", rep)
     assert out.exit_code == 2 and "exists; pass --force" in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1 and out.stderr.startswith("Error: ")
@@ -250,3 +251,35 @@ def test_timeline_of_one_step_shows_its_acceptance(tmp_path):
     acc = ax.figure.axes[-1]
     lines = [ln for ln in acc.get_lines() if ln.get_label() == "acceptance rate"]
     assert len(lines) == 1 and lines[0].get_marker() == "o"
+
+
+def test_report_csv_plain_headers_and_no_float_noise(tmp_path):
+    """Issue 19: header names without spaces or brackets, the status in its own column;
+    an acceptance logged as 1 - 0.41 reads 0.59 (not 0.5900000000000001)."""
+    rows = [{"step": 1, "response_length/max": 64,
+             "rollout_corr/rollout_rs_seq_masked_fraction": 0.41}]  # fmt: skip
+    log = write_jsonl(tmp_path / "m.jsonl", rows)
+    rep = tmp_path / "r.csv"
+    r = run(log, "--kl-max", "1e-4", "--preset", "verl", "-o", rep)
+    assert r.exit_code == 0, r.output
+    head = rep.read_text().splitlines()[0].split(",")
+    assert all(" " not in h and "[" not in h for h in head), head
+    row = next(csv.DictReader(rep.open()))
+    assert row["acceptance"] == "0.59" and row["acceptance_status"] == "logged"
+
+
+def test_ci_cell_never_reads_plus_minus_inf():
+    """A confidence interval open on one side has no ± width: it is said as a bound."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from trmbounds.cli.cmd_check import _ci
+
+    inf = float("inf")
+    s = SimpleNamespace(values=np.array([0.5, 0.5, 0.5]),
+                        ci=(np.array([0.25, 0.25, -inf]), np.array([0.75, inf, inf])))  # fmt: skip
+    assert _ci(s, 0) == "0.5 ± 0.25"
+    assert _ci(s, 1) == "0.5 (CI ≥ 0.25)"
+    assert _ci(s, 2) == "0.5"
+    assert not any("inf" in _ci(s, i) for i in range(3))

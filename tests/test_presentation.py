@@ -325,3 +325,13 @@ def test_validity_notes_fit_a_narrow_terminal(tmp_path):
     assert r.exit_code == 0, r.output
     for x in r.stdout.split("validity\n", 1)[1].splitlines():
         assert len(x) <= 40 and not x.rstrip().endswith("PDI-"), repr(x)
+
+
+def test_plot_help_summaries_whole_and_length_metavar():
+    r = narrow("plot", "--help")
+    assert r.exit_code == 0
+    rows = [ln for ln in r.stdout.splitlines() if ln.strip().startswith(("curves", "heatmap"))]
+    assert len(rows) == 2 and not any(ln.rstrip().endswith("...") for ln in rows), rows
+    r = narrow("check", "--help")
+    line = next(ln for ln in r.stdout.splitlines() if ln.strip().startswith("--length"))
+    assert "<str>" not in line and "T|max" in line

@@ -119,6 +119,7 @@ def check_cmd(
         str,
         typer.Option(
             "--length",
+            metavar="T|max",
             help="Horizon T of the bounds: the generation cap (max_new_tokens). max: the "
             "cap the framework logs, else the longest response seen (an empirical horizon: "
             "no guarantee).",
@@ -366,8 +367,8 @@ def _write_report(result, path: Path, ext: str) -> None:
     scalar = [k for k, s in result.stats.items() if s.values.dtype.kind != "O"]
     head = ["step", "T", "T_source", "status", "flagged", "unified", "basis", "unified_estimate",
             "vacuous"]  # fmt: skip
-    for k in scalar:
-        head.append(f"{k} [{result.stats[k].status}]")
+    for k in scalar:  # plain names (no spaces, no brackets); the status in its own column
+        head += [k, f"{k}_status"]
         if result.stats[k].ci is not None:
             head += [f"{k}_ci_lo", f"{k}_ci_hi"]
     with open(path, "w", encoding="utf-8", newline="") as fh:
@@ -390,17 +391,27 @@ def _write_report(result, path: Path, ext: str) -> None:
             ]
             for k in scalar:
                 s = result.stats[k]
-                row.append(_num(s.values[i]))
+                row += [_num(s.values[i]), s.status]
                 if s.ci is not None:
                     row += [_num(s.ci[0][i]), _num(s.ci[1][i])]
             w.writerow(row)
 
 
 def _num(x) -> str:
+    """A CSV cell: integers plain, other numbers to 15 significant digits, shortest form.
+
+    15 digits are what a float64 holds exactly in decimal; the last one or two of its
+    17 are round-off of the arithmetic that made it (1 - 0.41 is 0.5900000000000001).
+
+    >>> _num(1 - 0.41), _num(2e-06), _num(0.43658253498383365), _num(1024.0)
+    ('0.59', '2e-06', '0.436582534983834', '1024')
+    """
     x = float(x)
     if math.isnan(x):
         return ""
-    return str(int(x)) if x.is_integer() and abs(x) < 1e15 else repr(x)
+    if x.is_integer() and abs(x) < 1e15:
+        return str(int(x))
+    return repr(float(f"{x:.15g}"))
 
 
 def _render(result, report, plot) -> None:
@@ -579,5 +590,9 @@ def _ci(s, i) -> str:
         return "—"
     if s.ci is None or math.isinf(v):  # an infinite estimate (overflow) has no ± width
         return fmt(v)
-    h = (float(s.ci[1][i]) - float(s.ci[0][i])) / 2
-    return f"{fmt(v)} ± {fmt(h)}"
+    lo, hi = float(s.ci[0][i]), float(s.ci[1][i])
+    if not (math.isfinite(lo) and math.isfinite(hi)):  # a half-open interval: no ± width
+        if math.isfinite(lo):
+            return f"{fmt(v)} (CI ≥ {fmt(lo)})"
+        return f"{fmt(v)} (CI ≤ {fmt(hi)})" if math.isfinite(hi) else fmt(v)
+    return f"{fmt(v)} ± {fmt((hi - lo) / 2)}"

@@ -149,7 +149,9 @@ def _bounds(values: list[str] | None) -> list[str] | None:
     return [tok for v in values for tok in v.replace(",", " ").split()]
 
 
-@app.command("curves", epilog=CURVES_EPILOG)
+@app.command(
+    "curves", epilog=CURVES_EPILOG, short_help="Every bound vs the response length T (log-log)."
+)
 def curves_cmd(
     kl_max: Annotated[
         float,
@@ -232,7 +234,11 @@ def curves_cmd(
     _save(fig, path, ext, dpi)
 
 
-@app.command("heatmap", epilog=HEATMAP_EPILOG)
+@app.command(
+    "heatmap",
+    epilog=HEATMAP_EPILOG,
+    short_help="B* over (T, delta), with the vacuity and budget contours.",
+)
 def heatmap_cmd(
     T_min: T_MIN_OPT = 16,
     T_max: T_MAX_OPT = 2**20,
