@@ -335,8 +335,8 @@ def test_cli_text_states_assumptions():
         (["--budget", "0.1"], "give --T"),
         (["--T", "4096"], "give --budget"),
         (["--T", "4096", "--budget", "0.1", "--budget-frac", "0.1"], "give --budget"),
-        (["--T", "4096", "--budget", "0.1", "--tv-ratio", "2"], "tv_ratio must be in"),
-        (["--kl-max", "1e-4", "--budget", "0.1", "--kl-avg", "1e-3"], "exceeds kl_max"),
+        (["--T", "4096", "--budget", "0.1", "--tv-ratio", "2"], "--tv-ratio must be in"),
+        (["--kl-max", "1e-4", "--budget", "0.1", "--kl-avg", "1e-3"], "exceeds --kl-max"),
     ],
 )
 def test_cli_bad_input_exit_2_one_line(args, msg):

@@ -239,13 +239,18 @@ def check_cmd(
     report = report if report is not None else report_old
     # The same validation as `trmbounds eval` (Stats): a TV above 1, a zero range, ...
     given = kl_max is not None or tv_max is not None
-    probe = Stats(
-        T=1,
-        kl_max=kl_max if given else 0.0,
-        tv_max=tv_max,
-        adv_range=1.0 if adv_range is None else adv_range,
-        reward_range=reward_range,
-    )
+    from ._render import in_flags
+
+    flags = {"kl_max": "--kl-max", "tv_max": "--tv-max", "adv_range": "--adv-range",
+             "reward_range": "--reward-range"}  # fmt: skip
+    with in_flags(flags):
+        probe = Stats(
+            T=1,
+            kl_max=kl_max if given else 0.0,
+            tv_max=tv_max,
+            adv_range=1.0 if adv_range is None else adv_range,
+            reward_range=reward_range,
+        )
     a_range = probe.adv_range
     gate = _fail_states(fail_on, STATES)
     if report is not None and report.suffix.lower() not in (".csv", ".json"):
@@ -254,6 +259,7 @@ def check_cmd(
         raise TrmboundsError(f"--plot {plot}: use a {', '.join(_PLOT_EXT)} file name")
     if not log.exists():
         raise TrmboundsError(f"log file not found: {log}")
+    _no_event_dir(log)
     check_outputs([("-o/--output", report), ("--plot", plot)], _inputs(log), force)
     assumption = Assumption(
         kl_max=kl_max,
@@ -358,6 +364,25 @@ def _failed(result, gate: set[str], states) -> list[float]:
     """The step numbers of the steps in one of the ``gate`` states."""
     codes = {states.index(s) for s in gate}
     return [float(result.step[i]) for i in range(len(result)) if int(result.state[i]) in codes]
+
+
+def _no_event_dir(log: Path) -> None:
+    """A directory is read as a TensorBoard run: without event files, say what it holds."""
+    if not log.is_dir() or next(log.rglob("*tfevents*"), None) is not None:
+        return
+    found = sorted(
+        str(p.relative_to(log))
+        for p in log.rglob("*")
+        if p.is_file() and p.suffix.lower() in (".jsonl", ".csv", ".parquet", ".json")
+    )
+    if not found:
+        return  # the reader's own message: no event files, nothing else either
+    more = f" (and {len(found) - 3} more)" if len(found) > 3 else ""
+    raise TrmboundsError(
+        f"{log} is a directory without TensorBoard event files (*tfevents*), the only "
+        f"logs read from a directory; it holds {', '.join(found[:3])}{more}: give the "
+        f"file, e.g. trmbounds check {log / found[0]}"
+    )
 
 
 def _write_report(result, path: Path, ext: str) -> None:

@@ -137,6 +137,7 @@ def solve_cmd(
     per length]}; with --kl-max, one object.
     """
     from .. import solve as S
+    from ._render import in_flags
 
     if (T is None) == (kl_max is None):
         raise TrmboundsError(
@@ -147,14 +148,17 @@ def solve_cmd(
         raise TrmboundsError(f"--adv-range must be positive, got {a:g}")
     beta = _budget(budget, budget_frac, a)
     kw = dict(tv_ratio=tv_ratio, kl_avg=kl_avg, adv_range=a, constants=constants.value)
+    flags = {"kl_max": "--kl-max", "kl_avg": "--kl-avg", "tv_ratio": "--tv-ratio"}
     if kl_max is not None:
-        res = S.max_length(kl_max, beta, **kw)
+        with in_flags(flags):
+            res = S.max_length(kl_max, beta, **kw)
         if json:
             print_json(res.to_dict())
         else:
             _render_length(res, budget_frac)
         return
-    results = [S.max_kl_threshold(t, beta, **kw) for t in _lengths(T)]
+    with in_flags(flags):
+        results = [S.max_kl_threshold(t, beta, **kw) for t in _lengths(T)]
     if json:
         print_json({"results": [r.to_dict() for r in results]})
         return
