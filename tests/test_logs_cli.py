@@ -283,3 +283,27 @@ def test_ci_cell_never_reads_plus_minus_inf():
     assert _ci(s, 1) == "0.5 (CI ≥ 0.25)"
     assert _ci(s, 2) == "0.5"
     assert not any("inf" in _ci(s, i) for i in range(3))
+
+
+def test_trm_max_says_it_only_computes_acceptance(tmp_path, verl):
+    """Issue 19, point 3: --trm-max is not the bound's assumption; help and output say so."""
+    help_text = " ".join(run("--help").stdout.split())
+    i = help_text.index("--trm-max")
+    assert "--kl-max" in help_text[i : i + 250] and "accept" in help_text[i : i + 250]
+    dump = write_token_dump(tmp_path / "t.jsonl", [[-1.0, -2.0]] * 3, [[-1.1, -2.0]] * 3)
+    r = run(dump, "--trm-max", "0.05")
+    assert r.exit_code == 0, r.output
+    line = " ".join(r.stdout.split("horizon T")[0].split())
+    assert "assumption: none" in line and "--trm-max 0.05 only computes" in line
+    assert "--kl-max" in line
+    r = run(verl, "--trm-max", "0.05")  # a metric log: refused, and pointed to --kl-max
+    assert r.exit_code == 2 and "--kl-max" in r.stderr
+
+
+def test_length_below_the_responses_is_said_on_the_horizon_line(tmp_path):
+    """Issue 19, point 4: --length 1 below 2-token responses: the horizon line says why."""
+    dump = write_token_dump(tmp_path / "t.jsonl", [[-1.0, -2.0]] * 3, [[-1.1, -2.0]] * 3)
+    r = run(dump, "--kl-max", "0.05", "--length", "1")
+    assert r.exit_code == 0, r.output
+    head = " ".join(r.stdout.split("B* rests on")[0].split())
+    assert "horizon T:" in head and "--length 1 is below a response" in head

@@ -152,7 +152,9 @@ def check_cmd(
         float | None,
         typer.Option(
             "--trm-max",
-            help="Per-token dumps: TRM-Max threshold on max k2 [default: 0.05].",
+            help="Per-token dumps only: the mask's TRM-Max threshold on max k2, to compute "
+            "which responses it accepts [default: 0.05]. Not an assumption of the bound: give "
+            "your TRM threshold as --kl-max.",
             show_default=False,
         ),
     ] = None,
@@ -298,7 +300,10 @@ def check_cmd(
             task = prog.add_task(log.name, total=None)
             result = check_log(log, progress=lambda n: prog.update(task, completed=n), **kw)
     else:
-        result = check_log(log, **kw)
+        # --trm-max on a metric log: the run's TRM threshold is the assumption --kl-max
+        with in_flags({}, {"this is a per-step metric log": "this is a per-step metric log; "
+                           "a run's TRM threshold is the bound's assumption: --kl-max"}):  # fmt: skip
+            result = check_log(log, **kw)
     if report is not None:
         with atomic_output(report) as tmp:
             _write_report(result, tmp, report.suffix.lower())
@@ -315,7 +320,7 @@ def check_cmd(
             d["fail_on"] = {"states": sorted(gate), "steps": [_int_or(x) for x in failed]}
         print_json(d)
     else:
-        _render(result, report, plot)
+        _render(result, report, plot, length=length, trm_max=trm_max)
         if failed:
             console().print(
                 f"[bold red]fail[/bold red] (--fail-on {','.join(sorted(gate))}): "
@@ -439,7 +444,7 @@ def _num(x) -> str:
     return repr(float(f"{x:.15g}"))
 
 
-def _render(result, report, plot) -> None:
+def _render(result, report, plot, length: str = "max", trm_max: float | None = None) -> None:
     from rich.table import Table
 
     from ..logs.check import ACCEPT_TARGET, STATES
@@ -453,13 +458,18 @@ def _render(result, report, plot) -> None:
         )
         or "none (nothing can be guaranteed)"
     )
+    if a.kl_max is None and trm_max is not None:  # the threshold a user may take for δ
+        assume += (
+            f";  --trm-max {trm_max:g} only computes the mask's acceptance: "
+            "give δ as --kl-max for a bound"
+        )
     rr = a.reward_range
     rr = "" if rr is None else f" (rewards in [{rr[0]:g}, {rr[1]:g}])"
     mm = "" if a.missing_mass is None else f";  missing mass m = {a.missing_mass:g} (assumed)"
     con.print(
         f"[bold]trmbounds check[/bold]  {result.path}  ({result.kind}, preset {result.preset})\n"
         f"assumption: {assume};  a = {a.adv_range:g}{rr}{mm};  constants = {a.constants}\n"
-        f"horizon T: {_horizon(result)};  B* rests on: {result.basis}"
+        f"horizon T: {_horizon(result, length)};  B* rests on: {result.basis}"
     )
     if result.stats:
         # text only (no number to cut): the "from" column wraps, even inside a long name
@@ -582,8 +592,17 @@ _HORIZON = {
 }
 
 
-def _horizon(result) -> str:
-    return "; ".join(_HORIZON.get(k, k) for k in sorted(set(result.T_source)))
+def _horizon(result, length: str = "max") -> str:
+    """Where T comes from; a --length below the responses is said here, not only in a note."""
+    sources = sorted(set(result.T_source))
+    text = "; ".join(_HORIZON.get(k, k) for k in sources)
+    if "empirical" in sources and length.strip().lower() != "max":
+        n = sum(1 for k in result.T_source if k == "empirical")
+        text += (
+            f" at {n:,} step(s): --length {length} is below a response the log holds, so "
+            "T is that response's length there"
+        )
+    return text
 
 
 def _styled(state: str) -> str:
