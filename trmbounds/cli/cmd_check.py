@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import math
+import re
+from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -219,6 +221,21 @@ def check_cmd(
     ] = None,
     force: FORCE_OPT = False,
     json: JSON_OPT = False,
+    quiet: Annotated[
+        bool,
+        typer.Option(
+            "--quiet", "-q", help="Print only the verdict line (the states, the worst step)."
+        ),
+    ] = False,
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose",
+            "-v",
+            help="Print every note in full (the framework's caveats, the statistics' "
+            "definitions); by default the long ones are counted, not printed.",
+        ),
+    ] = False,
 ) -> None:
     """At each step of a training log: is the TRM guarantee refuted, vacuous,
     guaranteed, an estimated gain, non-vacuous or unknown?
@@ -261,7 +278,6 @@ def check_cmd(
         raise TrmboundsError(f"--plot {plot}: use a {', '.join(_PLOT_EXT)} file name")
     if not log.exists():
         raise TrmboundsError(f"log file not found: {log}")
-    _no_event_dir(log)
     check_outputs([("-o/--output", report), ("--plot", plot)], _inputs(log), force)
     assumption = Assumption(
         kl_max=kl_max,
@@ -298,12 +314,14 @@ def check_cmd(
             transient=True,
         ) as prog:
             task = prog.add_task(log.name, total=None)
-            result = check_log(log, progress=lambda n: prog.update(task, completed=n), **kw)
+            with _dir_hint(log):
+                result = check_log(log, progress=lambda n: prog.update(task, completed=n), **kw)
     else:
         # --trm-max on a metric log: the run's TRM threshold is the assumption --kl-max
         with in_flags({}, {"this is a per-step metric log": "this is a per-step metric log; "
                            "a run's TRM threshold is the bound's assumption: --kl-max"}):  # fmt: skip
-            result = check_log(log, **kw)
+            with _dir_hint(log):
+                result = check_log(log, **kw)
     if report is not None:
         with atomic_output(report) as tmp:
             _write_report(result, tmp, report.suffix.lower())
@@ -320,12 +338,16 @@ def check_cmd(
             d["fail_on"] = {"states": sorted(gate), "steps": [_int_or(x) for x in failed]}
         print_json(d)
     else:
-        _render(result, report, plot, length=length, trm_max=trm_max)
+        con = console()
+        if not quiet:
+            _render(result, report, plot, length=length, trm_max=trm_max, verbose=verbose)
         if failed:
-            console().print(
+            con.print(
                 f"[bold red]fail[/bold red] (--fail-on {','.join(sorted(gate))}): "
                 f"{len(failed):,} step(s), first at step {_show(failed[0])}; exit code 1"
             )
+        # the last line, whatever came before: the run's verdict in one line
+        con.print(_verdict(result, con.width), soft_wrap=True)
     if failed:
         raise typer.Exit(1)
 
@@ -371,23 +393,27 @@ def _failed(result, gate: set[str], states) -> list[float]:
     return [float(result.step[i]) for i in range(len(result)) if int(result.state[i]) in codes]
 
 
-def _no_event_dir(log: Path) -> None:
-    """A directory is read as a TensorBoard run: without event files, say what it holds."""
-    if not log.is_dir() or next(log.rglob("*tfevents*"), None) is not None:
-        return
-    found = sorted(
-        str(p.relative_to(log))
-        for p in log.rglob("*")
-        if p.is_file() and p.suffix.lower() in (".jsonl", ".csv", ".parquet", ".json")
-    )
-    if not found:
-        return  # the reader's own message: no event files, nothing else either
-    more = f" (and {len(found) - 3} more)" if len(found) > 3 else ""
-    raise TrmboundsError(
-        f"{log} is a directory without TensorBoard event files (*tfevents*), the only "
-        f"logs read from a directory; it holds {', '.join(found[:3])}{more}: give the "
-        f"file, e.g. trmbounds check {log / found[0]}"
-    )
+@contextmanager
+def _dir_hint(log: Path):
+    """A directory the readers do not take: say which logs it holds, and how to give one."""
+    try:
+        yield
+    except TrmboundsError as exc:
+        if not log.is_dir() or "no TensorBoard event files" not in str(exc):
+            raise
+        found = sorted(
+            str(p.relative_to(log))
+            for p in log.rglob("*")
+            if p.is_file() and p.suffix.lower() in (".jsonl", ".csv", ".parquet", ".json")
+        )
+        if not found:
+            raise
+        more = f" (and {len(found) - 3} more)" if len(found) > 3 else ""
+        exc.args = (
+            f"{exc}; it holds {', '.join(found[:3])}{more}: give the file, e.g. "
+            f"trmbounds check {log / found[0]}",
+        )
+        raise
 
 
 def _write_report(result, path: Path, ext: str) -> None:
@@ -444,7 +470,14 @@ def _num(x) -> str:
     return repr(float(f"{x:.15g}"))
 
 
-def _render(result, report, plot, length: str = "max", trm_max: float | None = None) -> None:
+def _render(
+    result,
+    report,
+    plot,
+    length: str = "max",
+    trm_max: float | None = None,
+    verbose: bool = False,
+) -> None:
     from rich.table import Table
 
     from ..logs.check import ACCEPT_TARGET, STATES
@@ -542,10 +575,6 @@ def _render(result, report, plot, length: str = "max", trm_max: float | None = N
     if len(flg) > 5:
         con.print(f"… and {len(flg) - 5:,} more flagged step(s)")
     lines = result.summary()
-    counts = lines["states"]
-    con.print(
-        "states: " + ",  ".join(f"{_styled(s)} {counts[s]:,}" for s in STATES if counts.get(s))
-    )
     if "acceptance" in lines:
         ac = lines["acceptance"]
         below = ac["steps_below_target"]
@@ -577,12 +606,104 @@ def _render(result, report, plot, length: str = "max", trm_max: float | None = N
         )
     if result.rows_without_metrics:
         con.print(f"{result.rows_without_metrics:,} row(s) without any mismatch metric (not steps)")
-    for note in result.notes:
-        warn = note.startswith("WARNING")
-        con.print(f"note: {note}", markup=False, style="yellow" if warn else "dim")
+    _print_notes(con, result, verbose)
     for what, p in (("report", report), ("plot", plot)):
         if p is not None:
             con.print(f"{what} written to {p}")
+
+
+#: Frameworks whose caveats open a note with their name (``verl: ...``, ``verl's ...``).
+_FRAMEWORKS = ("verl", "slime", "trl", "prime-rl", "skyrl", "openrlhf", "areal")
+#: A note longer than this (characters) is printed only with -v, unless it warns.
+_LONG_NOTE = 110
+
+
+def _note_group(note: str) -> str:
+    """``warning``, ``framework``, ``validity`` or ``statistic``: where a note is printed.
+
+    From the note's text alone (the notes are plain sentences of :class:`CheckResult`), so
+    that the grouping follows any new note without a change here.
+    """
+    low = note.lower()
+    if note.startswith("WARNING"):
+        return "warning"
+    first = low.split(":", 1)[0].split("'s ", 1)[0].strip()
+    if first in _FRAMEWORKS:
+        return "framework"
+    if low.startswith(("support:", "the guarantee needs", "maxima:", "exact:", "empirical:")):
+        return "validity"
+    return "statistic"
+
+
+def _short(note: str) -> str:
+    """A validity condition's first clause (up to '; '), the rest is for -v."""
+    head = note.split("; ", 1)[0]
+    return head if len(head) < len(note) else note
+
+
+def _print_notes(con, result, verbose: bool) -> None:
+    """The notes, grouped: warnings, the framework's caveats, the validity conditions.
+
+    Without ``verbose`` the framework's caveats and the long notes on the statistics are
+    counted on one line each (``-v`` prints them); validity conditions are one short
+    block of first clauses. JSON and CSV outputs keep every note in full.
+    """
+    groups: dict[str, list[str]] = {"warning": [], "framework": [], "validity": [],
+                                    "statistic": []}  # fmt: skip
+    for note in result.notes:
+        groups[_note_group(note)].append(note)
+    for note in groups["warning"]:
+        con.print(f"note: {note}", markup=False, style="yellow")
+    hidden = []
+    stats = groups["statistic"]
+    shown = stats if verbose else [n for n in stats if len(n) <= _LONG_NOTE]
+    for note in shown:
+        con.print(f"note: {note}", markup=False, style="dim")
+    if len(shown) < len(stats):
+        hidden.append(f"{len(stats) - len(shown)} on the statistics")
+    fw = groups["framework"]
+    if fw and verbose:
+        con.print(f"{result.preset} caveats (how it logs these metrics):", style="dim")
+        for note in fw:
+            con.print(f"  • {note}", markup=False, style="dim")
+    elif fw:
+        hidden.append(f"{len(fw)} caveat(s) of how {result.preset} logs these metrics")
+    if groups["validity"]:
+        con.print("validity (docs/theory.md):", style="dim")
+        for note in groups["validity"]:
+            con.print(f"  • {note if verbose else _short(note)}", markup=False, style="dim")
+    if hidden:
+        con.print(f"notes not shown: {'; '.join(hidden)} (-v shows them)", style="dim")
+
+
+def _verdict(result, width: int = 80) -> str:
+    """The run's verdict: the count of each state, the worst step, what B* rests on.
+
+    One sentence, the last thing printed; wrapped at spaces to ``width`` (a number is
+    never cut) with its continuation lines indented, so that it reads as one block.
+    """
+    import textwrap
+
+    from ..logs.check import STATES
+
+    nb = "\u00a0"  # joins what must stay on one line ("B* = 0.4366"); a space once wrapped
+    counts = result.counts()
+    n = len(result)
+    states = ", ".join(f"{s}{nb}{counts[s]:,}" for s in STATES if counts.get(s))
+    text = f"verdict: {states or 'no steps'} ({n:,}{nb}step{'s' if n != 1 else ''})"
+    worst = result.worst(1)
+    if worst:
+        i = worst[0]
+        state = STATES[int(result.state[i])]
+        b = f"B*{nb}={nb}{_f(result.unified[i])}"
+        text += f"; worst step{nb}{_show(result.step[i])}: {state}, {b}"
+    text += f"; B* rests on: {result.basis}"
+    lines = textwrap.wrap(text, width=max(width, 40), subsequent_indent="  ",
+                          break_on_hyphens=False, break_long_words=False)  # fmt: skip
+    out = "\n".join(lines).replace(nb, " ").replace("verdict:", "[bold]verdict[/bold]:", 1)
+    for st in STATES:  # the state names in their colours (whole words only)
+        out = re.sub(rf"(?<![\w-]){re.escape(st)}(?![\w-])", _styled(st), out)
+    return out
 
 
 _HORIZON = {
