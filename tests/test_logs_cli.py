@@ -65,7 +65,8 @@ def test_report_csv_json_and_force(tmp_path, verl):
     rows = list(csv.DictReader(rep.open()))
     assert [r["step"] for r in rows] == ["1", "2", "3", "4"]
     assert rows[3]["status"] == "refuted" and rows[0]["T"] == "100"
-    assert float(rows[0]["kl_seq [estimate]"]) == pytest.approx(5e-4)  # 1e-5 x 50
+    assert float(rows[0]["kl_seq"]) == pytest.approx(5e-4)  # 1e-5 x 50
+    assert rows[0]["kl_seq_status"] == "estimate"
     out = run(verl, "--kl-max", "1e-4", "--report", rep)
     assert out.exit_code == 2 and "exists; pass --force" in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1 and out.stderr.startswith("Error: ")
@@ -306,3 +307,59 @@ def test_check_output_directory_keeps_trainer_state_and_names_the_rest(tmp_path)
     # --format tensorboard keeps the TensorBoard reading of a directory, unasked
     out = run(ex, "--kl-max", "0.05", "--format", "tensorboard")
     assert out.exit_code == 0, out.output
+
+
+def test_report_csv_plain_headers_and_no_float_noise(tmp_path):
+    """Issue 19: header names without spaces or brackets, the status in its own column;
+    an acceptance logged as 1 - 0.41 reads 0.59 (not 0.5900000000000001)."""
+    rows = [{"step": 1, "response_length/max": 64,
+             "rollout_corr/rollout_rs_seq_masked_fraction": 0.41}]  # fmt: skip
+    log = write_jsonl(tmp_path / "m.jsonl", rows)
+    rep = tmp_path / "r.csv"
+    r = run(log, "--kl-max", "1e-4", "--preset", "verl", "-o", rep)
+    assert r.exit_code == 0, r.output
+    head = rep.read_text().splitlines()[0].split(",")
+    assert all(" " not in h and "[" not in h for h in head), head
+    row = next(csv.DictReader(rep.open()))
+    assert row["acceptance"] == "0.59" and row["acceptance_status"] == "logged"
+
+
+def test_ci_cell_never_reads_plus_minus_inf():
+    """A confidence interval open on one side has no ± width: it is said as a bound."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from trmbounds.cli.cmd_check import _ci
+
+    inf = float("inf")
+    s = SimpleNamespace(values=np.array([0.5, 0.5, 0.5]),
+                        ci=(np.array([0.25, 0.25, -inf]), np.array([0.75, inf, inf])))  # fmt: skip
+    assert _ci(s, 0) == "0.5 ± 0.25"
+    assert _ci(s, 1) == "0.5 (CI ≥ 0.25)"
+    assert _ci(s, 2) == "0.5"
+    assert not any("inf" in _ci(s, i) for i in range(3))
+
+
+def test_trm_max_says_it_only_computes_acceptance(tmp_path, verl):
+    """Issue 19, point 3: --trm-max is not the bound's assumption; help and output say so."""
+    help_text = " ".join(run("--help").stdout.split())
+    i = help_text.index("--trm-max")
+    assert "--kl-max" in help_text[i : i + 250] and "accept" in help_text[i : i + 250]
+    dump = write_token_dump(tmp_path / "t.jsonl", [[-1.0, -2.0]] * 3, [[-1.1, -2.0]] * 3)
+    r = run(dump, "--trm-max", "0.05")
+    assert r.exit_code == 0, r.output
+    line = " ".join(r.stdout.split("horizon T")[0].split())
+    assert "assumption: none" in line and "--trm-max 0.05 only computes" in line
+    assert "--kl-max" in line
+    r = run(verl, "--trm-max", "0.05")  # a metric log: refused, and pointed to --kl-max
+    assert r.exit_code == 2 and "--kl-max" in r.stderr
+
+
+def test_length_below_the_responses_is_said_on_the_horizon_line(tmp_path):
+    """Issue 19, point 4: --length 1 below 2-token responses: the horizon line says why."""
+    dump = write_token_dump(tmp_path / "t.jsonl", [[-1.0, -2.0]] * 3, [[-1.1, -2.0]] * 3)
+    r = run(dump, "--kl-max", "0.05", "--length", "1")
+    assert r.exit_code == 0, r.output
+    head = " ".join(r.stdout.split("B* rests on")[0].split())
+    assert "horizon T:" in head and "--length 1 is below a response" in head

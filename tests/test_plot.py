@@ -258,10 +258,13 @@ def test_heatmap_command(tmp_path):
     "args, msg",
     [
         (["curves", "--kl-max", "1e-4", "--bounds", "pm_kl,nope"], "unknown bound 'nope'"),
-        (["curves", "--kl-max", "1e-4", "--T-min", "4096", "--T-max", "16"], "T_min must be below"),
-        (["curves", "--kl-max", "1e-4", "--T-min", "0"], "T_min must be an integer >= 1"),
-        (["curves", "--kl-max", "0"], "kl_max must be a positive"),
-        (["curves", "--kl-max", "1e-4", "--kl-avg", "1e-3"], "exceeds kl_max"),
+        (
+            ["curves", "--kl-max", "1e-4", "--T-min", "4096", "--T-max", "16"],
+            "--T-min must be below",
+        ),
+        (["curves", "--kl-max", "1e-4", "--T-min", "0"], "--T-min must be an integer >= 1"),
+        (["curves", "--kl-max", "0"], "--kl-max must be a positive"),
+        (["curves", "--kl-max", "1e-4", "--kl-avg", "1e-3"], "exceeds --kl-max"),
         (["curves", "--kl-max", "1e-4", "--out", "x.jpg"], "unsupported output format"),
         (["curves", "--kl-max", "1e-4", "--dpi", "0"], "--dpi must be positive"),
         (["curves", "--kl-max", "1e-4", "--dpi", "1"], "--dpi must be at least 30"),
@@ -269,8 +272,8 @@ def test_heatmap_command(tmp_path):
         (["curves"], "Missing option '--kl-max'"),
         (["heatmap", "--budget", "0"], "--budget must be positive"),
         (["heatmap", "--budget-frac", "-1"], "--budget-frac must be positive"),
-        (["heatmap", "--T-min", "100", "--T-max", "50"], "T_min must be below"),
-        (["heatmap", "--kl-range", "1e-2", "1e-4"], "kl_range must be increasing"),
+        (["heatmap", "--T-min", "100", "--T-max", "50"], "--T-min must be below"),
+        (["heatmap", "--kl-range", "1e-2", "1e-4"], "--kl-range must be increasing"),
     ],
 )
 def test_bad_input_exit_2_one_line(tmp_path, monkeypatch, args, msg):
@@ -318,7 +321,7 @@ def test_output_is_validated_before_any_work(tmp_path):
     r = runner.invoke(app, ["plot", "curves", "--kl-max", "-1", "-o", str(out)])
     assert r.exit_code == 2 and "pass --force" in r.stderr
     r = runner.invoke(app, ["plot", "curves", "--kl-max", "-1", "-o", str(out), "--force"])
-    assert r.exit_code == 2 and "kl_max" in r.stderr
+    assert r.exit_code == 2 and "--kl-max" in r.stderr
     assert out.read_bytes() == b"not an image"  # never overwritten by a failed run
 
 

@@ -51,9 +51,8 @@ def test_solve_table_at_80_columns():
         "solve", "--T", "1024,4096,32768,1048576", "--budget-frac", "0.05", "--kl-avg", "1e-9"
     )
     assert r.exit_code == 0
-    # the prose lines around the table are soft-wrapped on purpose (whole, greppable)
-    table = "\n".join(r.stdout.splitlines()[1:6])  # the header and four rows
-    assert_fits(table)
+    assert_fits(r.stdout)  # the table, and the prose around it wrapped at 80 columns
+    table = r.stdout
     res = json.loads(
         narrow(
             "solve",
@@ -326,3 +325,13 @@ def test_validity_notes_fit_a_narrow_terminal(tmp_path):
     assert r.exit_code == 0, r.output
     for x in r.stdout.split("validity\n", 1)[1].splitlines():
         assert len(x) <= 40 and not x.rstrip().endswith("PDI-"), repr(x)
+
+
+def test_plot_help_summaries_whole_and_length_metavar():
+    r = narrow("plot", "--help")
+    assert r.exit_code == 0
+    rows = [ln for ln in r.stdout.splitlines() if ln.strip().startswith(("curves", "heatmap"))]
+    assert len(rows) == 2 and not any(ln.rstrip().endswith("...") for ln in rows), rows
+    r = narrow("check", "--help")
+    line = next(ln for ln in r.stdout.splitlines() if ln.strip().startswith("--length"))
+    assert "<str>" not in line and "T|max" in line

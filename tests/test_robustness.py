@@ -204,12 +204,15 @@ def test_corrupt_tensorboard_records_never_allocate_or_trace(tmp_path):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["check", "{log}", "--tv-max", "1.5"], "tv_max = 1.5 exceeds 1"),
-        (["check", "{log}", "--kl-max", "0.05", "--adv-range", "0"], "adv_range must be positive"),
+        (["check", "{log}", "--tv-max", "1.5"], "--tv-max 1.5 exceeds 1"),
+        (
+            ["check", "{log}", "--kl-max", "0.05", "--adv-range", "0"],
+            "--adv-range must be positive",
+        ),
         (["solve", "--T", "4096,,8192", "--budget", "0.1"], "empty length"),
         (
             ["eval", "--T", "10", "--kl-max", "0.1", "--adv-range", "0"],
-            "adv_range must be positive",
+            "--adv-range must be positive",
         ),
         (["plot", "curves", "--kl-max", "1e-4", "--mark-T", "8"], "outside the lengths drawn"),
         (["plot", "curves", "--kl-max", "1e-4", "--T-max", "9" * 40], "beyond the longest"),

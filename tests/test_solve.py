@@ -335,8 +335,8 @@ def test_cli_text_states_assumptions():
         (["--budget", "0.1"], "give --T"),
         (["--T", "4096"], "give --budget"),
         (["--T", "4096", "--budget", "0.1", "--budget-frac", "0.1"], "give --budget"),
-        (["--T", "4096", "--budget", "0.1", "--tv-ratio", "2"], "tv_ratio must be in"),
-        (["--kl-max", "1e-4", "--budget", "0.1", "--kl-avg", "1e-3"], "exceeds kl_max"),
+        (["--T", "4096", "--budget", "0.1", "--tv-ratio", "2"], "--tv-ratio must be in"),
+        (["--kl-max", "1e-4", "--budget", "0.1", "--kl-avg", "1e-3"], "exceeds --kl-max"),
     ],
 )
 def test_cli_bad_input_exit_2_one_line(args, msg):
@@ -354,3 +354,40 @@ def test_review_edge_cases():
     assert S.threshold_bound(2, r.kl_max) <= 1e-300 < S.threshold_bound(2, r.kl_max * (1 + 1e-6))
     with pytest.raises(TrmboundsError, match="tv_ratio must be at least"):
         S.max_kl_threshold(4096, 0.1, tv_ratio=1e-170)
+
+
+def test_cli_max_length_shows_the_step_across_the_budget():
+    """At delta = 1e-12 the step B*(T_max) -> B*(T_max + 1) is ~1e-8 of beta: printed with
+    4 digits both read 0.1; the text must show B*(T_max) <= beta < B*(T_max + 1)."""
+    import re
+
+    r = run("--kl-max", "1e-12", "--budget", "0.1")
+    assert r.exit_code == 0, r.output
+    text = " ".join(r.stdout.split()).replace(",", "")
+    m = re.search(r"B\*\((\d+)\) = ([\d.e+-]+) B\*\((\d+)\) = ([\d.e+-]+) > β", text)
+    assert m, text
+    assert int(m[3]) == int(m[1]) + 1
+    assert float(m[2]) <= 0.1 < float(m[4])  # the printed numbers say what the sentence says
+
+
+def test_cli_says_a_budget_of_the_whole_range_is_vacuous():
+    for args in (["--T", "4096"], ["--kl-max", "1e-4"]):
+        r = run(*args, "--budget", "5")  # 500 % of a = 1
+        assert r.exit_code == 0, r.output
+        assert "vacuous" in r.stdout and "Choose β < a" in " ".join(r.stdout.split())
+        assert "vacuous" not in run(*args, "--budget", "0.5").stdout
+        o = json.loads(run(*args, "--budget", "5", "--json").stdout)
+        o = o["results"][0] if "results" in o else o
+        assert o["vacuous_budget"] is True
+    # a = 2: beta = 1.5 is 75 % of the range, not vacuous; beta = 2 is
+    assert "vacuous" not in run("--T", "64", "--budget", "1.5", "--adv-range", "2").stdout
+    assert "vacuous" in run("--T", "64", "--budget", "2", "--adv-range", "2").stdout
+
+
+def test_cli_prose_wraps_at_80_columns():
+    from rich.cells import cell_len
+
+    for args in (["--kl-max", "1e-12", "--budget", "0.1"], ["--T", "4096", "--budget", "5"]):
+        r = runner.invoke(app, ["solve", *args], env={"COLUMNS": "80", "TERM": "dumb"})
+        assert r.exit_code == 0
+        assert max(cell_len(line) for line in r.stdout.splitlines()) <= 80, r.stdout

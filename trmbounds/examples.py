@@ -47,7 +47,11 @@ EXAMPLES: dict[str, str] = {
     "measured.json": (
         "statistics file written by `trmbounds measure --demo -n 1 --max-new-tokens 32 "
         "-o measured.json --tokens tokens.jsonl` (a random-weight model, bfloat16 rollouts "
-        "vs float32 training: the numbers illustrate the tool only)"
+        "vs float32 training: the numbers illustrate the tool only). From only 8 "
+        "responses, its estimate tv_seq (a mean of per-response TV estimates) exceeds "
+        "sqrt(kl_seq/2) by 7 %, so `eval` and `check` warn 'inconsistent: ... contradicts "
+        "Pinsker's inequality (estimated inputs)': Pinsker's inequality binds the true "
+        "values, and two noisy estimates need not respect it"
     ),
     "tokens.jsonl": (
         "per-token dump of 8 responses (up to 32 tokens) written by the same run as "

@@ -88,14 +88,17 @@ SCALINGS = {
     "unified": None,
 }
 
+#: TV variants are dashed, beside their KL variants' solid lines.
+_DASHED = ("classical_tv", "pm_tv", "mix_tv", "adaptive_tv")
+
 _COLORS = {
     "classical_tv": "#7f7f7f",
     "classical_kl": "#8c564b",
     "linear": "#bcbd22",
     "pm_kl": "#1f77b4",
-    "pm_tv": "#17becf",
+    "pm_tv": "#0e8a96",
     "mix_kl": "#2ca02c",
-    "mix_tv": "#98df8a",
+    "mix_tv": "#1b5e20",  # dark: it runs on the pale band of B* (light green vanished)
     "coupling": "#ff7f0e",
     "adaptive_kl": "#9467bd",
     "adaptive_tv": "#e377c2",
@@ -346,12 +349,15 @@ def _pow2_axis(axis, lo: float, hi: float) -> None:
 
 
 def _sci(x: float) -> str:
-    """A number for a label: 1e-4 as '10^{-4}' in mathtext, others with 3 digits."""
+    """A number for a label: 1e-4 as '10^{-4}' in mathtext, others with 3 digits.
+
+    Never in code notation: 2580 is '2.58\\times 10^{3}'.
+    """
     if x == 0:
         return "0"
     m, e = f"{x:.2e}".split("e")
     e = int(e)
-    if -2 <= e <= 3:
+    if -2 <= e <= 2:  # three digits never turn into code notation (2.58e+03) here
         return f"{x:.3g}"
     m = m.rstrip("0").rstrip(".")
     return rf"10^{{{e}}}" if m == "1" else rf"{m}\times 10^{{{e}}}"
@@ -433,17 +439,19 @@ def curves(
             ax.plot(Ts, y, label=label + ": the lowest curve", color="0.15", lw=7.0,
                     alpha=0.22, solid_capstyle="butt", zorder=2)  # fmt: skip
         else:
-            ax.plot(Ts, y, label=label, color=_COLORS[name], lw=1.6, zorder=3)
+            ax.plot(Ts, y, label=label, color=_COLORS[name], lw=1.6, zorder=3,
+                    ls=(0, (5, 1.5)) if name in _DASHED else "-")  # fmt: skip
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
-    ax.set_xlim(Ts[0], Ts[-1])
-    _pow2_axis(ax.xaxis, Ts[0], Ts[-1])
     ylo, yhi = _y_window(data, a, _mark_value(mark_T, data, Ts))
     ax.set_ylim(ylo, yhi)
+    xhi = _x_end(Ts, data, yhi, mark_T)
+    ax.set_xlim(Ts[0], xhi)
+    _pow2_axis(ax.xaxis, Ts[0], xhi)
     # Vacuity: B >= a guarantees nothing (a light band; the curves matter below it).
     ax.axhspan(a, yhi, color="0.94", zorder=0, lw=0)
     ax.axhline(a, color="0.35", lw=1.0, ls=":", zorder=2)
-    fx, ha, above = _vacuity_label_spot(Ts, data, a, ylo, yhi)
+    fx, ha, above = _vacuity_label_spot(Ts, data, a, ylo, yhi, xhi, mark_T)
     ax.annotate(
         f"vacuous above $B = a = {_sci(a)}$",
         xy=(fx, a),
@@ -454,6 +462,10 @@ def curves(
         color="0.3",
         ha=ha,
         va="bottom" if above else "top",
+        # The region's own colour behind it: a line crossing it (the mark) stays under
+        # it, and the curves (above it) stay on top.
+        bbox=dict(facecolor="0.94" if above else "white", edgecolor="none", pad=0.5),
+        zorder=2.5,
     )
     if mark_T is not None:
         ax.axvline(mark_T, color="0.45", lw=1.0, ls="-.", zorder=2)
@@ -477,7 +489,7 @@ def curves(
             f"\n$B^* = {_sci(y0)}$" if u is not None else ""
         )
         # Beside the marked point (left of it when it is near the right edge).
-        right = math.log(mark_T / Ts[0]) / math.log(Ts[-1] / Ts[0]) < 0.8
+        right = math.log(mark_T / Ts[0]) / math.log(xhi / Ts[0]) < 0.8
         ax.annotate(
             text,
             xy=(mark_T, min(max(y0, ylo), yhi)),
@@ -527,19 +539,47 @@ def _y_window(data, a: float, keep: float | None = None) -> tuple[float, float]:
     return bottom, top
 
 
-def _vacuity_label_spot(Ts, data, a, ylo, yhi):
+def _x_end(Ts, data, yhi: float, mark_T: int | None) -> float:
+    """Where the x-axis ends: soon after the last curve has left the window at the top.
+
+    The first power of two at least 1.25 times the longest length at which some curve
+    is still inside the window (and not before ``mark_T``), at most the last length.
+    Nothing is left out: beyond it every curve is above the window.
+    """
+    inside = np.any(np.vstack(list(data.values())) <= yhi, axis=0)
+    if not inside.any():
+        return float(Ts[-1])
+    last = float(Ts[np.flatnonzero(inside)[-1]])
+    end = 2.0 ** math.ceil(math.log2(last * 1.25))
+    if mark_T is not None:
+        end = max(end, 2.0 ** math.ceil(math.log2(mark_T * 1.25)))
+    return float(min(max(end, Ts[min(1, Ts.size - 1)]), Ts[-1]))
+
+
+def _vacuity_label_spot(Ts, data, a, ylo, yhi, xhi=None, mark_T=None):
     """Where the vacuity label crosses no curve: (x axes-fraction, ha, above the line?).
 
-    Tries the left and right ends, above and then below the line; the label spans
-    about a third of the width and a twentieth of the (log) height.
+    Tries the left and right ends of the window (which ends at ``xhi``), above and then
+    below the line; the label spans about a third of the width and a twentieth of the
+    (log) height, and a spot that the ``mark_T`` line crosses is not taken.
     """
+    xhi = float(Ts[-1]) if xhi is None else xhi
     lx = np.log(Ts)
-    frac = (lx - lx[0]) / (lx[-1] - lx[0])
+    # On a fine grid: a coarse one (few --points) steps over a crossing.
+    fine = np.linspace(lx[0], math.log(xhi), 400)
+    frac = (fine - lx[0]) / (math.log(xhi) - lx[0])
+    fm = None if mark_T is None else (math.log(mark_T) - lx[0]) / (math.log(xhi) - lx[0])
     band = (yhi / ylo) ** 0.05
-    ys = np.vstack(list(data.values()))
+    ys = np.vstack(
+        [np.exp(np.interp(fine, lx, np.log(np.maximum(v, 1e-300)))) for v in data.values()]
+    )
+    spots = ((0.01, "left", 0.0, 0.35), (0.99, "right", 0.65, 1.0))
     for above in (True, False):
         lo, hi = (a, a * band) if above else (a / band, a)
-        for fx, ha, span in ((0.01, "left", frac <= 0.35), (0.99, "right", frac >= 0.65)):
+        for fx, ha, f0, f1 in spots:
+            span = (frac >= f0) & (frac <= f1)
+            if fm is not None and f0 - 0.02 <= fm <= f1 + 0.02:
+                continue
             if not np.any((ys[:, span] >= lo) & (ys[:, span] <= hi)):
                 return fx, ha, above
     return 0.99, "right", True
@@ -714,7 +754,8 @@ def heatmap(
             deltas,
             v,
             levels=levels,
-            colors=["black" if lv == a else "white" for lv in levels],
+            # A budget at or above a lies in the grey vacuous region: dark, not white.
+            colors=["black" if lv == a else ("white" if lv < a else "0.15") for lv in levels],
             linestyles=["-" if lv == a else "--" for lv in levels],
             linewidths=[1.6 if lv == a else 1.3 for lv in levels],
         )
@@ -767,27 +808,37 @@ COMMON_LENGTHS = (4096, 8192, 16384, 32768)
 
 
 def _heatmap_marks(ax, Ts, deltas) -> None:
-    """The paper's threshold delta = 0.05 and common lengths (where inside the map)."""
+    """The paper's threshold delta = 0.05 and common lengths (where inside the map).
+
+    The lengths are named on a secondary axis above the map (legible, and never under a
+    contour); the threshold's label sits on the side of its line away from the frame.
+    """
     if deltas[0] < PAPER_TRM_MAX < deltas[-1]:
         ax.axhline(PAPER_TRM_MAX, color="C3", lw=1.2, ls="--", zorder=4)
+        frac = math.log(PAPER_TRM_MAX / deltas[0]) / math.log(deltas[-1] / deltas[0])
+        above = frac < 0.85  # near the top frame: the label goes under the line
         ax.annotate(
             rf"paper's TRM-Max $\delta = {PAPER_TRM_MAX:g}$",
             xy=(0.01, PAPER_TRM_MAX),
             xycoords=("axes fraction", "data"),
-            xytext=(0, 3),
+            xytext=(0, 3 if above else -3),
             textcoords="offset points",
             fontsize=8,
             color="C3",
-            va="bottom",
-            bbox=dict(facecolor="white", edgecolor="none", alpha=0.7, pad=1),
+            va="bottom" if above else "top",
+            bbox=dict(facecolor="white", edgecolor="none", alpha=0.8, pad=1),
         )
-    for T in COMMON_LENGTHS:
-        if Ts[0] < T < Ts[-1]:
-            ax.axvline(T, color="white", lw=0.8, ls=":", alpha=0.9, zorder=4)
-            ax.annotate(f"{T // 1024}k", xy=(T, 0.0), xycoords=("data", "axes fraction"),
-                        xytext=(0, 3), textcoords="offset points", fontsize=7, ha="center",
-                        color="0.1", bbox=dict(facecolor="white", edgecolor="none",
-                                               alpha=0.7, pad=0.5))  # fmt: skip
+    inside = [T for T in COMMON_LENGTHS if Ts[0] < T < Ts[-1]]
+    for T in inside:
+        ax.axvline(T, color="white", lw=0.8, ls=":", alpha=0.9, zorder=4)
+    if inside:
+        from matplotlib.ticker import FixedLocator, NullLocator
+
+        top = ax.secondary_xaxis("top")
+        top.xaxis.set_major_locator(FixedLocator(inside))
+        top.xaxis.set_minor_locator(NullLocator())
+        top.set_xticks(inside, [f"{T // 1024}k" for T in inside])
+        top.tick_params(labelsize=8, length=3, pad=1, colors="0.25")
 
 
 def adaptive_routes(T: int, kl_max, tv_max, *, ax=None):

@@ -308,9 +308,15 @@ class KLThreshold:
     assumptions: dict = field(default_factory=dict)
     message: str = ""
 
+    @property
+    def vacuous_budget(self) -> bool:
+        """The budget is at least the advantage range: every bound below it is vacuous."""
+        return self.budget >= self.adv_range
+
     def to_dict(self) -> dict:
         d = asdict(self)
         d["question"] = "max_kl"
+        d["vacuous_budget"] = self.vacuous_budget
         return d
 
 
@@ -333,9 +339,15 @@ class MaxLength:
     assumptions: dict = field(default_factory=dict)
     message: str = ""
 
+    @property
+    def vacuous_budget(self) -> bool:
+        """The budget is at least the advantage range: every bound below it is vacuous."""
+        return self.budget >= self.adv_range
+
     def to_dict(self) -> dict:
         d = asdict(self)
         d["question"] = "max_length"
+        d["vacuous_budget"] = self.vacuous_budget
         return d
 
 

@@ -2,8 +2,43 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+
+from ..errors import TrmboundsError
 from ..stats import UNIFIED_MEMBERS, Result
 from ._common import fmt
+
+
+@contextmanager
+def in_flags(flags: Mapping[str, str], phrases: Mapping[str, str] | None = None) -> Iterator[None]:
+    """Say a library error in the command's terms: each parameter name becomes its flag.
+
+    The library speaks of ``kl_max`` and ``mark_T``; the user typed ``--kl-max`` and
+    ``--mark-T``. A name is replaced where it is a whole word (not ``sqrt(kl_max/2)``,
+    not part of ``kl_max_proxy``), and each of ``phrases`` by its text (e.g. what limits
+    a range). Give only the names whose values came from flags.
+
+    >>> try:
+    ...     with in_flags({"kl_max": "--kl-max"}):
+    ...         raise TrmboundsError("kl_max must be non-negative, got -1")
+    ... except TrmboundsError as e:
+    ...     print(e)
+    --kl-max must be non-negative, got -1
+    """
+    try:
+        yield
+    except TrmboundsError as exc:
+        msg = str(exc)
+        for name, flag in flags.items():
+            msg = re.sub(rf"(?<![\w./-]){re.escape(name)}(?![\w/])", flag, msg)
+            msg = msg.replace(f"{flag} = ", f"{flag} ")  # "--mark-T 10", as typed
+        for phrase, text in (phrases or {}).items():
+            msg = msg.replace(phrase, text)
+        exc.args = (msg,)
+        raise
+
 
 LABELS = {
     "classical_tv": ("Classical (TV)", "T²"),

@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import math
 import os
+import re
+from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -126,6 +128,7 @@ def check_cmd(
         str,
         typer.Option(
             "--length",
+            metavar="T|max",
             help="Horizon T of the bounds: the generation cap (max_new_tokens). max: the "
             "cap the framework logs, else the longest response seen (an empirical horizon: "
             "no guarantee).",
@@ -168,7 +171,9 @@ def check_cmd(
         float | None,
         typer.Option(
             "--trm-max",
-            help="Per-token dumps: TRM-Max threshold on max k2 [default: 0.05].",
+            help="Per-token dumps only: the mask's TRM-Max threshold on max k2, to compute "
+            "which responses it accepts [default: 0.05]. Not an assumption of the bound: give "
+            "your TRM threshold as --kl-max.",
             show_default=False,
         ),
     ] = None,
@@ -252,6 +257,21 @@ def check_cmd(
     ] = None,
     force: FORCE_OPT = False,
     json: JSON_OPT = False,
+    quiet: Annotated[
+        bool,
+        typer.Option(
+            "--quiet", "-q", help="Print only the verdict line (the states, the worst step)."
+        ),
+    ] = False,
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose",
+            "-v",
+            help="Print every note in full (the framework's caveats, the statistics' "
+            "definitions); by default the long ones are counted, not printed.",
+        ),
+    ] = False,
 ) -> None:
     """At each step of a training log: is the TRM guarantee refuted, vacuous,
     guaranteed, an estimated gain, non-vacuous or unknown?
@@ -271,16 +291,23 @@ def check_cmd(
     if report is not None and report_old is not None:
         raise TrmboundsError("give -o/--output (--report is its old name), not both")
     report = report if report is not None else report_old
-    # the library validates (the same checks as `trmbounds eval`'s statistics)
-    assumption = Assumption(
-        kl_max=kl_max,
-        tv_max=tv_max,
-        adv_range=1.0 if adv_range is None else adv_range,
-        constants=constants.value,
-        reward_range=tuple(reward_range) if reward_range is not None else None,
-        missing_mass=missing_mass,
-        confidence=confidence,
-    )
+    # the library validates (the same checks as `trmbounds eval`'s statistics), in the
+    # command's terms
+    from ._render import in_flags
+
+    flags = {"kl_max": "--kl-max", "tv_max": "--tv-max", "adv_range": "--adv-range",
+             "reward_range": "--reward-range", "missing_mass": "--missing-mass",
+             "confidence": "--confidence"}  # fmt: skip
+    with in_flags(flags):
+        assumption = Assumption(
+            kl_max=kl_max,
+            tv_max=tv_max,
+            adv_range=1.0 if adv_range is None else adv_range,
+            constants=constants.value,
+            reward_range=tuple(reward_range) if reward_range is not None else None,
+            missing_mass=missing_mass,
+            confidence=confidence,
+        )
     gate = _fail_states(fail_on, STATES)
     if report is not None and report.suffix.lower() not in (".csv", ".json"):
         raise TrmboundsError(f"-o/--output {report}: use a .csv or .json file name")
@@ -325,9 +352,14 @@ def check_cmd(
             transient=True,
         ) as prog:
             task = prog.add_task(log.name, total=None)
-            result = check_log(log, progress=lambda n: prog.update(task, completed=n), **kw)
+            with _dir_hint(log):
+                result = check_log(log, progress=lambda n: prog.update(task, completed=n), **kw)
     else:
-        result = check_log(log, **kw)
+        # --trm-max on a metric log: the run's TRM threshold is the assumption --kl-max
+        with in_flags({}, {"this is a per-step metric log": "this is a per-step metric log; "
+                           "a run's TRM threshold is the bound's assumption: --kl-max"}):  # fmt: skip
+            with _dir_hint(log):
+                result = check_log(log, **kw)
     if report is not None:
         with atomic_output(report) as tmp:
             _write_report(result, tmp, report.suffix.lower())
@@ -344,12 +376,16 @@ def check_cmd(
             d["fail_on"] = {"states": sorted(gate), "steps": [_int_or(x) for x in failed]}
         print_json(d)
     else:
-        _render(result, report, plot)
+        con = console()
+        if not quiet:
+            _render(result, report, plot, length=length, trm_max=trm_max, verbose=verbose)
         if failed:
-            console().print(
+            con.print(
                 f"[bold red]fail[/bold red] (--fail-on {','.join(sorted(gate))}): "
                 f"{len(failed):,} step(s), first at step {_show(failed[0])}; exit code 1"
             )
+        # the last line, whatever came before: the run's verdict in one line
+        con.print(_verdict(result, con.width), soft_wrap=True)
     if failed:
         raise typer.Exit(1)
 
@@ -403,6 +439,29 @@ def _failed(result, gate: set[str], states) -> list[float]:
     return [float(result.step[i]) for i in range(len(result)) if int(result.state[i]) in codes]
 
 
+@contextmanager
+def _dir_hint(log: Path):
+    """A directory the readers do not take: say which logs it holds, and how to give one."""
+    try:
+        yield
+    except TrmboundsError as exc:
+        if not log.is_dir() or "no TensorBoard event files" not in str(exc):
+            raise
+        found = sorted(
+            str(p.relative_to(log))
+            for p in log.rglob("*")
+            if p.is_file() and p.suffix.lower() in (".jsonl", ".csv", ".parquet", ".json")
+        )
+        if not found:
+            raise
+        more = f" (and {len(found) - 3} more)" if len(found) > 3 else ""
+        exc.args = (
+            f"{exc}; it holds {', '.join(found[:3])}{more}: give the file, e.g. "
+            f"trmbounds check {log / found[0]}",
+        )
+        raise
+
+
 def _write_report(result, path: Path, ext: str) -> None:
     if ext == ".json":
         path.write_text(dumps(result.to_dict()) + "\n", encoding="utf-8")
@@ -410,8 +469,8 @@ def _write_report(result, path: Path, ext: str) -> None:
     scalar = [k for k, s in result.stats.items() if s.values.dtype.kind != "O"]
     head = ["step", "T", "T_source", "status", "flagged", "unified", "basis", "unified_estimate",
             "vacuous"]  # fmt: skip
-    for k in scalar:
-        head.append(f"{k} [{result.stats[k].status}]")
+    for k in scalar:  # plain names (no spaces, no brackets); the status in its own column
+        head += [k, f"{k}_status"]
         if result.stats[k].ci is not None:
             head += [f"{k}_ci_lo", f"{k}_ci_hi"]
     with open(path, "w", encoding="utf-8", newline="") as fh:
@@ -434,20 +493,37 @@ def _write_report(result, path: Path, ext: str) -> None:
             ]
             for k in scalar:
                 s = result.stats[k]
-                row.append(_num(s.values[i]))
+                row += [_num(s.values[i]), s.status]
                 if s.ci is not None:
                     row += [_num(s.ci[0][i]), _num(s.ci[1][i])]
             w.writerow(row)
 
 
 def _num(x) -> str:
+    """A CSV cell: integers plain, other numbers to 15 significant digits, shortest form.
+
+    15 digits are what a float64 holds exactly in decimal; the last one or two of its
+    17 are round-off of the arithmetic that made it (1 - 0.41 is 0.5900000000000001).
+
+    >>> _num(1 - 0.41), _num(2e-06), _num(0.43658253498383365), _num(1024.0)
+    ('0.59', '2e-06', '0.436582534983834', '1024')
+    """
     x = float(x)
     if math.isnan(x):
         return ""
-    return str(int(x)) if x.is_integer() and abs(x) < 1e15 else repr(x)
+    if x.is_integer() and abs(x) < 1e15:
+        return str(int(x))
+    return repr(float(f"{x:.15g}"))
 
 
-def _render(result, report, plot) -> None:
+def _render(
+    result,
+    report,
+    plot,
+    length: str = "max",
+    trm_max: float | None = None,
+    verbose: bool = False,
+) -> None:
     from rich.table import Table
 
     from ..logs.check import ACCEPT_TARGET, STATES
@@ -461,13 +537,18 @@ def _render(result, report, plot) -> None:
         )
         or "none (nothing can be guaranteed)"
     )
+    if a.kl_max is None and trm_max is not None:  # the threshold a user may take for δ
+        assume += (
+            f";  --trm-max {trm_max:g} only computes the mask's acceptance: "
+            "give δ as --kl-max for a bound"
+        )
     rr = a.reward_range
     rr = "" if rr is None else f" (rewards in [{rr[0]:g}, {rr[1]:g}])"
     mm = "" if a.missing_mass is None else f";  missing mass m = {a.missing_mass:g} (assumed)"
     con.print(
         f"[bold]trmbounds check[/bold]  {result.path}  ({result.kind}, preset {result.preset})\n"
         f"assumption: {assume};  a = {a.adv_range:g}{rr}{mm};  constants = {a.constants}\n"
-        f"horizon T: {_horizon(result)};  B* rests on: {result.basis}"
+        f"horizon T: {_horizon(result, length)};  B* rests on: {result.basis}"
     )
     if result.stats:
         # text only (no number to cut): the "from" column wraps, even inside a long name
@@ -540,10 +621,6 @@ def _render(result, report, plot) -> None:
     if len(flg) > 5:
         con.print(f"… and {len(flg) - 5:,} more flagged step(s)")
     lines = result.summary()
-    counts = lines["states"]
-    con.print(
-        "states: " + ",  ".join(f"{_styled(s)} {counts[s]:,}" for s in STATES if counts.get(s))
-    )
     if "acceptance" in lines:
         ac = lines["acceptance"]
         below = ac["steps_below_target"]
@@ -575,12 +652,108 @@ def _render(result, report, plot) -> None:
         )
     if result.rows_without_metrics:
         con.print(f"{result.rows_without_metrics:,} row(s) without any mismatch metric (not steps)")
-    for note in result.notes:
-        warn = note.startswith("WARNING")
-        con.print(f"note: {note}", markup=False, style="yellow" if warn else "dim")
+    _print_notes(con, result, verbose)
     for what, p in (("report", report), ("plot", plot)):
         if p is not None:
             con.print(f"{what} written to {p}")
+
+
+#: Frameworks whose caveats open a note with their name (``verl: ...``, ``verl's ...``).
+_FRAMEWORKS = ("verl", "slime", "trl", "prime-rl", "skyrl", "openrlhf", "areal")
+#: A note longer than this (characters) is printed only with -v, unless it warns.
+_LONG_NOTE = 110
+
+
+def _note_group(note: str) -> str:
+    """``warning``, ``framework``, ``validity`` or ``statistic``: where a note is printed.
+
+    From the note's text alone (the notes are plain sentences of :class:`CheckResult`), so
+    that the grouping follows any new note without a change here.
+    """
+    low = note.lower()
+    if note.startswith("WARNING"):
+        return "warning"
+    first = low.split(":", 1)[0].split("'s ", 1)[0].strip()
+    if first in _FRAMEWORKS:
+        return "framework"
+    if low.startswith(("support:", "the guarantee needs", "maxima:", "exact:", "empirical:")):
+        return "validity"
+    return "statistic"
+
+
+def _short(note: str) -> str:
+    """A validity condition's first clause (up to '; '), the rest is for -v."""
+    head = note.split("; ", 1)[0]
+    return head if len(head) < len(note) else note
+
+
+def _print_notes(con, result, verbose: bool) -> None:
+    """The notes, grouped: warnings, the framework's caveats, the validity conditions.
+
+    Without ``verbose`` the framework's caveats and the long notes on the statistics are
+    counted on one line each (``-v`` prints them); validity conditions are one short
+    block of first clauses. JSON and CSV outputs keep every note in full.
+    """
+    groups: dict[str, list[str]] = {"warning": [], "framework": [], "validity": [],
+                                    "statistic": []}  # fmt: skip
+    for note in result.notes:
+        groups[_note_group(note)].append(note)
+    for note in groups["warning"]:
+        con.print(f"note: {note}", markup=False, style="yellow")
+    hidden = []
+    stats = groups["statistic"]
+    shown = stats if verbose else [n for n in stats if len(n) <= _LONG_NOTE]
+    for note in shown:
+        con.print(f"note: {note}", markup=False, style="dim")
+    if len(shown) < len(stats):
+        hidden.append(f"{len(stats) - len(shown)} on the statistics")
+    fw = groups["framework"]
+    if fw and verbose:
+        con.print(f"{result.preset} caveats (how it logs these metrics):", style="dim")
+        for note in fw:
+            con.print(f"  • {note}", markup=False, style="dim")
+    elif fw:
+        hidden.append(f"{len(fw)} caveat(s) of how {result.preset} logs these metrics")
+    if groups["validity"]:
+        con.print("validity (docs/theory.md):", style="dim")
+        for note in groups["validity"]:
+            con.print(f"  • {note if verbose else _short(note)}", markup=False, style="dim")
+    if hidden:
+        con.print(f"notes not shown: {'; '.join(hidden)} (-v shows them)", style="dim")
+
+
+def _verdict(result, width: int = 80) -> str:
+    """The run's verdict: the count of each state, the worst step, what B* rests on.
+
+    One sentence, the last thing printed; wrapped at spaces to ``width`` (a number is
+    never cut) with its continuation lines indented, so that it reads as one block.
+    """
+    import textwrap
+
+    from ..logs.check import STATES
+
+    nb = "\u00a0"  # joins what must stay on one line ("B* = 0.4366"); a space once wrapped
+    counts = result.counts()
+    n = len(result)
+    states = ", ".join(f"{s}{nb}{counts[s]:,}" for s in STATES if counts.get(s))
+    text = f"verdict: {states or 'no steps'} ({n:,}{nb}step{'s' if n != 1 else ''})"
+    worst = result.worst(1)
+    if worst:
+        i = worst[0]
+        state = STATES[int(result.state[i])]
+        b = f"B*{nb}={nb}{_f(result.unified[i])}"
+        text += f"; worst step{nb}{_show(result.step[i])}: {state}, {b}"
+    text += f"; B* rests on: {result.basis}"
+    if result.assumes:
+        text += f"; assuming {', '.join(result.assumes)}"
+    if result.not_guaranteed and counts.get("estimated-gain"):
+        text += f"; never guaranteed here: {', '.join(result.not_guaranteed)}"
+    lines = textwrap.wrap(text, width=max(width, 40), subsequent_indent="  ",
+                          break_on_hyphens=False, break_long_words=False)  # fmt: skip
+    out = "\n".join(lines).replace(nb, " ").replace("verdict:", "[bold]verdict[/bold]:", 1)
+    for st in STATES:  # the state names in their colours (whole words only)
+        out = re.sub(rf"(?<![\w-]){re.escape(st)}(?![\w-])", _styled(st), out)
+    return out
 
 
 _HORIZON = {
@@ -590,8 +763,17 @@ _HORIZON = {
 }
 
 
-def _horizon(result) -> str:
-    return "; ".join(_HORIZON.get(k, k) for k in sorted(set(result.T_source)))
+def _horizon(result, length: str = "max") -> str:
+    """Where T comes from; a --length below the responses is said here, not only in a note."""
+    sources = sorted(set(result.T_source))
+    text = "; ".join(_HORIZON.get(k, k) for k in sources)
+    if "empirical" in sources and length.strip().lower() != "max":
+        n = sum(1 for k in result.T_source if k == "empirical")
+        text += (
+            f" at {n:,} step(s): --length {length} is below a response the log holds, so "
+            "T is that response's length there"
+        )
+    return text
 
 
 def _styled(state: str) -> str:
@@ -623,5 +805,9 @@ def _ci(s, i) -> str:
         return "—"
     if s.ci is None or math.isinf(v):  # an infinite estimate (overflow) has no ± width
         return fmt(v)
-    h = (float(s.ci[1][i]) - float(s.ci[0][i])) / 2
-    return f"{fmt(v)} ± {fmt(h)}"
+    lo, hi = float(s.ci[0][i]), float(s.ci[1][i])
+    if not (math.isfinite(lo) and math.isfinite(hi)):  # a half-open interval: no ± width
+        if math.isfinite(lo):
+            return f"{fmt(v)} (CI ≥ {fmt(lo)})"
+        return f"{fmt(v)} (CI ≤ {fmt(hi)})" if math.isfinite(hi) else fmt(v)
+    return f"{fmt(v)} ± {fmt((hi - lo) / 2)}"

@@ -23,6 +23,7 @@ from ._common import (
     console,
     print_json,
 )
+from ._render import in_flags
 
 EPILOG = """
 Examples:
@@ -37,6 +38,34 @@ Examples:
 
   trmbounds eval --stats measured.json --json
 """
+
+
+#: A per-step metric log (what `check` reads), not a statistics file.
+_LOG_SUFFIXES = (".jsonl", ".csv", ".parquet")
+
+
+def _load(path: Path) -> Stats:
+    """``load_stats``, with the causes a user meets said in terms of --stats."""
+    if path.is_dir():
+        raise TrmboundsError(
+            f"--stats {path} is a directory: give a statistics file (.json, "
+            "docs/stats-file.md), e.g. one written by trmbounds measure"
+        )
+    log = f"use `trmbounds check {path}` for a training log"
+    if path.exists() and (path.suffix.lower() in _LOG_SUFFIXES or "tfevents" in path.name):
+        raise TrmboundsError(
+            f"--stats {path} looks like a per-step metric log, not a statistics file: {log}"
+        )
+    try:
+        return load_stats(path)
+    except TrmboundsError as exc:
+        # several JSON documents, one per line: a JSONL metric log with another name
+        if "Extra data" in str(exc):
+            raise TrmboundsError(
+                f"--stats {path} holds one JSON record per line, like a per-step metric "
+                f"log, not one statistics object: {log}"
+            ) from None
+        raise
 
 
 def build_stats(
@@ -69,21 +98,29 @@ def build_stats(
     if stats_file is not None:
         from ..logs.verdict import stats_at_horizon
 
-        base = load_stats(stats_file)
+        base = _load(stats_file)
         # The horizon, by the rule `check` uses on the same file (one function): --T,
         # else the generation cap the file records (trmbounds measure), else its T; never
         # below its longest measured response. Positions past the per-position array are
         # unknown, and the bounds fill them with the value that holds there.
         T_cli = overrides.pop("T", None)
         if overrides:
-            base = base.replace(**overrides)
+            with in_flags(_flags(overrides)):
+                base = base.replace(**overrides)
         base, _src, note = stats_at_horizon(base, T_cli)
         return base, note
     if T is None:
         raise TrmboundsError("missing --T (the response length), or give --stats FILE")
     if kl_max is None and tv_max is None:
         raise TrmboundsError("give --kl-max or --tv-max (or --stats FILE): every bound needs one")
-    return Stats(**overrides), None
+    with in_flags(_flags(overrides)):
+        return Stats(**overrides), None
+
+
+def _flags(overrides: dict) -> dict[str, str]:
+    """The flags of the values given on the command line (errors name them)."""
+    names = ("kl_max", "tv_max", "kl_seq", "tv_seq", "adv_range", "reward_range")
+    return {k: "--" + k.replace("_", "-") for k in names if k in overrides}
 
 
 app = typer.Typer(add_completion=False)

@@ -93,6 +93,15 @@ KL_AVG_HELP = (
 )
 
 
+#: The library's parameter names, as the flags a user typed (errors speak in flags).
+_COMMON_FLAGS = {"T_min": "--T-min", "T_max": "--T-max", "points": "--points",
+                 "adv_range": "--adv-range", "kl_avg": "--kl-avg"}  # fmt: skip
+_CURVE_FLAGS = {**_COMMON_FLAGS, "kl_max": "--kl-max", "tv_max": "--tv-max",
+                "kl_seq": "--kl-seq", "tv_seq": "--tv-seq", "mark_T": "--mark-T"}  # fmt: skip
+_HEATMAP_FLAGS = {**_COMMON_FLAGS, "kl_range": "--kl-range", "tv_ratio": "--tv-ratio",
+                  "budget": "--budget"}  # fmt: skip
+
+
 def _target(out: Path | None, out_old: Path | None, default: str, force: bool) -> tuple[Path, str]:
     """The output path and format, validated before any work."""
     if out is not None and out_old is not None:
@@ -100,6 +109,14 @@ def _target(out: Path | None, out_old: Path | None, default: str, force: bool) -
     out = out if out is not None else out_old
     path = Path(default) if out is None else out
     ext = path.suffix.lower().lstrip(".")
+    try:
+        is_dir = path.is_dir()
+    except OSError:  # a name too long: check_output says so
+        is_dir = False
+    if is_dir:
+        raise TrmboundsError(
+            f"-o/--output {path} is a directory: give a file name, e.g. {path / default}"
+        )
     if ext not in FORMATS:
         raise TrmboundsError(
             f"unsupported output format {path.suffix or '(none)'!r} for {path}: "
@@ -149,7 +166,9 @@ def _bounds(values: list[str] | None) -> list[str] | None:
     return [tok for v in values for tok in v.replace(",", " ").split()]
 
 
-@app.command("curves", epilog=CURVES_EPILOG)
+@app.command(
+    "curves", epilog=CURVES_EPILOG, short_help="Every bound vs the response length T (log-log)."
+)
 def curves_cmd(
     kl_max: Annotated[
         float,
@@ -212,27 +231,33 @@ def curves_cmd(
     path, ext = _target(out, out_old, "trmbounds-curves.png", force)
     fig = _figure(size, dpi)
     from ..plot import curves
+    from ._render import in_flags
 
-    curves(
-        kl_max,
-        tv_max=tv_max,
-        kl_seq=kl_seq,
-        kl_avg=kl_avg,
-        tv_seq=tv_seq,
-        T_min=T_min,
-        T_max=T_max,
-        points=points,
-        bounds=_bounds(bounds),
-        mark_T=mark_T,
-        adv_range=1.0 if adv_range is None else adv_range,
-        constants=constants.value,
-        title=title,
-        ax=fig.add_subplot(),
-    )
+    with in_flags(_CURVE_FLAGS, {"the lengths drawn": "the lengths drawn (--T-min … --T-max)"}):
+        curves(
+            kl_max,
+            tv_max=tv_max,
+            kl_seq=kl_seq,
+            kl_avg=kl_avg,
+            tv_seq=tv_seq,
+            T_min=T_min,
+            T_max=T_max,
+            points=points,
+            bounds=_bounds(bounds),
+            mark_T=mark_T,
+            adv_range=1.0 if adv_range is None else adv_range,
+            constants=constants.value,
+            title=title,
+            ax=fig.add_subplot(),
+        )
     _save(fig, path, ext, dpi)
 
 
-@app.command("heatmap", epilog=HEATMAP_EPILOG)
+@app.command(
+    "heatmap",
+    epilog=HEATMAP_EPILOG,
+    short_help="B* over (T, delta), with the vacuity and budget contours.",
+)
 def heatmap_cmd(
     T_min: T_MIN_OPT = 16,
     T_max: T_MAX_OPT = 2**20,
@@ -294,18 +319,20 @@ def heatmap_cmd(
             raise TrmboundsError(f"--budget must be positive, got {b:g}")
     fig = _figure(size, dpi)
     from ..plot import heatmap
+    from ._render import in_flags
 
-    heatmap(
-        T_min,
-        T_max,
-        kl_range,
-        budgets=levels,
-        points=(points, points),
-        tv_ratio=tv_ratio,
-        kl_avg=kl_avg,
-        adv_range=a,
-        constants=constants.value,
-        title=title,
-        ax=fig.add_subplot(),
-    )
+    with in_flags(_HEATMAP_FLAGS):
+        heatmap(
+            T_min,
+            T_max,
+            kl_range,
+            budgets=levels,
+            points=(points, points),
+            tv_ratio=tv_ratio,
+            kl_avg=kl_avg,
+            adv_range=a,
+            constants=constants.value,
+            title=title,
+            ax=fig.add_subplot(),
+        )
     _save(fig, path, ext, dpi)

@@ -137,6 +137,7 @@ def solve_cmd(
     per length]}; with --kl-max, one object.
     """
     from .. import solve as S
+    from ._render import in_flags
 
     if (T is None) == (kl_max is None):
         raise TrmboundsError(
@@ -147,14 +148,17 @@ def solve_cmd(
         raise TrmboundsError(f"--adv-range must be positive, got {a:g}")
     beta = _budget(budget, budget_frac, a)
     kw = dict(tv_ratio=tv_ratio, kl_avg=kl_avg, adv_range=a, constants=constants.value)
+    flags = {"kl_max": "--kl-max", "kl_avg": "--kl-avg", "tv_ratio": "--tv-ratio"}
     if kl_max is not None:
-        res = S.max_length(kl_max, beta, **kw)
+        with in_flags(flags):
+            res = S.max_length(kl_max, beta, **kw)
         if json:
             print_json(res.to_dict())
         else:
             _render_length(res, budget_frac)
         return
-    results = [S.max_kl_threshold(t, beta, **kw) for t in _lengths(T)]
+    with in_flags(flags):
+        results = [S.max_kl_threshold(t, beta, **kw) for t in _lengths(T)]
     if json:
         print_json({"results": [r.to_dict() for r in results]})
         return
@@ -166,18 +170,42 @@ def _budget_text(beta: float, a: float, frac: float | None) -> str:
     return f"β = {beta:g} ({share:.4g}% of the advantage range a = {a:g})"
 
 
+def _vacuous_note(beta: float, a: float) -> str:
+    return (
+        f"Note: β = {beta:g} is at least the advantage range a = {a:g}, and a bound that "
+        "large is vacuous: it guarantees nothing (docs/explore.md), so neither does an "
+        "answer for this budget. Choose β < a, e.g. --budget-frac 0.1."
+    )
+
+
+def _distinct(x: float, y: float, beta: float) -> tuple[str, str]:
+    """``x <= beta < y`` with as many significant digits as it takes for the text to say so.
+
+    >>> _distinct(0.09999999983, 0.10000000012, 0.1)
+    ('0.09999999983', '0.1000000001')
+    >>> _distinct(0.0991, 0.1002, 0.1)
+    ('0.0991', '0.1002')
+    """
+    for n in range(4, 18):
+        a, b = f"{x:.{n}g}", f"{y:.{n}g}"
+        if float(a) <= beta < float(b):
+            return a, b
+    return repr(x), repr(y)
+
+
 def _render_thresholds(results, frac) -> None:
     from rich.table import Table
 
     from ._render import print_table
 
     r0 = results[0]
-    con = console()
-    con.soft_wrap = True  # long assumption lines stay whole (and greppable)
+    con = console()  # prose wraps at the terminal's width (80 columns in a pipe)
     con.print(
         f"Largest TRM-Max threshold δ with B* ≤ {_budget_text(r0.budget, r0.adv_range, frac)}, "
         f"{r0.constants} constants"
     )
+    if r0.vacuous_budget:
+        con.print(_vacuous_note(r0.budget, r0.adv_range))
     table = Table(box=None, pad_edge=False)
     for col in ("T", "δ_max (KL)", "B* at δ_max", "tightest", "ε_max (TV route alone)"):
         table.add_column(col, justify="left" if col == "tightest" else "right")
@@ -207,17 +235,20 @@ def _render_thresholds(results, frac) -> None:
 
 
 def _render_length(res, frac) -> None:
-    con = console()
-    con.soft_wrap = True  # long assumption lines stay whole (and greppable)
+    con = console()  # prose wraps at the terminal's width (80 columns in a pipe)
     head = (
         f"Longest response length with B* ≤ {_budget_text(res.budget, res.adv_range, frac)} "
         f"at δ = {res.kl_max:g}, {res.constants} constants"
     )
     con.print(head)
+    if res.vacuous_budget:
+        con.print(_vacuous_note(res.budget, res.adv_range))
     if res.status == "ok":
+        # enough digits to see the step from T_max to T_max + 1 across the budget
+        b, b_next = _distinct(res.bound, res.bound_next, res.budget)
         con.print(
-            f"  T_max = {res.T_max}   (B*({res.T_max}) = {fmt(res.bound)}, "
-            f"B*({res.T_max + 1}) = {fmt(res.bound_next)} > β; tightest: "
+            f"  T_max = {res.T_max:,}   (B*({res.T_max:,}) = {b}, "
+            f"B*({res.T_max + 1:,}) = {b_next} > β; tightest: "
             f"{_MEMBER_NAMES[res.tightest]})"
         )
     else:

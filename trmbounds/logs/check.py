@@ -332,7 +332,15 @@ def check_log(
             "(an empirical horizon)"
         )
     notes.extend(V.common_notes(assumption, T_src, n))
+    why_not = []
+    if "surrogate" in stats:
+        why_not.append(
+            "a metric log's bound on L is a normal approximation"
+            if "surrogate_lcb" in stats
+            else "a logged L has no lower confidence bound"
+        )
     res = CheckResult(
+        not_guaranteed=why_not,
         path=str(p),
         kind="metrics",
         preset=chosen.name,

@@ -324,6 +324,9 @@ class CheckResult:
     #: What a 'guaranteed' here rests on besides the assumption, said on the verdict line
     #: (e.g. "independent sequences": a dump without a prompt-group column).
     assumes: list[str] = field(default_factory=list)
+    #: Why a step whose surrogate clears B* is not 'guaranteed' here (e.g. a normal
+    #: approximation, a masked surrogate), said on the verdict line.
+    not_guaranteed: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         n = len(self.step)
@@ -487,6 +490,7 @@ class CheckResult:
             },
             "rows_without_metrics": self.rows_without_metrics,
             "assumes": list(self.assumes),
+            "not_guaranteed": list(self.not_guaranteed),
             "notes": list(self.notes),
         }
         if len(self):

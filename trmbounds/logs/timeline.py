@@ -23,6 +23,8 @@ STATE_COLORS = {
     "non-vacuous": "#a6d96a",
     "unknown": "#cccccc",
 }
+#: Colour of the flagged steps' lane (a detector of delta above the assumed delta).
+FLAG_COLOR = "#c51b7d"
 _FALLBACK = ("#762a83", "#2166ac", "#fee08b", "#8c510a", "#c51b7d", "#01665e")
 
 
@@ -41,20 +43,25 @@ def state_colors() -> dict[str, str]:
 def plot_timeline(result: CheckResult, ax=None):
     r"""Plot :math:`B^*` per step against the budget :math:`a`, the states and acceptance.
 
-    Three panels sharing the step axis (integer ticks): the unified bound under the
-    assumption and under the estimates, the range :math:`a` (vacuous above it) and the
-    surrogate estimate :math:`\hat L` and its one-sided 95 % lower bound when there are
-    (improvement is guaranteed where the lower bound exceeds :math:`B^*`), on a log
-    scale; a strip with the state of every step
-    (every state of :data:`~trmbounds.logs.check.STATES` is in the legend, with its
-    count); the acceptance rate and the paper's 70 % recommendation, when logged.
+    Three panels sharing the step axis (integer ticks), each with its legend above it:
+
+    - the unified bound under the assumption and under the estimates, the range
+      :math:`a` (vacuous above it, shaded) and, when logged, the surrogate estimate
+      :math:`\hat L` and its one-sided 95 % lower bound (improvement is guaranteed
+      where the lower bound exceeds :math:`B^*`), on a log scale in reward units;
+    - a strip with the state of every step (every state of
+      :data:`~trmbounds.logs.check.STATES` is in the legend, with its count) and,
+      when a detector exceeds the assumed :math:`\delta` somewhere, a lane above it
+      marking the flagged steps (cells, legible at any number of steps);
+    - the acceptance rate and the paper's 70 % recommendation, when logged.
 
     Parameters
     ----------
     result : CheckResult
     ax : matplotlib Axes, optional
         The bound panel is drawn on it, and the other panels are added to its figure
-        below it; by default a new 9 x 5.5 in figure (the size of the other plots).
+        below it; by default a new 9 x 5.5 in figure (the size of the other plots),
+        titled with the file checked.
 
     Returns
     -------
@@ -62,23 +69,25 @@ def plot_timeline(result: CheckResult, ax=None):
         The bound panel.
     """
     from matplotlib.colors import BoundaryNorm, ListedColormap
-    from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
     from matplotlib.ticker import FixedLocator, MaxNLocator
 
     acc = result.acceptance
     has_acc = acc is not None and bool(np.any(np.isfinite(acc)))
-    if ax is None:
+    own = ax is None
+    if own:
         from matplotlib.figure import Figure
 
         fig = Figure(figsize=(9, 5.5), layout="constrained")
         ax = fig.add_subplot()
     fig = ax.figure
-    ratios = [5, 0.6] + ([2.2] if has_acc else [])
-    gs = ax.get_subplotspec().subgridspec(len(ratios), 1, height_ratios=ratios, hspace=0.05)
+    ratios = [5, 0.7] + ([1.8] if has_acc else [])
+    gs = ax.get_subplotspec().subgridspec(len(ratios), 1, height_ratios=ratios, hspace=0.02)
     ax.set_subplotspec(gs[0])
     strip = fig.add_subplot(gs[1], sharex=ax)
     ax_acc = fig.add_subplot(gs[2], sharex=ax) if has_acc else None
+    legend = dict(loc="lower left", bbox_to_anchor=(0.0, 1.0), fontsize=8, frameon=False,
+                  borderaxespad=0.2, handlelength=1.8, columnspacing=1.2)  # fmt: skip
 
     x = np.asarray(result.step, dtype=float)
     xlabel = "training step"
@@ -87,37 +96,48 @@ def plot_timeline(result: CheckResult, ax=None):
     a = result.assumption.adv_range
     # Small dots on short runs (a single step is otherwise invisible), none on long ones.
     dots = dict(marker="o", ms=3.5) if x.size <= 12 else {}
+    lw = 1.6 if x.size <= 100 else 1.0  # thinner on long runs: the steps stay apart
+    drawn = [np.asarray(result.bound_est, float)]
     if result.assumption.given:
-        ax.plot(x, result.bound, color="C0", lw=1.6, label="$B^*$ under the assumption",
+        ax.plot(x, result.bound, color="C0", lw=lw, label="$B^*$ under the assumption",
                 zorder=3, **dots)  # fmt: skip
-    ax.plot(x, result.bound_est, color="C1", lw=1.2, ls="--", zorder=3,
+        drawn.append(np.asarray(result.bound, float))
+    ax.plot(x, result.bound_est, color="C1", lw=lw * 0.8, ls="--", zorder=3,
             label="$B^*$ under the estimates", **dots)  # fmt: skip
     sur = result.stats.get("surrogate")
-    if sur is not None and np.any(np.isfinite(sur.values) & (sur.values > 0)):
-        ax.plot(x, np.where(sur.values > 0, sur.values, np.nan), color="C4", lw=1.2, zorder=3,
-                label=r"surrogate estimate $\hat L$")  # fmt: skip
+    has_sur = sur is not None and bool(np.any(np.isfinite(sur.values) & (sur.values > 0)))
+    if has_sur:
+        s = np.where(sur.values > 0, sur.values, np.nan)
+        ax.plot(x, s, color="C4", lw=lw * 0.8, zorder=3, label=r"surrogate estimate $\hat L$",
+                **dots)  # fmt: skip
+        drawn.append(s)
         lcb = result.stats.get("surrogate_lcb")
         if lcb is not None and np.any(np.isfinite(lcb.values) & (lcb.values > 0)):
-            ax.plot(x, np.where(lcb.values > 0, lcb.values, np.nan), color="C4", lw=1.0,
-                    ls=":", zorder=3,
-                    label="its 95 % lower bound (guaranteed where above $B^*$)")  # fmt: skip
+            v = np.where(lcb.values > 0, lcb.values, np.nan)
+            ax.plot(x, v, color="C4", lw=lw * 0.7, ls=":", zorder=3,
+                    label=r"95 % lower bound on $L$ (guaranteed above $B^*$)")  # fmt: skip
+            drawn.append(v)
     ax.axhline(
-        a, color="0.35", lw=1.0, ls=":", zorder=2, label=f"range $a = {a:g}$ (vacuous above)"
+        a, color="0.25", lw=1.0, ls=":", zorder=2, label=f"range $a = {a:g}$ (vacuous above)"
     )
-    ys = np.concatenate(
-        [np.asarray(v, float) for v in (result.bound, result.bound_est)] + [np.array([a])]
-    )
+    ys = np.concatenate(drawn + [np.array([a])])
     ys = ys[np.isfinite(ys) & (ys > 0)]
     ax.set_yscale("log")
     if ys.size:
-        ax.set_ylim(ys.min() / 3, ys.max() * 3)
-        ax.axhspan(a, ys.max() * 3, color="0.94", zorder=0, lw=0)
-    ax.set_ylabel("unified bound $B^*$\n(reward units)")
+        hi = ys.max() * 3
+        lo = max(ys.min() / 3, hi * 1e-7)  # a stray tiny value does not flatten the rest
+        ax.set_ylim(lo, hi)
+        ax.axhspan(a, hi, color="0.93", zorder=0, lw=0)
+    ax.set_ylabel(
+        ("bound $B^*$, surrogate $\\hat L$" if has_sur else "unified bound $B^*$")
+        + "\n(reward units)"
+    )
     ax.grid(True, which="major", alpha=0.3)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+    ax.legend(ncol=3, **legend)
     ax.tick_params(labelbottom=False)
 
-    # One cell per step, coloured by its state: nothing drawn over the lines.
+    # One cell per step, coloured by its state: nothing drawn over the lines. Flagged
+    # steps get cells of their own in a lane above the states (markers smear on long runs).
     colors = state_colors()
     names = list(_check.STATES)
     cmap = ListedColormap([colors[s] for s in names])
@@ -127,48 +147,37 @@ def plot_timeline(result: CheckResult, ax=None):
                      norm=norm, shading="flat", rasterized=True)  # fmt: skip
     flag = getattr(result, "flag", None)
     flagged = np.zeros(x.size, bool) if flag is None else ~np.isnan(np.asarray(flag, float))
-    if flagged.any():  # a detector far above the assumption: marked on the strip
-        strip.scatter(x[flagged], np.full(flagged.sum(), 0.5), marker="v", s=14,
-                      color="#c51b7d", edgecolors="white", linewidths=0.4, zorder=3)  # fmt: skip
-    strip.set_ylim(0, 1)
-    strip.set_yticks([])
-    strip.set_ylabel("state", rotation=0, ha="right", va="center", fontsize=9)
     counts = result.counts()
-    strip.legend(
-        handles=[Patch(color=colors[s], label=f"{s} ({counts.get(s, 0):,})") for s in names]
-        + (
-            [
-                Line2D(
-                    [],
-                    [],
-                    ls="",
-                    marker="v",
-                    color="#c51b7d",
-                    label=f"flagged ({int(flagged.sum()):,})",
-                )
-            ]
-            if flagged.any()
-            else []
-        ),  # fmt: skip
-        loc="upper left",
-        bbox_to_anchor=(1.01, 1.0 if not has_acc else 1.5),
-        fontsize=8,
-        frameon=False,
-        ncol=2,  # short enough not to stretch the layout under the strip
-        columnspacing=1.0,
-        title="state of each step (▼ flagged: a detector doubts the assumption)",
-        title_fontsize=8,
-    )
+    handles = [Patch(color=colors[s], label=f"{s} ({counts.get(s, 0):,})") for s in names]
+    top = 1.0
+    if flagged.any():
+        top = 1.6
+        strip.pcolormesh(edges, [1.1, top], np.where(flagged, 1.0, np.nan)[None, :],
+                         cmap=ListedColormap([FLAG_COLOR]), shading="flat",
+                         rasterized=True)  # fmt: skip
+        handles.append(
+            Patch(color=FLAG_COLOR, label=f"flagged ({int(flagged.sum()):,}): a detector > δ")
+        )
+        strip.set_yticks([0.5, 1.35], ["state", "flagged"], fontsize=8)
+    else:
+        strip.set_yticks([0.5], ["state"], fontsize=8)
+    strip.tick_params(axis="y", length=0)
+    strip.set_ylim(0, top)
+    for side in ("left", "right", "top"):
+        strip.spines[side].set_visible(False)
+    strip.legend(handles=handles, ncol=4, **legend)
     last = strip
     if ax_acc is not None:
         strip.tick_params(labelbottom=False)
-        ax_acc.plot(x, acc, color="C2", lw=1.2, label="acceptance rate", **dots)
+        ax_acc.plot(x, acc, color="C2", lw=lw * 0.8, label="acceptance rate", clip_on=False,
+                    **dots)  # fmt: skip
         ax_acc.axhline(ACCEPT_TARGET, color="0.15", lw=1.0, ls=":", zorder=4,
                        label=f"{ACCEPT_TARGET:.0%} recommended (paper)")  # fmt: skip
-        ax_acc.set_ylim(0, 1.02)
+        ax_acc.set_ylim(-0.05, 1.05)  # 0 and 100 % stay inside the frame
+        ax_acc.set_yticks([0, 0.5, 1], ["0", "50%", "100%"])
         ax_acc.set_ylabel("acceptance")
         ax_acc.grid(True, alpha=0.3)
-        ax_acc.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+        ax_acc.legend(ncol=2, **legend)
         last = ax_acc
     ax.set_xlim(edges[0], edges[-1])
     ints = np.arange(np.ceil(edges[0]), np.floor(edges[-1]) + 1)
@@ -180,7 +189,8 @@ def plot_timeline(result: CheckResult, ax=None):
         else:
             panel.xaxis.set_major_locator(MaxNLocator(integer=True))
     last.set_xlabel(xlabel)
-    ax.set_title(f"trmbounds check: {result.path}", fontsize=10)
+    if own:  # above the legends (an Axes title would sit on the first legend)
+        fig.suptitle(f"trmbounds check: {result.path}", fontsize=10)
     return ax
 
 

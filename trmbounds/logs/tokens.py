@@ -1046,8 +1046,14 @@ def _finish(p, cols, o: _Options, accs, bins, bad, invalid, length, step_col) ->
         assumes.append("independent sequences (no prompt-group column)")
     if "surrogate_lcb" in stats and o.mask_not_generated and any(A.n_masked for A in accs):
         assumes.append("loss-mask zeros are tokens the policy did not generate")
+    why_not = []
+    if masked.any() and "surrogate" in stats:
+        why_not.append("a loss mask removed generated tokens (the masked surrogate)")
+    if "surrogate" in stats and fixed is None:
+        why_not.append("no --length (the distribution-free bound needs the cap)")
     return CheckResult(
         assumes=assumes,
+        not_guaranteed=why_not,
         path=str(p),
         kind="tokens",
         preset="per-token",
