@@ -271,7 +271,7 @@ def check_log(
         add("surrogate_lcb", "surrogate_lcb", f"{cols['surrogate']} - {assumption.z:.3f} x "
             f"{cols['surrogate_se']} (one-sided {assumption.confidence:.0%}, normal "
             "approximation: approximate)", "estimate")  # fmt: skip
-    T_src = np.array(T_SOURCES, dtype=object)[get("T_source").astype(np.int64)] if n else None
+    T_src = np.array(T_SOURCES, dtype=object)[get("T_source").astype(np.int64)]
     notes = (
         P.notes_for(chosen, cols) + src_notes + merge_report.notes(per_event=fmt == "tensorboard")
     )
@@ -358,7 +358,7 @@ def check_log(
         notes=notes,
         rows_without_metrics=no_metrics,
         T_source=T_src,
-        flag=get("flag") if n else None,
+        flag=get("flag"),
         detector="max k2" if "kl_max_proxy" in stats else "max k3",
         extra={
             "merge": merge_report.to_dict(),
@@ -469,8 +469,8 @@ def _metric_block(p, chunk, preset, maps, Tvalue, a: Assumption, bad, invalid):
         return None
     nostep = ~np.isfinite(step)
     if nostep.any():
-        for i in np.flatnonzero(nostep):
-            bad.add(p, f"{chunk.unit} {chunk.lines[i]}", f"no valid step value ({step[i]})")
+        for j in np.flatnonzero(nostep):
+            bad.add(p, f"{chunk.unit} {chunk.lines[j]}", f"no valid step value ({step[j]})")
         keep &= ~nostep
     relevant = np.zeros(n, bool)
     for name in q:

@@ -138,6 +138,13 @@ class DumpSource:
             return f.name + " "
 
 
+def _num_group(rx, name: str) -> int:
+    """The number a file-name pattern captured (its first group); names were matched."""
+    m = rx.match(name)
+    assert m is not None
+    return int(m.group(1))
+
+
 def open_dump(path: str | os.PathLike) -> DumpSource | None:
     """The framework dump at ``path``, or None when ``path`` is not one.
 
@@ -177,7 +184,7 @@ def _open_dir(p: Path) -> DumpSource | None:
     files = [k for k in kids if k.is_file()]
     nemo = [k for k in files if _NEMO_RE.match(k.name)]
     if nemo:
-        return _nemo(p, sorted(nemo, key=lambda k: int(_NEMO_RE.match(k.name).group(1))))
+        return _nemo(p, sorted(nemo, key=lambda k: _num_group(_NEMO_RE, k.name)))
     pts = [k for k in files if _SLIME_RE.match(k.name)]
     if pts:
         return _slime(p, sorted(pts, key=lambda k: int(k.stem)))
@@ -189,7 +196,7 @@ def _open_dir(p: Path) -> DumpSource | None:
         return _prime(p, [p])
     steps = [k for k in kids if k.is_dir() and _PRIME_STEP_RE.match(k.name)]
     if steps and any(_PRIME_RANK_RE.match(f.name) for s in steps for f in s.iterdir()):
-        return _prime(p, sorted(steps, key=lambda k: int(_PRIME_STEP_RE.match(k.name).group(1))))
+        return _prime(p, sorted(steps, key=lambda k: _num_group(_PRIME_STEP_RE, k.name)))
     return None
 
 
@@ -337,7 +344,9 @@ def _nemo_fast(body: bytes, line0: int, unit, step_c, step, counts) -> Chunk | N
     n = t.num_rows
     if n != body.count(b"\n"):
         return None
-    flat, lens = {}, None
+    flat: dict[str, np.ndarray] = {}
+    lens: np.ndarray | None = None
+    smask: np.ndarray | None = None
     for k in (*_NEMO_LISTS, "sample_loss_mask"):
         col = t.column(k).combine_chunks()
         if col.null_count or pc.any(pc.not_equal(pc.list_value_length(col), 1)).as_py():
@@ -356,7 +365,7 @@ def _nemo_fast(body: bytes, line0: int, unit, step_c, step, counts) -> Chunk | N
         elif not np.array_equal(lens, ln):
             return None
         flat[k] = pc.list_flatten(inner).to_numpy(zero_copy_only=False)
-    if not np.isin(smask, (0.0, 1.0)).all() or (lens < 1).any():
+    if smask is None or lens is None or not np.isin(smask, (0.0, 1.0)).all() or (lens < 1).any():
         return None
     # NeMo-RL's loss uses [:, 1:] of the log-probs and token mask, times the sample mask.
     off = np.zeros(n + 1, np.int64)
@@ -446,7 +455,7 @@ def _prime(p: Path, step_dirs: list[Path], only: Path | None = None) -> DumpSour
     for d in step_dirs:
         ranks = sorted(
             (f for f in d.iterdir() if _PRIME_RANK_RE.match(f.name)),
-            key=lambda f: int(_PRIME_RANK_RE.match(f.name).group(1)),
+            key=lambda f: _num_group(_PRIME_RANK_RE, f.name),
         )
         if only is not None:
             ranks = [only]
@@ -610,7 +619,7 @@ def _read_slime(src: DumpSource, columns, lists, bad, seen) -> Iterator[Chunk]:
             )
         rid = obj.get("rollout_id")
         try:
-            step = float(rid)
+            step = float(rid)  # type: ignore[arg-type]  # anything else: refused below
             if not math.isfinite(step):
                 raise ValueError
         except (TypeError, ValueError, OverflowError, RuntimeError, NotImplementedError):

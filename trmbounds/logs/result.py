@@ -317,9 +317,10 @@ class CheckResult:
     notes: list[str] = field(default_factory=list)
     rows_without_metrics: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
-    T_source: np.ndarray | None = None
-    sound: np.ndarray | None = None
-    flag: np.ndarray | None = None
+    # None: filled in __post_init__ (empirical horizons, sound where not empirical, no flag)
+    T_source: np.ndarray = None  # type: ignore[assignment]
+    sound: np.ndarray = None  # type: ignore[assignment]
+    flag: np.ndarray = None  # type: ignore[assignment]
     detector: str = ""
     #: What a 'guaranteed' here rests on besides the assumption, said on the verdict line
     #: (e.g. "independent sequences": a dump without a prompt-group column).

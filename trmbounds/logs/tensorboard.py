@@ -185,6 +185,7 @@ def _fields(buf: bytes):
     while i < n:
         key, i = _varint(buf, i)
         f, wt = key >> 3, key & 7
+        v: int | bytes
         if wt == 0:
             v, i = _varint(buf, i)
         elif wt == 1:

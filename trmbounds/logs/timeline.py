@@ -107,6 +107,7 @@ def plot_timeline(result: CheckResult, ax=None):
     sur = result.stats.get("surrogate")
     has_sur = sur is not None and bool(np.any(np.isfinite(sur.values) & (sur.values > 0)))
     if has_sur:
+        assert sur is not None
         s = np.where(sur.values > 0, sur.values, np.nan)
         ax.plot(x, s, color="C4", lw=lw * 0.8, zorder=3, label=r"surrogate estimate $\hat L$",
                 **dots)  # fmt: skip
@@ -185,7 +186,7 @@ def plot_timeline(result: CheckResult, ax=None):
         if panel is None:
             continue
         if ints.size <= 12:  # a short run: every step (MaxNLocator falls back to fractions)
-            panel.xaxis.set_major_locator(FixedLocator(ints))
+            panel.xaxis.set_major_locator(FixedLocator(ints.tolist()))
         else:
             panel.xaxis.set_major_locator(MaxNLocator(integer=True))
     last.set_xlabel(xlabel)

@@ -473,9 +473,8 @@ def _token_block(p, chunk, cols, o: _Options, accs, bins, bad: BadRecords, inval
         v, o2 = chunk.lists.get(c, (np.zeros(0), np.zeros(n + 1, np.int64)))
         has = chunk.present.get(c, np.zeros(n, bool))
         if q != "loss_mask":  # exact statistics: every record needs them
-            flag(~has, lambda i, c=c: f"no {c!r} values (other records have them)")
-        flag(has & (np.diff(o2) != lens), lambda i, c=c, o2=o2: f"{c} has {o2[i + 1] - o2[i]} "
-             f"values, {cols['logp_roll']} has {lens[i]}")  # fmt: skip
+            flag(~has, _says(f"no {c!r} values (other records have them)"))
+        flag(has & (np.diff(o2) != lens), _count_says(c, o2, cols["logp_roll"], lens))
         extra[q] = (v, o2, has)
     if "step" in cols:
         sc = cols["step"]
@@ -509,8 +508,8 @@ def _token_block(p, chunk, cols, o: _Options, accs, bins, bad: BadRecords, inval
     lt_t = lt if np.array_equal(off_t, off) else None
     if lt_t is None:  # misaligned records: rebuild theta aligned with roll for the good ones
         lt_t = np.full(len(lr_t), np.nan)
-        for i in np.flatnonzero(ok):
-            lt_t[off[i] : off[i + 1]] = lt[off_t[i] : off_t[i + 1]]
+        for r in np.flatnonzero(ok):
+            lt_t[off[r] : off[r + 1]] = lt[off_t[r] : off_t[r + 1]]
     if "loss_mask" in extra:
         mv, mo, has = extra["loss_mask"]
         mask = _aligned(mv, mo, off, ok & has, fill=1.0)  # no mask: every token counts
@@ -543,20 +542,20 @@ def _token_block(p, chunk, cols, o: _Options, accs, bins, bad: BadRecords, inval
             )
     if not all_valid and badtok.any():
         seq_of = np.repeat(np.arange(n), lens)
-        first_bad = {}
-        for j in np.flatnonzero(badtok):
-            first_bad.setdefault(int(seq_of[j]), int(j))
-        for i, j in first_bad.items():
+        first_bad: dict[int, int] = {}
+        for t in np.flatnonzero(badtok):
+            first_bad.setdefault(int(seq_of[t]), int(t))
+        for rec_i, tj in first_bad.items():
             which = (
                 cols["logp_roll"]
-                if not (np.isfinite(lr_t[j]) and lr_t[j] <= _LOGP_SLACK)
+                if not (np.isfinite(lr_t[tj]) and lr_t[tj] <= _LOGP_SLACK)
                 else cols["logp_theta"]
             )
-            val = lr_t[j] if which == cols["logp_roll"] else lt_t[j]
-            if ok[i]:
-                bad.add(p, f"{chunk.unit} {chunk.lines[i]}", f"column {which!r}: token {j - off[i]} "
-                        f"is {float(val)!r}, not a log-probability")  # fmt: skip
-                ok[i] = False
+            val = lr_t[tj] if which == cols["logp_roll"] else lt_t[tj]
+            if ok[rec_i]:
+                bad.add(p, f"{chunk.unit} {chunk.lines[rec_i]}", f"column {which!r}: token "
+                        f"{tj - off[rec_i]} is {float(val)!r}, not a log-probability")  # fmt: skip
+                ok[rec_i] = False
         keep_tok &= np.repeat(ok, lens)
     ex_kl = _aligned(*extra["kl_token"][:2], off, ok) if "kl_token" in extra else None
     ex_tv = _aligned(*extra["tv_token"][:2], off, ok) if "tv_token" in extra else None
@@ -605,6 +604,16 @@ def _token_block(p, chunk, cols, o: _Options, accs, bins, bad: BadRecords, inval
         _token_stats(o, accs, bins, th, r, L, offs, step, keep_tok, ex_kl, ex_tv, reward, lows)
         if reward is not None:
             _add_surrogate(o, accs, step, segment_sum(np.expm1(th - r), offs), reward, group)
+
+
+def _says(text: str) -> Callable[[int], str]:
+    """A bad-record reason that does not depend on the record."""
+    return lambda i: text
+
+
+def _count_says(c: str, o2: np.ndarray, roll: str, lens: np.ndarray) -> Callable[[int], str]:
+    """The reason for a list column whose length differs from the log-prob column's."""
+    return lambda i: f"{c} has {o2[i + 1] - o2[i]} values, {roll} has {lens[i]}"
 
 
 def _scalar_column(chunk, c: str) -> np.ndarray:
@@ -802,7 +811,7 @@ def _finish(p, cols, o: _Options, accs, bins, bad, invalid, length, step_col) ->
     exact_kl = "klseq_exact" in accs[0].sums if accs else False
     exact_tv = "pos_sum_exact" in accs[0].sums if accs else False
 
-    def est(key):
+    def est(key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         s = np.array([A.sums[key] for A in accs])
         ss = np.array([A.sums[key + "^2"] for A in accs])
         return CI.normal(s, ss, n)
@@ -986,8 +995,8 @@ def _finish(p, cols, o: _Options, accs, bins, bad, invalid, length, step_col) ->
         )
     if not step_col:
         notes.append("no step column: the whole dump is one group (step 0)")
-    for k in ("kl_seq", "surrogate"):
-        ht = stats[k].heavy_tail if k in stats else None
+    for key in ("kl_seq", "surrogate"):
+        ht = stats[key].heavy_tail if key in stats else None
         if ht is not None and np.any(~np.isnan(ht)):
             notes.append(
                 f"{k} is HEAVY-TAILED at {int(np.sum(~np.isnan(ht))):,} step group(s): the "

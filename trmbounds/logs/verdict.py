@@ -373,7 +373,8 @@ def stats_file_verdict(s: Any, a: Assumption, length: float | None) -> StatsVerd
     if isinstance(ends, Mapping) and any(str(ends.get(k, "")).startswith("upper") for k in lb_src):
         # measure --rollouts: kl_max / tv_max are maxima of the UPPER ends of certified
         # intervals, not exact values: only the lower ends may refute.
-        iv = meta.get("intervals") if isinstance(meta.get("intervals"), Mapping) else {}
+        iv_raw = meta.get("intervals")
+        iv: Mapping[str, Any] = iv_raw if isinstance(iv_raw, Mapping) else {}
         kl_lb, tv_lb = (
             float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else math.nan
             for v in (iv.get("kl_max_lower"), iv.get("tv_max_lower"))
@@ -400,7 +401,7 @@ def stats_file_verdict(s: Any, a: Assumption, length: float | None) -> StatsVerd
     base: dict[str, Any] = dict(T=T, adv_range=a.adv_range, missing_mass=mm)
     if a.reward_range is not None:
         base["reward_range"] = a.reward_range  # where the rewards lie matters without full support
-    mm_st = {"missing_mass": mm_status} if mm is not None else {}
+    mm_st = {"missing_mass": mm_status or "assumed"} if mm is not None else {}
     bound = math.nan
     if a.given:
         bound = evaluate(
