@@ -32,6 +32,7 @@ import numpy as np
 from .errors import TrmboundsError
 
 __all__ = [
+    "NAMES",
     "CONSTANTS",
     "classical_tv",
     "classical_kl",
@@ -61,6 +62,24 @@ _ZETA_M_HALF = -0.20788622497735456602
 # Below this M the sum of square roots is read from an exactly summed table.
 _CUT = 256
 _SQRT_TABLE = np.cumsum(np.sqrt(np.arange(_CUT, dtype=np.float64)))  # [M] = sum_{k<=M} sqrt(k)
+
+
+#: The display names of every bound, defined once for tables, plots and messages:
+#: key -> (name, short name).
+NAMES: dict[str, tuple[str, str]] = {
+    "classical_tv": ("Classical (TV)", "Classical TV"),
+    "classical_kl": ("Classical (KL)", "Classical KL"),
+    "linear": ("Linear", "Linear"),
+    "pm_kl": ("Pinsker-Marginal KL", "PM-KL"),
+    "pm_tv": ("Pinsker-Marginal TV", "PM-TV"),
+    "mix_kl": ("Mixed KL", "Mixed KL"),
+    "mix_tv": ("Mixed TV", "Mixed TV"),
+    "coupling": ("Coupling", "Coupling"),
+    "adaptive_kl": ("Adaptive KL", "Adaptive KL"),
+    "adaptive_tv": ("Adaptive TV", "Adaptive TV"),
+    "adaptive": ("Adaptive hybrid", "Adaptive"),
+    "unified": ("Unified B*", "B*"),
+}
 
 
 def _lead(constants: str) -> float:

@@ -55,20 +55,7 @@ __all__ = [
 ]
 
 #: Display names of the bounds.
-LABELS = {
-    "classical_tv": "Classical (TV)",
-    "classical_kl": "Classical (KL)",
-    "linear": "Linear",
-    "pm_kl": "Pinsker-Marginal KL",
-    "pm_tv": "Pinsker-Marginal TV",
-    "mix_kl": "Mixed KL",
-    "mix_tv": "Mixed TV",
-    "coupling": "Coupling",
-    "adaptive_kl": "Adaptive KL",
-    "adaptive_tv": "Adaptive TV",
-    "adaptive": "Adaptive hybrid",
-    "unified": "Unified $B^*$ (min)",
-}
+LABELS = {k: name for k, (name, _) in B.NAMES.items()} | {"unified": "Unified $B^*$ (min)"}
 
 #: Growth in T of each bound in the small-divergence regime with fixed sequence
 #: statistics (the paper's Table 1). With ``kl_avg`` the Mixed bounds grow like

@@ -673,6 +673,8 @@ def _note_group(note: str) -> str:
     low = note.lower()
     if note.startswith("WARNING"):
         return "warning"
+    if " read: " in note or "NOT read" in note:
+        return "input"  # which file was read (and which not): always shown
     first = low.split(":", 1)[0].split("'s ", 1)[0].strip()
     if first in _FRAMEWORKS:
         return "framework"
@@ -694,12 +696,14 @@ def _print_notes(con, result, verbose: bool) -> None:
     counted on one line each (``-v`` prints them); validity conditions are one short
     block of first clauses. JSON and CSV outputs keep every note in full.
     """
-    groups: dict[str, list[str]] = {"warning": [], "framework": [], "validity": [],
-                                    "statistic": []}  # fmt: skip
+    groups: dict[str, list[str]] = {"warning": [], "input": [], "framework": [],
+                                    "validity": [], "statistic": []}  # fmt: skip
     for note in result.notes:
         groups[_note_group(note)].append(note)
     for note in groups["warning"]:
         con.print(f"note: {note}", markup=False, style="yellow")
+    for note in groups["input"]:
+        con.print(f"note: {note}", markup=False)
     hidden = []
     stats = groups["statistic"]
     shown = stats if verbose else [n for n in stats if len(n) <= _LONG_NOTE]

@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from ..bounds import NAMES
 from ..errors import TrmboundsError
 from ._common import (
     ADV_RANGE_OPT,
@@ -29,15 +30,7 @@ Examples:
   trmbounds solve --T 8192 --budget 0.1 --constants sharp --json
 """
 
-_MEMBER_NAMES = {
-    "pm_kl": "PM-KL",
-    "pm_tv": "PM-TV",
-    "mix_kl": "Mixed KL",
-    "mix_tv": "Mixed TV",
-    "coupling": "Coupling",
-    "adaptive": "Adaptive",
-    None: "—",
-}
+_MEMBER_NAMES: dict[str | None, str] = {k: short for k, (_, short) in NAMES.items()} | {None: "—"}
 
 
 def _lengths(values: list[str]) -> list[str]:

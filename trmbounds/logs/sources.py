@@ -424,6 +424,8 @@ def directory_logs(path: Path, maps: Mapping[str, str] = {}) -> list[tuple[Path,
             if n > _MAX_FILES:
                 return found
             q = Path(d, f)
+            if not q.is_file():  # a FIFO, a socket, a device, a dangling link: never opened
+                continue
             ext = q.suffix.lower()
             if f == "trainer_state.json":
                 outputs.append(q.parent)
@@ -500,9 +502,9 @@ def choose_in_directory(path: Path, maps: Mapping[str, str]) -> tuple[Path, str,
 
 def _is_stats_file(q: Path) -> bool:
     try:
-        with open(q, "rb") as fh:
+        with _io.open_input(q, "statistics file") as fh:
             head = fh.read(1 << 16)
-    except OSError:
+    except (OSError, TrmboundsError):
         return False
     return b'"T"' in head and (b'"kl_max"' in head or b'"tv_max"' in head)
 

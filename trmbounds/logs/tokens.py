@@ -112,7 +112,8 @@ def _columns_of(p: Path, fmt: str) -> list[str]:
         try:
             import pyarrow.parquet as pq
 
-            return list(pq.ParquetFile(p).schema_arrow.names)
+            with _io.open_input(p, "per-token dump") as fh:  # recorded: never an output
+                return list(pq.ParquetFile(fh).schema_arrow.names)
         except ImportError:
             raise InputFileError(
                 "reading Parquet needs pyarrow: pip install pyarrow (the logs extra)"
@@ -123,7 +124,7 @@ def _columns_of(p: Path, fmt: str) -> list[str]:
         # Every key of the first block (what the reader parses at once), not just the
         # first record's: an optional column may be missing from the first records.
         try:
-            with open(p, "rb") as fh:
+            with _io.open_input(p, "per-token dump") as fh:  # recorded: never an output
                 block = fh.read(_SNIFF)
         except OSError as exc:
             raise InputFileError(f"cannot read {p}: {exc.strerror or exc}") from None
