@@ -665,7 +665,8 @@ _LONG_NOTE = 110
 
 
 def _note_group(note: str) -> str:
-    """``warning``, ``framework``, ``validity`` or ``statistic``: where a note is printed.
+    """``warning``, ``input``, ``framework``, ``validity`` or ``statistic``: where a note
+    is printed.
 
     From the note's text alone (the notes are plain sentences of :class:`CheckResult`), so
     that the grouping follows any new note without a change here.
