@@ -70,6 +70,13 @@ def test_check_directory_without_event_files_names_what_it_holds(tmp_path):
     d = tmp_path / "verl"
     d.mkdir()
     (d / "run.jsonl").write_text('{"step": 1, "data": {"response_length/max": 8}}\n')
-    msg = fail("check", d, "--kl-max", "1e-4")
-    assert "run.jsonl" in msg and "TensorBoard" in msg
-    assert f"trmbounds check {d / 'run.jsonl'}" in msg
+    # the only log of a directory is read, and the output says which (never a guess)
+    r = runner.invoke(app, ["check", str(d), "--kl-max", "1e-4"], env={"COLUMNS": "4000"})
+    assert r.exit_code == 0, r.output
+    assert "run.jsonl read: the only log in" in r.output
+    # a directory with nothing to read says what it holds
+    e = tmp_path / "empty"
+    e.mkdir()
+    (e / "notes.txt").write_text("hello\n")
+    msg = fail("check", e, "--kl-max", "1e-4")
+    assert "TensorBoard" in msg

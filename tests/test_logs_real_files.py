@@ -47,6 +47,10 @@ def test_tensorboard_reader_matches_event_accumulator(f):
         for tag, x in scalars:
             got.setdefault(tag, []).append((step, x))
     assert bad.count == 0
+    if "hparams" in str(f.parent.name) or f.parent.name.replace(".", "").isdigit():
+        # an add_hparams sub-run (NeMo-RL's layout): no scalars, in either reader
+        assert not want and not got
+        return
     assert want  # the file has scalars
     assert set(got) == set(want)
     for tag in want:  # same steps, same float32 values (NaN included), same order

@@ -43,7 +43,7 @@ Examples:
 
   trmbounds check runs/ --kl-max 0.05
 
-  # a crashed and resumed run: its logs in the order written (later values win)
+  # a crashed and resumed run: its logs in the order written (later wins)
 
   trmbounds check run1/metrics.jsonl run2/metrics.jsonl --kl-max 0.05
 
@@ -447,10 +447,13 @@ def _dir_hint(log: Path):
     except TrmboundsError as exc:
         if not log.is_dir() or "no TensorBoard event files" not in str(exc):
             raise
+        from .._io import walk  # iterative, bounded depth, regular files only
+
         found = sorted(
-            str(p.relative_to(log))
-            for p in log.rglob("*")
-            if p.is_file() and p.suffix.lower() in (".jsonl", ".csv", ".parquet", ".json")
+            str((d / f).relative_to(log))
+            for d, _, files in walk(log)
+            for f in files
+            if Path(f).suffix.lower() in (".jsonl", ".csv", ".parquet", ".json")
         )
         if not found:
             raise
@@ -674,7 +677,7 @@ def _note_group(note: str) -> str:
     low = note.lower()
     if note.startswith("WARNING"):
         return "warning"
-    if " read: " in note or "NOT read" in note:
+    if re.search(r" read(:| \()", note) or "NOT read" in note or "not searched" in note:
         return "input"  # which file was read (and which not): always shown
     first = low.split(":", 1)[0].split("'s ", 1)[0].strip()
     if first in _FRAMEWORKS:

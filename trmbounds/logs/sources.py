@@ -417,7 +417,7 @@ def directory_logs(path: Path, maps: Mapping[str, str] = {}) -> list[tuple[Path,
     outputs: list[Path] = []
     wandb_runs: dict[Path, Path] = {}
     n = 0
-    for d, dirs, files in os.walk(path):
+    for d, dirs, files in _io.walk(path):  # iterative, bounded depth, regular files only
         dirs[:] = sorted(x for x in dirs if not x.startswith(_PRUNE))
         for f in sorted(files):
             n += 1

@@ -146,9 +146,13 @@ def offline_runs(path: str | os.PathLike) -> list[Path]:
     if p.is_file():
         return [p] if p.suffix == ".wandb" else []
     seen: dict[Path, Path] = {}
-    for f in sorted(p.rglob("*.wandb")):
-        if f.is_file():
-            seen.setdefault(f.resolve(), f)
+    from .._io import walk  # iterative, bounded depth; links to directories not followed
+
+    for d, _, files in walk(p):
+        for name in files:
+            if name.endswith(".wandb"):
+                f = d / name
+                seen.setdefault(f.resolve(), f)
     return sorted(seen.values(), key=lambda f: (("latest-run" in f.parts), str(f)))
 
 
