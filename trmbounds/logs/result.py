@@ -1,8 +1,9 @@
 r"""The verdict of a check: the assumption, the per-step result, and the rule of every state.
 
 Shared by :mod:`.check` (per-step metric logs, statistics files) and :mod:`.tokens`
-(per-token dumps); the bound itself always comes from
-:func:`trmbounds.stats.bound_columns`, the function ``trmbounds eval`` uses.
+(per-token dumps); the verdict itself -- horizon, bound, state -- is made once, in
+:mod:`.verdict`, with :func:`trmbounds.stats.bound_columns`, the function ``trmbounds
+eval`` uses.
 
 The states, in order of precedence (``docs/logs.md`` states each rule):
 
@@ -14,18 +15,19 @@ The states, in order of precedence (``docs/logs.md`` states each rule):
     :math:`B^* \ge a` under the assumption: nothing can be guaranteed. (Bounds grow
     with ``T``, so this holds at any horizon at least the one used.)
 ``guaranteed``
-    A one-sided 95 % lower confidence bound on the surrogate :math:`L` exceeds
-    :math:`B^*`, and :math:`B^*` rests only on assumed or certified inputs (the user's
+    (a) :math:`B^*` rests only on assumed or certified inputs (the user's
     ``--kl-max``/``--tv-max``, a horizon that is the generation cap, a known or assumed
-    missing mass). Improvement holds with 95 % confidence, if the assumption holds. The
-    bound on :math:`L` is distribution-free for per-token dumps (empirical Bernstein,
-    :mod:`.tokens`) and the normal approximation with a logged standard error for
-    metric logs.
+    missing mass), (b) a **distribution-free** one-sided lower confidence bound (level
+    ``confidence``) on the **unmasked** surrogate :math:`L` exceeds :math:`B^*`, (c)
+    computed over independent units (prompt groups where given). Only a per-token dump
+    with a reward column gives such a bound (empirical Bernstein, :mod:`.tokens`); a
+    metric log's ``L - z se`` is a normal approximation and never supports it.
 ``estimated-gain``
-    The estimated surrogate :math:`\hat L` exceeds :math:`B^*`, but not as above: the
-    log has a point estimate of :math:`L` without a standard error, or the lower
-    confidence bound does not clear :math:`B^*`, or :math:`B^*` rests on an empirical
-    horizon or an estimated missing mass. An estimate, not a guarantee.
+    The estimated surrogate :math:`\hat L` (or an approximate lower bound on it)
+    exceeds :math:`B^*`, but not as above: a logged point estimate, with or without a
+    standard error; a masked surrogate; a lower confidence bound that does not clear
+    :math:`B^*`; or :math:`B^*` on an empirical horizon or an estimated missing mass.
+    An estimate, not a guarantee.
 ``non-vacuous``
     :math:`B^* < a` under the assumption, and no surrogate estimate above it.
 ``unknown``
@@ -541,36 +543,6 @@ T_SOURCES = ("assumed", "logged cap", "empirical")
 
 
 # ------------------------------------------------------------------ shared notes
-def support_note(a: Assumption, mm_status: str | None = None, m: float | None = None) -> str:
-    """The full-support condition, stated in every check output."""
-    m = a.missing_mass if m is None else m
-    if m is not None and m > 0:
-        st = mm_status or "assumed"
-        return (
-            f"support: the rollouts do not have full support (missing mass m, {st}); the "
-            "PDI-family bounds include + max|R|·m and the Adaptive bound is dropped "
-            "(docs/theory.md §6)"
-            + ("; an estimated m makes the bound an estimate" if st == "estimate" else "")
-        )
-    return (
-        "support: B* assumes full support, π_roll(v|c) > 0 wherever π_θ(v|c) > 0; rollouts "
-        "sampled with top-k/top-p truncation break it: pass --missing-mass M (the expected "
-        "mass π_θ puts outside the rollout support, summed over positions)"
-    )
-
-
-def horizon_note(T_source: np.ndarray) -> str | None:
-    """Tell the user when ``T`` is the longest response seen, not the generation cap."""
-    if np.any(T_source == "empirical"):
-        return (
-            "horizon: T is the longest response in the log (an empirical horizon): the bounds "
-            "need T = the longest response the policy CAN produce; B* holds only if no longer "
-            "response is possible, and 'guaranteed' is not given — pass --length "
-            "MAX_NEW_TOKENS (the generation cap)"
-        )
-    return None
-
-
 def detector_flags(detector: np.ndarray, a: Assumption) -> np.ndarray:
     """detector / delta where a detector of delta exceeds the assumed delta, NaN elsewhere."""
     if a.kl_max is None:
