@@ -139,6 +139,10 @@ class Monitor:
         As ``check --missing-mass``.
     source : str
         What to name in error messages (e.g. the log file followed).
+    assumption : trmbounds.logs.result.Assumption, optional
+        The whole setting at once (as ``check`` builds it from its flags); replaces
+        ``kl_max``, ``tv_max``, ``reward_range``, ``constants``, ``confidence`` and
+        ``missing_mass``.
     """
 
     def __init__(
@@ -154,18 +158,24 @@ class Monitor:
         maps: Mapping[str, str] | None = None,
         missing_mass: float | None = None,
         source: str = "metrics",
+        assumption: Any = None,
     ) -> None:
         from .logs import frameworks as P
         from .logs.result import Assumption, length_value
 
-        self.assumption = Assumption(
-            kl_max=kl_max,
-            tv_max=tv_max,
-            constants=constants,
-            reward_range=None if reward_range is None else tuple(reward_range),  # type: ignore[arg-type]
-            missing_mass=missing_mass,
-            confidence=confidence,
-        )
+        if assumption is not None:  # check's own Assumption (the command line's flags)
+            if not isinstance(assumption, Assumption):
+                raise TrmboundsError("assumption must be a trmbounds.logs.result.Assumption")
+            self.assumption = assumption
+        else:
+            self.assumption = Assumption(
+                kl_max=kl_max,
+                tv_max=tv_max,
+                constants=constants,
+                reward_range=None if reward_range is None else tuple(reward_range),  # type: ignore[arg-type]
+                missing_mass=missing_mass,
+                confidence=confidence,
+            )
         self.length = length_value(length)
         if preset != "auto" and preset not in P.PRESETS:
             raise TrmboundsError(f"unknown preset {preset!r}; choose auto, {', '.join(P.PRESETS)}")

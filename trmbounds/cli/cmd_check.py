@@ -7,7 +7,7 @@ import math
 import os
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -242,6 +242,21 @@ def check_cmd(
     ] = None,
     force: FORCE_OPT = False,
     json: JSON_OPT = False,
+    follow: Annotated[
+        bool,
+        typer.Option(
+            "--follow",
+            "-f",
+            help="Follow a growing JSONL/CSV metric log like tail -f: print each new step's "
+            "verdict as it lands (a JSON object per line with --json); start over when the "
+            "file is truncated or re-created; stop at Ctrl-C (exit 130) or at the first "
+            "--fail-on state (exit 1).",
+        ),
+    ] = False,
+    interval: Annotated[
+        float,
+        typer.Option("--interval", help="--follow: seconds between polls of the log.", min=0.01),
+    ] = 1.0,
 ) -> None:
     """At each step of a training log: is the TRM guarantee refuted, vacuous,
     guaranteed, an estimated gain, non-vacuous or unknown?
@@ -272,6 +287,19 @@ def check_cmd(
         confidence=confidence,
     )
     gate = _fail_states(fail_on, STATES)
+    if follow:
+        bad_opts = [n for n, v in (("-o/--output", report), ("--plot", plot),
+                    ("--steps-per-rollout", steps_per_rollout != 1),
+                    ("--trm-max/--trm-avg/--ser/--ln-trm", any(x is not None for x in
+                     (trm_max, trm_avg, ser, ln_trm)))) if v]  # fmt: skip
+        if len(logs) > 1 or bad_opts:
+            raise TrmboundsError(
+                "--follow follows one metric log and prints each step: "
+                + (f"{', '.join(bad_opts)} not allowed with it" if bad_opts else "give one LOG")
+            )
+        _follow(logs[0], format.value if format else None, preset.value, maps or [], length,
+                assumption, json, gate, interval, skip_bad)  # fmt: skip
+        return
     if report is not None and report.suffix.lower() not in (".csv", ".json"):
         raise TrmboundsError(f"-o/--output {report}: use a .csv or .json file name")
     if plot is not None and plot.suffix.lower() not in _PLOT_EXT:
@@ -613,3 +641,193 @@ def _ci(s, i) -> str:
         return fmt(v)
     h = (float(s.ci[1][i]) - float(s.ci[0][i])) / 2
     return f"{fmt(v)} ± {fmt(h)}"
+
+
+# ---------------------------------------------------------------------------- --follow
+def _follow(log: Path, format, preset, maps, length, assumption, json_out, gate, interval,
+            skip_bad) -> None:  # fmt: skip
+    """``check --follow``: each new step of a growing JSONL/CSV log through
+    :class:`trmbounds.monitor.Monitor`, printed as it lands."""
+    import sys
+    import time
+
+    from ..logs import frameworks as P
+    from ..logs.readers import BadRecords, sniff_format
+    from ..monitor import Monitor
+
+    fmt_ = sniff_format(log, format)
+    if fmt_ not in ("jsonl", "csv"):
+        raise TrmboundsError(f"--follow reads a JSONL or CSV metric log; {log} is {fmt_}")
+    maps = P.parse_maps(maps)
+    if preset != "auto" and preset not in P.PRESETS:
+        raise TrmboundsError(f"unknown preset {preset!r}")
+    step_map = maps.get("step")
+
+    def new_monitor() -> Monitor:
+        return Monitor(length=None if length == "max" else length, preset=preset, maps=maps,
+                       source=str(log), assumption=assumption)  # fmt: skip
+
+    def step_cols(m: Monitor) -> tuple[str, ...]:
+        if step_map:
+            return (step_map,)
+        pr = [P.PRESETS[m.preset]] if m.preset else list(P.PRESETS.values())
+        return tuple(dict.fromkeys(c for x in ([P.PRESETS["generic"]] + pr) for c in
+                                   x.step_columns))  # fmt: skip
+
+    bad = BadRecords(skip=skip_bad)
+    tail, m, header = _Tail(log), new_monitor(), None
+    n = 0
+    err = sys.stderr
+    if not log.exists():
+        typer.echo(f"waiting for {log} to appear (Ctrl-C to stop)", err=True)
+    try:
+        while True:
+            lines, restarted = tail.poll()
+            if restarted:
+                typer.echo(f"note: {log} was truncated or re-created: following it again "
+                           "from the top", err=True)  # fmt: skip
+                m, header = new_monitor(), None
+            for lineno, raw in lines:
+                if fmt_ == "csv" and header is None:
+                    header = next(csv.reader([raw.decode("utf-8", "replace")]), [])
+                    continue
+                row = _follow_row(raw, fmt_, header, log, lineno, bad)
+                if row is None:
+                    continue
+                step = next((row[c] for c in step_cols(m) if _is_num(row.get(c))), None)
+                if step is None:
+                    bad.add(log, f"line {lineno}", "no step value")
+                    continue
+                v = m.update(step, row)
+                if v is None:
+                    continue
+                n += 1
+                typer.echo(dumps(v.to_dict()) if json_out else _follow_line(v))
+                if v.state in gate:
+                    typer.echo(f"fail (--fail-on {','.join(sorted(gate))}): step "
+                               f"{_show(v.step)} is {v.state}; exit code 1", err=True)  # fmt: skip
+                    raise typer.Exit(1)
+            err.flush()
+            time.sleep(interval)
+    except KeyboardInterrupt:
+        more = f"; {bad.count:,} malformed line(s) skipped" if bad.count else ""
+        typer.echo(f"stopped (Ctrl-C) after {n:,} verdict(s){more}", err=True)
+        raise typer.Exit(130) from None
+    finally:
+        tail.close()
+
+
+def _is_num(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _follow_row(raw: bytes, fmt_: str, header, log, lineno: int, bad) -> dict | None:
+    """One complete line of the log as a dict of metrics (None: blank or bad, skipped)."""
+    from .._io import json_record
+
+    if not raw.strip():
+        return None
+    if fmt_ == "jsonl":
+        try:
+            obj = json_record(raw)
+        except ValueError as exc:
+            bad.add(log, f"line {lineno}", str(exc))
+            return None
+        if not isinstance(obj, dict):
+            bad.add(log, f"line {lineno}", f"expected a JSON object, got {type(obj).__name__}")
+            return None
+        row = {k: v for k, v in obj.items() if k != "data"}
+        if isinstance(obj.get("data"), dict):  # verl's file logger: {"step": N, "data": {...}}
+            row.update(obj["data"])
+        return row
+    cells = next(csv.reader([raw.decode("utf-8", "replace").rstrip("\r")]), [])
+    if len(cells) != len(header):
+        bad.add(log, f"line {lineno}", f"{len(cells)} fields, the header has {len(header)}")
+        return None
+    row = {}
+    for h, c in zip(header, cells):
+        c = c.strip()
+        if c == "":
+            continue
+        try:
+            row[h] = float(c)
+        except ValueError:
+            row[h] = c  # text: ignored by the monitor
+    return row
+
+
+def _follow_line(v) -> str:
+    """One step's verdict on one line."""
+    T = "—" if v.T is None else f"{v.T:,}"
+    s = (f"step {_show(v.step)}  T {T} ({v.T_source})  B* {_f(v.unified)} ({v.basis})  "
+         f"{v.state}")  # fmt: skip
+    if v.refuted_by:
+        s += f": {v.refuted_by}"
+    if v.flagged:
+        s += f"  ⚑ flagged: {v.flagged}"
+    return s
+
+
+class _Tail:
+    """The complete new lines of a file that grows (``tail -f``): a partial last line
+    waits for its newline; a file truncated, rewritten or re-created (another inode) is
+    read again from the top."""
+
+    _HEAD = 256  # bytes compared to tell a rewritten file from a grown one
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.fh: Any = None
+        self.ident: tuple[int, int] | None = None
+        self.pos = 0
+        self.head = b""
+        self.buf = b""
+        self.lineno = 0
+
+    def close(self) -> None:
+        if self.fh is not None:
+            self.fh.close()
+            self.fh = None
+
+    def _changed(self, st) -> bool:
+        if (st.st_dev, st.st_ino) != self.ident or st.st_size < self.pos:
+            return True
+        return os.pread(self.fh.fileno(), len(self.head), 0) != self.head
+
+    def poll(self) -> tuple[list[tuple[int, bytes]], bool]:
+        """(line number, line) of the new complete lines; whether the file started over."""
+        from .._io import regular_file_reason
+
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return [], False  # removed (being re-created?): wait for it
+        restarted = False
+        if self.fh is None or self._changed(st):
+            why = regular_file_reason(self.path)
+            if why and why.startswith("not a regular"):
+                raise TrmboundsError(f"--follow {self.path}: {why}")
+            restarted = self.fh is not None
+            self.close()
+            try:
+                self.fh = open(self.path, "rb")  # noqa: SIM115 - kept open between polls
+            except FileNotFoundError:
+                return [], False
+            except OSError as exc:
+                raise TrmboundsError(f"--follow {self.path}: {exc.strerror or exc}") from None
+            st = os.fstat(self.fh.fileno())
+            self.ident, self.pos, self.head, self.buf, self.lineno = (
+                (st.st_dev, st.st_ino), 0, b"", b"", 0)  # fmt: skip
+        data = self.fh.read()
+        if not data:
+            return [], restarted
+        if len(self.head) < self._HEAD:
+            self.head += data[: self._HEAD - len(self.head)]
+        self.pos += len(data)
+        parts = (self.buf + data).split(b"\n")
+        self.buf = parts.pop()  # a partial last line: kept until its newline
+        out = []
+        for raw in parts:
+            self.lineno += 1
+            out.append((self.lineno, raw))
+        return out, restarted
