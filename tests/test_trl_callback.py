@@ -174,3 +174,94 @@ def test_importing_the_module_does_not_import_transformers():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "True"]
+
+
+# ------------------------------------------- the real GRPOTrainer (the `trl` extra)
+class PerturbedVLLM:
+    """Stands in for TRL's ``VLLMGeneration`` (colocate mode): samples each completion
+    from a copy of the trainer's model with every weight perturbed by N(0, sigma^2) and
+    returns vLLM-shaped output -- prompt ids, completion ids, per-token ``[logprob]`` of
+    the sampled token under the perturbed model -- so that TRL's own importance-sampling
+    and metric code computes ``sampling/sampling_logp_difference/*`` from a real mismatch."""
+
+    sigma = 0.003
+
+    def __init__(self, *, model, processing_class, max_completion_length, **kw):
+        self.model, self.eos, self.T = model, processing_class.eos_token_id, max_completion_length
+        self.gen = torch.Generator().manual_seed(0)
+        self.sync_weights()
+
+    def sync_weights(self):
+        # a fresh model, not a deepcopy: accelerate binds forward to the original object
+        self.engine = type(self.model)(self.model.config).eval()
+        self.engine.load_state_dict(self.model.state_dict())
+        g = torch.Generator().manual_seed(1)
+        with torch.no_grad():
+            for p in self.engine.parameters():
+                p.add_(torch.randn(p.shape, generator=g) * self.sigma)
+
+    @torch.no_grad()
+    def generate(self, prompts, images, num_generations, profiler=None):
+        comps, lps = [], []
+        for ids in prompts:
+            x, out, lp = list(ids), [], []
+            for _ in range(self.T):
+                logp = torch.log_softmax(self.engine(torch.tensor([x])).logits[0, -1].float(), -1)
+                tok = int(torch.multinomial(logp.exp(), 1, generator=self.gen))
+                out.append(tok), lp.append([float(logp[tok])]), x.append(tok)
+                if tok == self.eos:
+                    break
+            comps.append(out), lps.append(lp)
+        return prompts, comps, lps, None
+
+
+def test_real_grpo_trainer_with_perturbed_vllm(tmp_path, monkeypatch):
+    trl = pytest.importorskip("trl")
+    datasets = pytest.importorskip("datasets")
+    import trl.trainer.grpo_trainer as G
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    monkeypatch.setattr(G, "VLLMGeneration", PerturbedVLLM)
+    words = [f"w{i}" for i in range(60)]
+    vocab = {"<pad>": 0, "<eos>": 1, "<unk>": 2, **{w: i + 3 for i, w in enumerate(words)}}
+    tk = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    tk.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok = transformers.PreTrainedTokenizerFast(
+        tokenizer_object=tk, pad_token="<pad>", eos_token="<eos>", unk_token="<unk>"
+    )
+    torch.manual_seed(0)
+    model = transformers.Qwen2ForCausalLM(transformers.Qwen2Config(
+        vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=128,
+        pad_token_id=0, eos_token_id=1, bos_token_id=1,
+    ))  # fmt: skip
+    args = trl.GRPOConfig(
+        output_dir=str(tmp_path), report_to=["tensorboard"], logging_steps=1, max_steps=3,
+        per_device_train_batch_size=4, num_generations=4, max_completion_length=16,
+        learning_rate=1e-3, use_cpu=True, bf16=False, save_strategy="no", seed=0,
+        use_vllm=True, vllm_mode="colocate", vllm_importance_sampling_correction=True,
+    )  # fmt: skip
+    data = datasets.Dataset.from_dict(
+        {"prompt": [" ".join(words[i : i + 4]) for i in range(0, 48, 3)]}
+    )
+    reward = lambda completions, **kw: [-abs(len(c.split()) - 8) / 8.0 for c in completions]  # noqa: E731
+    t = trl.GRPOTrainer(model=model, reward_funcs=reward, args=args, train_dataset=data,
+                        processing_class=tok, callbacks=[TRMCallback(kl_max=1e-3)])  # fmt: skip
+    t.train()
+    t.save_state()
+    # length defaulted to max_completion_length = 16
+    ref = check_json(tmp_path / "trainer_state.json", "--kl-max", "1e-3", "--length", "16")
+    hist = [e for e in t.state.log_history if "sampling/sampling_logp_difference/max" in e]
+    assert [e["step"] for e in hist] == [1, 2, 3] == sorted(ref)
+    (events,) = tmp_path.glob("runs/*/events.out.tfevents.*")
+    tb = tb_scalars(events)
+    for e in hist:
+        r = ref[e["step"]]
+        assert r["T"] == 16 and same(e["trm/B_star"], r["unified"])
+        assert e["trm/flagged"] == int("flagged" in r)
+        # TRL's max |log p_old - log p_vLLM| squared over 2 against delta (independent)
+        assert e["trm/flagged"] == int(e["sampling/sampling_logp_difference/max"] ** 2 / 2 > 1e-3)
+        assert e["trm/refuted"] == 0 and e["trm/vacuous"] == int(r["status"] == "vacuous")
+        for k in KEYS:
+            assert tb[("train/" + k, e["step"])] == np.float32(e[k]), k
+    assert any(e["trm/flagged"] for e in hist)  # the perturbation is seen
