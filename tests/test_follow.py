@@ -194,3 +194,32 @@ def test_follow_refuses_a_parquet_log(tmp_path):
     log.write_bytes(b"PAR1")
     r = CliRunner().invoke(app, ["check", "--follow", str(log), "--kl-max", "1e-3"])
     assert r.exit_code == 2 and "JSONL or CSV" in r.output
+
+
+def test_follow_a_tensorboard_run_record_by_record(tmp_path):
+    from logfixtures import write_tfevents
+
+    rows = metric_rows("verl")  # 4 steps, 6 scalars each: one event per scalar
+    full = write_tfevents(tmp_path / "full.tfevents", rows).read_bytes()
+    ref_dir = tmp_path / "ref"
+    ref_dir.mkdir()
+    write_tfevents(ref_dir / "events.out.tfevents.1700000000.host", rows)
+    res = check_log(ref_dir, assumption=Assumption(kl_max=1e-3), length="1000")
+    ref = [res.record(i) for i in range(len(res))]
+    run = tmp_path / "run"
+    run.mkdir()
+    live = run / "events.out.tfevents.1700000000.host"
+    two = len(write_tfevents(tmp_path / "two.tfevents", rows[:2]).read_bytes())
+    assert full[:two] == (tmp_path / "two.tfevents").read_bytes()
+    cut = two + 30  # inside the first record of step 3
+    live.write_bytes(full[:cut])
+    pr = Proc(str(run), "--kl-max", "1e-3", "--length", "1000", "--json")
+    try:
+        got = [json.loads(pr.next()) for _ in range(2)]
+        assert got == ref[:2]
+        assert pr.nothing(0.4)  # step 3's record is half written
+        with open(live, "ab") as fh:
+            fh.write(full[cut:])
+        assert [json.loads(pr.next()) for _ in range(2)] == ref[2:]
+    finally:
+        pr.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+import struct
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
@@ -247,7 +248,8 @@ def check_cmd(
         typer.Option(
             "--follow",
             "-f",
-            help="Follow a growing JSONL/CSV metric log like tail -f: print each new step's "
+            help="Follow a growing JSONL/CSV metric log or TensorBoard run like tail -f: print "
+            "each new step's "
             "verdict as it lands (a JSON object per line with --json); start over when the "
             "file is truncated or re-created; stop at Ctrl-C (exit 130) or at the first "
             "--fail-on state (exit 1).",
@@ -655,9 +657,11 @@ def _follow(log: Path, format, preset, maps, length, assumption, json_out, gate,
     from ..logs.readers import BadRecords, sniff_format
     from ..monitor import Monitor
 
-    fmt_ = sniff_format(log, format)
-    if fmt_ not in ("jsonl", "csv"):
-        raise TrmboundsError(f"--follow reads a JSONL or CSV metric log; {log} is {fmt_}")
+    fmt_ = "tensorboard" if log.is_dir() and format is None else sniff_format(log, format)
+    if fmt_ not in ("jsonl", "csv", "tensorboard"):
+        raise TrmboundsError(
+            f"--follow reads a JSONL or CSV metric log or a TensorBoard run; {log} is {fmt_}"
+        )
     maps = P.parse_maps(maps)
     if preset != "auto" and preset not in P.PRESETS:
         raise TrmboundsError(f"unknown preset {preset!r}")
@@ -675,7 +679,8 @@ def _follow(log: Path, format, preset, maps, length, assumption, json_out, gate,
                                    x.step_columns))  # fmt: skip
 
     bad = BadRecords(skip=skip_bad)
-    tail, m, header = _Tail(log), new_monitor(), None
+    tail = _TBTail(log) if fmt_ == "tensorboard" else _Tail(log)
+    m, header = new_monitor(), None
     n = 0
     err = sys.stderr
     if not log.exists():
@@ -688,13 +693,16 @@ def _follow(log: Path, format, preset, maps, length, assumption, json_out, gate,
                            "from the top", err=True)  # fmt: skip
                 m, header = new_monitor(), None
             for lineno, raw in lines:
-                if fmt_ == "csv" and header is None:
+                if isinstance(raw, dict):  # a TensorBoard step: the events' own step
+                    row, cols = raw, ("step",)
+                elif fmt_ == "csv" and header is None:
                     header = next(csv.reader([raw.decode("utf-8", "replace")]), [])
                     continue
-                row = _follow_row(raw, fmt_, header, log, lineno, bad)
+                else:
+                    row, cols = _follow_row(raw, fmt_, header, log, lineno, bad), step_cols(m)
                 if row is None:
                     continue
-                step = next((row[c] for c in step_cols(m) if _is_num(row.get(c))), None)
+                step = next((row[c] for c in cols if _is_num(row.get(c))), None)
                 if step is None:
                     bad.add(log, f"line {lineno}", "no step value")
                     continue
@@ -830,4 +838,68 @@ class _Tail:
         for raw in parts:
             self.lineno += 1
             out.append((self.lineno, raw))
+        return out, restarted
+
+
+class _TBTail:
+    """The new steps of a TensorBoard run being written: its event files (a restart
+    adds one) read on from where the last poll stopped, a partial record left until it
+    is complete. TensorBoard writes one event per scalar: a step is returned when an
+    event of another step arrives or a poll finds nothing new. A file shrunk, replaced
+    or removed: the run is read again from the top."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.off: dict[Path, tuple[int, int]] = {}  # file -> (inode, bytes read)
+        self.cur: tuple[float, dict] | None = None
+
+    def close(self) -> None:
+        pass
+
+    def poll(self) -> tuple[list[tuple[int, dict]], bool]:
+        from ..errors import InputFileError
+        from ..logs import tensorboard as TB
+
+        try:
+            files = TB.event_files(self.path)
+            stats = {f: os.stat(f) for f in files}
+        except (InputFileError, FileNotFoundError):
+            return [], False  # no event file yet (or one vanishing): wait
+        restarted = any(
+            f not in stats or stats[f].st_ino != ino or stats[f].st_size < n
+            for f, (ino, n) in self.off.items()
+        )
+        if restarted:
+            self.off, self.cur = {}, None
+        out: list[tuple[int, dict]] = []
+        new = False
+        for f in files:
+            ino, off = self.off.get(f, (stats[f].st_ino, 0))
+            with open(f, "rb") as fh:
+                fh.seek(off)
+                while True:
+                    head = fh.read(12)
+                    if len(head) < 12:
+                        break
+                    (n,) = struct.unpack("<Q", head[:8])
+                    if TB.masked_crc32c(head[:8]) != struct.unpack("<I", head[8:])[0]:
+                        raise TrmboundsError(f"{f}: corrupt record length at byte {off:,}")
+                    data = fh.read(n)
+                    if len(data) < n or len(fh.read(4)) < 4:
+                        break  # a record being written: read it at a later poll
+                    off, new = fh.tell(), True
+                    step, scalars = TB._event_scalars(data)
+                    if not scalars:
+                        continue
+                    step = float(step or 0)
+                    if self.cur is not None and self.cur[0] != step:
+                        out.append((len(out) + 1, self.cur[1]))
+                        self.cur = None
+                    if self.cur is None:
+                        self.cur = (step, {"step": step})
+                    self.cur[1].update(scalars)
+            self.off[f] = (ino, off)
+        if not new and self.cur is not None:  # nothing new: the pending step is complete
+            out.append((len(out) + 1, self.cur[1]))
+            self.cur = None
         return out, restarted
