@@ -202,20 +202,30 @@ class PerturbedVLLM:
 
     @torch.no_grad()
     def generate(self, prompts, images, num_generations, profiler=None):
-        comps, lps = [], []
-        for ids in prompts:
-            x, out, lp = list(ids), [], []
+        comps, lps = [None] * len(prompts), [None] * len(prompts)
+        for n in sorted({len(p) for p in prompts}):  # prompts of one length: one batch
+            idx = [i for i, p in enumerate(prompts) if len(p) == n]
+            x = torch.tensor([prompts[i] for i in idx])
+            toks, lp = [], []
+            done = torch.zeros(len(idx), dtype=torch.bool)
             for _ in range(self.T):
-                logp = torch.log_softmax(self.engine(torch.tensor([x])).logits[0, -1].float(), -1)
-                tok = int(torch.multinomial(logp.exp(), 1, generator=self.gen))
-                out.append(tok), lp.append([float(logp[tok])]), x.append(tok)
-                if tok == self.eos:
+                logp = torch.log_softmax(self.engine(x).logits[:, -1].float(), -1)
+                tok = torch.multinomial(logp.exp(), 1, generator=self.gen)[:, 0]
+                toks.append(tok), lp.append(logp.gather(1, tok[:, None])[:, 0])
+                x = torch.cat([x, tok[:, None]], 1)
+                done = done | (tok == self.eos)
+                if done.all():
                     break
-            comps.append(out), lps.append(lp)
+            toks, lp = torch.stack(toks, 1), torch.stack(lp, 1)
+            for j, i in enumerate(idx):  # each completion up to and with its first EOS
+                row = toks[j].tolist()
+                k = row.index(self.eos) + 1 if self.eos in row else len(row)
+                comps[i], lps[i] = row[:k], [[float(v)] for v in lp[j, :k]]
         return prompts, comps, lps, None
 
 
-def test_real_grpo_trainer_with_perturbed_vllm(tmp_path, monkeypatch):
+def grpo(tmp_path, monkeypatch, cls=None, callbacks=(), steps=3, **kw):
+    """The real GRPOTrainer (or ``cls``) on a tiny Qwen2, vLLM replaced by PerturbedVLLM."""
     trl = pytest.importorskip("trl")
     datasets = pytest.importorskip("datasets")
     import trl.trainer.grpo_trainer as G
@@ -236,7 +246,7 @@ def test_real_grpo_trainer_with_perturbed_vllm(tmp_path, monkeypatch):
         pad_token_id=0, eos_token_id=1, bos_token_id=1,
     ))  # fmt: skip
     args = trl.GRPOConfig(
-        output_dir=str(tmp_path), report_to=["tensorboard"], logging_steps=1, max_steps=3,
+        output_dir=str(tmp_path), report_to=["tensorboard"], logging_steps=1, max_steps=steps,
         per_device_train_batch_size=4, num_generations=4, max_completion_length=16,
         learning_rate=1e-3, use_cpu=True, bf16=False, save_strategy="no", seed=0,
         use_vllm=True, vllm_mode="colocate", vllm_importance_sampling_correction=True,
@@ -245,10 +255,15 @@ def test_real_grpo_trainer_with_perturbed_vllm(tmp_path, monkeypatch):
         {"prompt": [" ".join(words[i : i + 4]) for i in range(0, 48, 3)]}
     )
     reward = lambda completions, **kw: [-abs(len(c.split()) - 8) / 8.0 for c in completions]  # noqa: E731
-    t = trl.GRPOTrainer(model=model, reward_funcs=reward, args=args, train_dataset=data,
-                        processing_class=tok, callbacks=[TRMCallback(kl_max=1e-3)])  # fmt: skip
+    t = (cls or trl.GRPOTrainer)(model=model, reward_funcs=reward, args=args, train_dataset=data,
+                                 processing_class=tok, callbacks=list(callbacks), **kw)  # fmt: skip
     t.train()
     t.save_state()
+    return t
+
+
+def test_real_grpo_trainer_with_perturbed_vllm(tmp_path, monkeypatch):
+    t = grpo(tmp_path, monkeypatch, callbacks=[TRMCallback(kl_max=1e-3)])
     # length defaulted to max_completion_length = 16
     ref = check_json(tmp_path / "trainer_state.json", "--kl-max", "1e-3", "--length", "16")
     hist = [e for e in t.state.log_history if "sampling/sampling_logp_difference/max" in e]
@@ -265,3 +280,72 @@ def test_real_grpo_trainer_with_perturbed_vllm(tmp_path, monkeypatch):
         for k in KEYS:
             assert tb[("train/" + k, e["step"])] == np.float32(e[k]), k
     assert any(e["trm/flagged"] for e in hist)  # the perturbation is seen
+
+
+def test_trm_masks_in_the_real_grpo_trainer(tmp_path, monkeypatch):
+    pytest.importorskip("trl")
+    import trl.trainer.grpo_trainer as G
+
+    from trmbounds.integrations.trl import TRMGRPOTrainer
+
+    seen = []  # (TRL's own output, the masked output) of every generation batch
+    base = G.GRPOTrainer._generate_and_score_completions
+    mine = TRMGRPOTrainer._generate_and_score_completions
+
+    def record_base(self, inputs):
+        out = base(self, inputs)
+        seen.append([{k: v.clone() for k, v in out.items() if torch.is_tensor(v)}])
+        return out
+
+    def record_mine(self, inputs):
+        out = mine(self, inputs)
+        seen[-1].append(out["importance_sampling_ratio"].clone())
+        return out
+
+    monkeypatch.setattr(G.GRPOTrainer, "_generate_and_score_completions", record_base)
+    monkeypatch.setattr(TRMGRPOTrainer, "_generate_and_score_completions", record_mine)
+    d_max, d_avg = 2.5e-3, 5e-4
+    t = grpo(tmp_path, monkeypatch, cls=TRMGRPOTrainer, steps=3, trm_max=d_max, trm_avg=d_avg)
+    hist = [e for e in t.state.log_history if "trm/acceptance" in e]
+    assert [e["step"] for e in hist] == [1, 2, 3] and len(seen) == 3
+    rates = []
+    for (orig, masked), e in zip(seen, hist):
+        # float64 numpy from the same tensors: k2 = (log rho)^2 / 2, k3 = rho - 1 - log rho
+        lr = (
+            orig["old_per_token_logps"].double() - orig["sampling_per_token_logps"].double()
+        ).numpy()
+        ok = orig["completion_mask"].bool().numpy() & ~np.isnan(lr)
+        lr = np.where(ok, lr, 0.0)
+        k2_max = np.where(ok, 0.5 * lr**2, -np.inf).max(1)
+        k3_mean = np.where(ok, np.expm1(lr) - lr, 0.0).sum(1) / np.maximum(ok.sum(1), 1)
+        keep = (k2_max <= d_max) & (k3_mean <= d_avg)
+        want = orig["importance_sampling_ratio"].double().numpy() * keep[:, None]
+        np.testing.assert_allclose(masked.double().numpy(), want, rtol=0, atol=0)
+        rates.append(keep.mean())
+        assert e["trm/acceptance"] == pytest.approx(keep.mean(), abs=1e-7)
+        assert e["trm/masked_fraction"] == pytest.approx(1 - keep.mean(), abs=1e-7)
+    assert 0 < min(rates) < 1 or 0 < max(rates) < 1  # the thresholds bite, not all or none
+
+
+def test_trm_masks_masking_everything_zeroes_the_loss(tmp_path, monkeypatch):
+    pytest.importorskip("trl")
+    from trmbounds.integrations.trl import TRMGRPOTrainer
+
+    # max k2 <= 0 holds for no sequence with any mismatch: every sequence is masked, so
+    # every token's loss is multiplied by 0 (TRL's beta = 0: no KL penalty term)
+    t = grpo(tmp_path, monkeypatch, cls=TRMGRPOTrainer, steps=2, trm_max=0.0)
+    hist = [e for e in t.state.log_history if "trm/acceptance" in e]
+    assert [e["trm/acceptance"] for e in hist] == [0.0, 0.0]
+    assert [e["loss"] for e in hist] == [0.0, 0.0] and [e["grad_norm"] for e in hist] == [0.0, 0.0]
+    u = grpo(tmp_path / "plain", monkeypatch, steps=2)
+    assert all(e["grad_norm"] > 0 for e in u.state.log_history if "grad_norm" in e)
+
+
+def test_trm_masks_need_vllm_log_probs(tmp_path):
+    pytest.importorskip("trl")
+    from trmbounds.integrations.trl import TRMGRPOTrainer
+
+    with pytest.raises(TrmboundsError, match="trm_max and/or trm_avg"):
+        TRMGRPOTrainer(model=None)
+    with pytest.raises(TrmboundsError, match="trm_max must be"):
+        TRMGRPOTrainer(model=None, trm_max=-1)

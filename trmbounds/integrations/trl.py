@@ -44,7 +44,7 @@ from typing import Any
 
 from ..errors import TrmboundsError
 
-__all__ = ["TRMCallback", "KEYS", "MISMATCH"]  # noqa: F822 - TRMCallback: built on first use
+__all__ = ["TRMCallback", "TRMGRPOTrainer", "KEYS", "MISMATCH"]  # noqa: F822 - built on first use
 
 #: The keys added to a step's logs.
 KEYS = ("trm/B_star", "trm/vacuous", "trm/refuted", "trm/flagged")
@@ -54,12 +54,15 @@ MISMATCH = ("sampling/sampling_logp_difference/max", "sampling/sampling_logp_dif
 
 _log = logging.getLogger("trmbounds")
 _CLASS: Any = None
+_TRAINER: Any = None
 
 
 def __getattr__(name: str) -> Any:
-    # transformers is imported when TRMCallback is first used, not with this module
+    # transformers (trl) is imported when TRMCallback (TRMGRPOTrainer) is first used
     if name == "TRMCallback":
         return _callback_class()
+    if name == "TRMGRPOTrainer":
+        return _trainer_class()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -213,3 +216,91 @@ def _calling_handler() -> Any:
             return h
         f = f.f_back
     return None
+
+
+# ---------------------------------------------------------------- TRM masks in TRL
+def _trainer_class() -> Any:
+    global _TRAINER
+    if _TRAINER is None:
+        from trl import GRPOTrainer
+
+        _TRAINER = type("TRMGRPOTrainer", (_TRMMasks, GRPOTrainer), {
+            "__module__": __name__, "__doc__": _TRMMasks.__doc__})  # fmt: skip
+    return _TRAINER
+
+
+class _TRMMasks:
+    r"""TRL's ``GRPOTrainer`` with the paper's TRM-Max / TRM-Avg sequence masks.
+
+    ``TRMGRPOTrainer(..., trm_max=0.05, trm_avg=0.001)`` takes GRPOTrainer's arguments
+    and two thresholds. With ``use_vllm=True`` and
+    ``vllm_importance_sampling_correction=True``, TRL has, per completion token, the
+    log-probability of the rollout engine (vLLM) and of the trainer's policy before the
+    update; their difference is :math:`\log\rho_t`. After TRL's own generation and
+    scoring (``_generate_and_score_completions``), a sequence is kept iff
+
+    - TRM-Max: :math:`\max_t k_2 \le` ``trm_max``, :math:`k_2 = \tfrac12(\log\rho_t)^2`
+      (:func:`trmbounds.trm.trm_max_mask`), and
+    - TRM-Avg: :math:`\tfrac1{T_i}\sum_t k_3 \le` ``trm_avg``,
+      :math:`k_3 = \rho_t - 1 - \log\rho_t` (:func:`trmbounds.trm.trm_avg_mask`),
+
+    over its completion tokens (tokens vLLM could not score excluded). TRL's importance
+    sampling ratio of a masked sequence is set to 0: its tokens add nothing to the
+    loss, and the loss is still normalised as TRL normalises it, over every sequence
+    and token of the batch -- the paper's rule (the gradient is divided by the total
+    batch, not the kept part). TRL's own ``vllm_importance_sampling_mode`` mask (by the
+    importance ratio) still applies on top. Logged per step, averaged like TRL's
+    metrics: ``trm/acceptance`` (the fraction of sequences kept) and
+    ``trm/masked_fraction``.
+
+    The threshold is not a certified :math:`\delta` (docs/theory.md, "Trust Region
+    Masking in a trainer"): :math:`k_2` and :math:`k_3` are proxies on the sampled tokens,
+    and a mask acts on the sampled sequences only. Pass the :math:`\delta` you assume to
+    :class:`TRMCallback` as ``kl_max``.
+    """
+
+    def __init__(self, *args: Any, trm_max: float | None = None, trm_avg: float | None = None,
+                 **kwargs: Any) -> None:  # fmt: skip
+        for k, v in (("trm_max", trm_max), ("trm_avg", trm_avg)):
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))
+                                  or not 0 <= v < float("inf")):  # fmt: skip
+                raise TrmboundsError(f"{k} must be a finite number >= 0, got {v!r}")
+        if trm_max is None and trm_avg is None:
+            raise TrmboundsError("give trm_max and/or trm_avg (the TRM thresholds)")
+        self.trm_max, self.trm_avg = trm_max, trm_avg
+        super().__init__(*args, **kwargs)
+        a = self.args
+        if not (
+            getattr(a, "use_vllm", False)
+            and getattr(a, "vllm_importance_sampling_correction", False)
+        ):
+            raise TrmboundsError(
+                "TRM masks act on TRL's vLLM and trainer log-probs: set GRPOConfig(use_vllm=True, "
+                "vllm_importance_sampling_correction=True)"
+            )
+        if getattr(a, "loss_type", None) == "vespo":
+            raise TrmboundsError(
+                "TRM masks: loss_type='vespo' does not apply TRL's importance ratio"
+            )
+
+    def _generate_and_score_completions(self, inputs: Any) -> Any:
+        import torch
+
+        from ..trm import k2, k3, trm_avg_mask, trm_max_mask
+
+        out = super()._generate_and_score_completions(inputs)  # type: ignore[misc]
+        lr = out["old_per_token_logps"] - out["sampling_per_token_logps"]  # log rho_t
+        valid = out["completion_mask"].bool() & ~torch.isnan(lr)
+        lr = torch.nan_to_num(lr, nan=0.0)
+        keep = torch.ones(lr.shape[0], dtype=torch.bool, device=lr.device)
+        if self.trm_max is not None:
+            keep &= trm_max_mask(k2(lr), self.trm_max, valid).keep
+        if self.trm_avg is not None:
+            keep &= trm_avg_mask(k3(lr), self.trm_avg, valid).keep
+        ratio = out["importance_sampling_ratio"]
+        out["importance_sampling_ratio"] = ratio * keep.to(ratio.dtype).unsqueeze(-1)
+        acc = self.accelerator.gather(keep.float().mean()).mean().item()  # type: ignore[attr-defined]
+        mode = "train" if self.model.training else "eval"  # type: ignore[attr-defined]
+        self._metrics[mode]["trm/acceptance"].append(acc)  # type: ignore[attr-defined]
+        self._metrics[mode]["trm/masked_fraction"].append(1.0 - acc)  # type: ignore[attr-defined]
+        return out
