@@ -115,6 +115,7 @@ class _TRMCallback:
         confidence: float = 0.95,
         stop_on: str | Iterable[str] | None = None,
     ) -> None:
+        from ..logs.result import Assumption, length_value
         from ..monitor import Monitor
 
         stops = [stop_on] if isinstance(stop_on, str) else list(stop_on or ())
@@ -125,10 +126,15 @@ class _TRMCallback:
                 f"{', '.join(_states())}"
             )
         self.stop_on = frozenset(stops)
-        self._kw = dict(kl_max=kl_max, tv_max=tv_max, reward_range=reward_range,
-                        constants=constants, confidence=confidence)  # fmt: skip
-        self._length = length
-        Monitor(**self._kw, length=length)  # the settings are checked now, not at step 1
+        # the settings are checked now, not at the first logging step
+        self.assumption = Assumption(
+            kl_max=kl_max,
+            tv_max=tv_max,
+            reward_range=None if reward_range is None else tuple(reward_range),  # type: ignore[arg-type]
+            constants=constants,
+            confidence=confidence,
+        )
+        self._length = None if length is None else length_value(length)
         self.monitor: Monitor | None = None
         self.stopped: Any = None  # the verdict that stopped training
         self.last: Any = None  # the verdict of the last step judged
@@ -145,7 +151,8 @@ class _TRMCallback:
         length = self._length
         if length is None:
             length = getattr(args, "max_completion_length", None)
-        self.monitor = Monitor(**self._kw, length=length, preset="trl", source="trainer logs")
+        self.monitor = Monitor(length=length, preset="trl", source="trainer logs",
+                               assumption=self.assumption)  # fmt: skip
         return control
 
     def on_log(self, args, state, control, logs=None, **kwargs):
@@ -207,7 +214,7 @@ def _calling_handler() -> Any:
     """The ``transformers`` ``CallbackHandler`` whose ``call_event`` is calling us."""
     from transformers.trainer_callback import CallbackHandler
 
-    f = sys._getframe(1)
+    f: Any = sys._getframe(1)
     for _ in range(8):
         if f is None:
             return None
@@ -222,7 +229,7 @@ def _calling_handler() -> Any:
 def _trainer_class() -> Any:
     global _TRAINER
     if _TRAINER is None:
-        from trl import GRPOTrainer
+        from trl import GRPOTrainer  # type: ignore[import-not-found]
 
         _TRAINER = type("TRMGRPOTrainer", (_TRMMasks, GRPOTrainer), {
             "__module__": __name__, "__doc__": _TRMMasks.__doc__})  # fmt: skip
@@ -269,7 +276,7 @@ class _TRMMasks:
             raise TrmboundsError("give trm_max and/or trm_avg (the TRM thresholds)")
         self.trm_max, self.trm_avg = trm_max, trm_avg
         super().__init__(*args, **kwargs)
-        a = self.args
+        a = self.args  # type: ignore[attr-defined]
         if not (
             getattr(a, "use_vllm", False)
             and getattr(a, "vllm_importance_sampling_correction", False)
