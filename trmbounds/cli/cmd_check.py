@@ -6,10 +6,11 @@ import csv
 import math
 import os
 import re
+import struct
 from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -272,6 +273,22 @@ def check_cmd(
             "definitions); by default the long ones are counted, not printed.",
         ),
     ] = False,
+    follow: Annotated[
+        bool,
+        typer.Option(
+            "--follow",
+            "-f",
+            help="Follow a growing JSONL/CSV metric log or TensorBoard run like tail -f: print "
+            "each new step's "
+            "verdict as it lands (a JSON object per line with --json); start over when the "
+            "file is truncated or re-created; stop at Ctrl-C (exit 130) or at the first "
+            "--fail-on state (exit 1).",
+        ),
+    ] = False,
+    interval: Annotated[
+        float,
+        typer.Option("--interval", help="--follow: seconds between polls of the log.", min=0.01),
+    ] = 1.0,
 ) -> None:
     """At each step of a training log: is the TRM guarantee refuted, vacuous,
     guaranteed, an estimated gain, non-vacuous or unknown?
@@ -309,6 +326,19 @@ def check_cmd(
             confidence=confidence,
         )
     gate = _fail_states(fail_on, STATES)
+    if follow:
+        bad_opts = [n for n, v in (("-o/--output", report), ("--plot", plot),
+                    ("--steps-per-rollout", steps_per_rollout != 1),
+                    ("--trm-max/--trm-avg/--ser/--ln-trm", any(x is not None for x in
+                     (trm_max, trm_avg, ser, ln_trm)))) if v]  # fmt: skip
+        if len(logs) > 1 or bad_opts:
+            raise TrmboundsError(
+                "--follow follows one metric log and prints each step: "
+                + (f"{', '.join(bad_opts)} not allowed with it" if bad_opts else "give one LOG")
+            )
+        _follow(logs[0], format.value if format else None, preset.value, maps or [], length,
+                assumption, json, gate, interval, skip_bad)  # fmt: skip
+        return
     if report is not None and report.suffix.lower() not in (".csv", ".json"):
         raise TrmboundsError(f"-o/--output {report}: use a .csv or .json file name")
     if plot is not None and plot.suffix.lower() not in _PLOT_EXT:
@@ -819,3 +849,263 @@ def _ci(s, i) -> str:
             return f"{fmt(v)} (CI ≥ {fmt(lo)})"
         return f"{fmt(v)} (CI ≤ {fmt(hi)})" if math.isfinite(hi) else fmt(v)
     return f"{fmt(v)} ± {fmt((hi - lo) / 2)}"
+
+
+# ---------------------------------------------------------------------------- --follow
+def _follow(log: Path, format, preset, maps, length, assumption, json_out, gate, interval,
+            skip_bad) -> None:  # fmt: skip
+    """``check --follow``: each new step of a growing JSONL/CSV log through
+    :class:`trmbounds.monitor.Monitor`, printed as it lands."""
+    import sys
+    import time
+
+    from ..logs import frameworks as P
+    from ..logs.readers import BadRecords, sniff_format
+    from ..monitor import Monitor
+
+    fmt_ = "tensorboard" if log.is_dir() and format is None else sniff_format(log, format)
+    if fmt_ not in ("jsonl", "csv", "tensorboard"):
+        raise TrmboundsError(
+            f"--follow reads a JSONL or CSV metric log or a TensorBoard run; {log} is {fmt_}"
+        )
+    maps = P.parse_maps(maps)
+    if preset != "auto" and preset not in P.PRESETS:
+        raise TrmboundsError(f"unknown preset {preset!r}")
+    step_map = maps.get("step")
+
+    def new_monitor() -> Monitor:
+        return Monitor(length=None if length == "max" else length, preset=preset, maps=maps,
+                       source=str(log), assumption=assumption)  # fmt: skip
+
+    def step_cols(m: Monitor) -> tuple[str, ...]:
+        if step_map:
+            return (step_map,)
+        pr = [P.PRESETS[m.preset]] if m.preset else list(P.PRESETS.values())
+        return tuple(dict.fromkeys(c for x in ([P.PRESETS["generic"]] + pr) for c in
+                                   x.step_columns))  # fmt: skip
+
+    bad = BadRecords(skip=skip_bad)
+    tail = _TBTail(log) if fmt_ == "tensorboard" else _Tail(log)
+    m, header = new_monitor(), None
+    n = 0
+    err = sys.stderr
+    if not log.exists():
+        typer.echo(f"waiting for {log} to appear (Ctrl-C to stop)", err=True)
+    try:
+        while True:
+            lines, restarted = tail.poll()
+            if restarted:
+                typer.echo(f"note: {log} was truncated or re-created: following it again "
+                           "from the top", err=True)  # fmt: skip
+                m, header = new_monitor(), None
+            for lineno, raw in lines:
+                if isinstance(raw, dict):  # a TensorBoard step: the events' own step
+                    row, cols = raw, ("step",)
+                elif fmt_ == "csv" and header is None:
+                    header = next(csv.reader([raw.decode("utf-8", "replace")]), [])
+                    continue
+                else:
+                    row, cols = _follow_row(raw, fmt_, header, log, lineno, bad), step_cols(m)
+                if row is None:
+                    continue
+                step = next((row[c] for c in cols if _is_num(row.get(c))), None)
+                if step is None:
+                    bad.add(log, f"line {lineno}", "no step value")
+                    continue
+                v = m.update(step, row)
+                if v is None:
+                    continue
+                n += 1
+                typer.echo(dumps(v.to_dict()) if json_out else _follow_line(v))
+                if v.state in gate:
+                    typer.echo(f"fail (--fail-on {','.join(sorted(gate))}): step "
+                               f"{_show(v.step)} is {v.state}; exit code 1", err=True)  # fmt: skip
+                    raise typer.Exit(1)
+            err.flush()
+            time.sleep(interval)
+    except KeyboardInterrupt:
+        more = f"; {bad.count:,} malformed line(s) skipped" if bad.count else ""
+        typer.echo(f"stopped (Ctrl-C) after {n:,} verdict(s){more}", err=True)
+        raise typer.Exit(130) from None
+    finally:
+        tail.close()
+
+
+def _is_num(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _follow_row(raw: bytes, fmt_: str, header, log, lineno: int, bad) -> dict | None:
+    """One complete line of the log as a dict of metrics (None: blank or bad, skipped)."""
+    from .._io import json_record
+
+    if not raw.strip():
+        return None
+    if fmt_ == "jsonl":
+        try:
+            obj = json_record(raw)
+        except ValueError as exc:
+            bad.add(log, f"line {lineno}", str(exc))
+            return None
+        if not isinstance(obj, dict):
+            bad.add(log, f"line {lineno}", f"expected a JSON object, got {type(obj).__name__}")
+            return None
+        row = {k: v for k, v in obj.items() if k != "data"}
+        if isinstance(obj.get("data"), dict):  # verl's file logger: {"step": N, "data": {...}}
+            row.update(obj["data"])
+        return row
+    cells = next(csv.reader([raw.decode("utf-8", "replace").rstrip("\r")]), [])
+    if len(cells) != len(header):
+        bad.add(log, f"line {lineno}", f"{len(cells)} fields, the header has {len(header)}")
+        return None
+    row = {}
+    for h, c in zip(header, cells):
+        c = c.strip()
+        if c == "":
+            continue
+        try:
+            row[h] = float(c)
+        except ValueError:
+            row[h] = c  # text: ignored by the monitor
+    return row
+
+
+def _follow_line(v) -> str:
+    """One step's verdict on one line."""
+    T = "—" if v.T is None else f"{v.T:,}"
+    s = (f"step {_show(v.step)}  T {T} ({v.T_source})  B* {_f(v.unified)} ({v.basis})  "
+         f"{v.state}")  # fmt: skip
+    if v.refuted_by:
+        s += f": {v.refuted_by}"
+    if v.flagged:
+        s += f"  ⚑ flagged: {v.flagged}"
+    return s
+
+
+class _Tail:
+    """The complete new lines of a file that grows (``tail -f``): a partial last line
+    waits for its newline; a file truncated, rewritten or re-created (another inode) is
+    read again from the top."""
+
+    _HEAD = 256  # bytes compared to tell a rewritten file from a grown one
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.fh: Any = None
+        self.ident: tuple[int, int] | None = None
+        self.pos = 0
+        self.head = b""
+        self.buf = b""
+        self.lineno = 0
+
+    def close(self) -> None:
+        if self.fh is not None:
+            self.fh.close()
+            self.fh = None
+
+    def _changed(self, st) -> bool:
+        if (st.st_dev, st.st_ino) != self.ident or st.st_size < self.pos:
+            return True
+        return os.pread(self.fh.fileno(), len(self.head), 0) != self.head
+
+    def poll(self) -> tuple[list[tuple[int, bytes]], bool]:
+        """(line number, line) of the new complete lines; whether the file started over."""
+        from .._io import regular_file_reason
+
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return [], False  # removed (being re-created?): wait for it
+        restarted = False
+        if self.fh is None or self._changed(st):
+            why = regular_file_reason(self.path)
+            if why and why.startswith("not a regular"):
+                raise TrmboundsError(f"--follow {self.path}: {why}")
+            restarted = self.fh is not None
+            self.close()
+            try:
+                self.fh = open(self.path, "rb")  # noqa: SIM115 - kept open between polls
+            except FileNotFoundError:
+                return [], False
+            except OSError as exc:
+                raise TrmboundsError(f"--follow {self.path}: {exc.strerror or exc}") from None
+            st = os.fstat(self.fh.fileno())
+            self.ident, self.pos, self.head, self.buf, self.lineno = (
+                (st.st_dev, st.st_ino), 0, b"", b"", 0)  # fmt: skip
+        data = self.fh.read()
+        if not data:
+            return [], restarted
+        if len(self.head) < self._HEAD:
+            self.head += data[: self._HEAD - len(self.head)]
+        self.pos += len(data)
+        parts = (self.buf + data).split(b"\n")
+        self.buf = parts.pop()  # a partial last line: kept until its newline
+        out = []
+        for raw in parts:
+            self.lineno += 1
+            out.append((self.lineno, raw))
+        return out, restarted
+
+
+class _TBTail:
+    """The new steps of a TensorBoard run being written: its event files (a restart
+    adds one) read on from where the last poll stopped, a partial record left until it
+    is complete. TensorBoard writes one event per scalar: a step is returned when an
+    event of another step arrives or a poll finds nothing new. A file shrunk, replaced
+    or removed: the run is read again from the top."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.off: dict[Path, tuple[int, int]] = {}  # file -> (inode, bytes read)
+        self.cur: tuple[float, dict] | None = None
+
+    def close(self) -> None:
+        pass
+
+    def poll(self) -> tuple[list[tuple[int, dict]], bool]:
+        from ..errors import InputFileError
+        from ..logs import tensorboard as TB
+
+        try:
+            files = TB.event_files(self.path)
+            stats = {f: os.stat(f) for f in files}
+        except (InputFileError, FileNotFoundError):
+            return [], False  # no event file yet (or one vanishing): wait
+        restarted = any(
+            f not in stats or stats[f].st_ino != ino or stats[f].st_size < n
+            for f, (ino, n) in self.off.items()
+        )
+        if restarted:
+            self.off, self.cur = {}, None
+        out: list[tuple[int, dict]] = []
+        new = False
+        for f in files:
+            ino, off = self.off.get(f, (stats[f].st_ino, 0))
+            with open(f, "rb") as fh:
+                fh.seek(off)
+                while True:
+                    head = fh.read(12)
+                    if len(head) < 12:
+                        break
+                    (n,) = struct.unpack("<Q", head[:8])
+                    if TB.masked_crc32c(head[:8]) != struct.unpack("<I", head[8:])[0]:
+                        raise TrmboundsError(f"{f}: corrupt record length at byte {off:,}")
+                    data = fh.read(n)
+                    if len(data) < n or len(fh.read(4)) < 4:
+                        break  # a record being written: read it at a later poll
+                    off, new = fh.tell(), True
+                    step, scalars = TB._event_scalars(data)
+                    if not scalars:
+                        continue
+                    step = float(step or 0)
+                    if self.cur is not None and self.cur[0] != step:
+                        out.append((len(out) + 1, self.cur[1]))
+                        self.cur = None
+                    if self.cur is None:
+                        self.cur = (step, {"step": step})
+                    self.cur[1].update(scalars)
+            self.off[f] = (ino, off)
+        if not new and self.cur is not None:  # nothing new: the pending step is complete
+            out.append((len(out) + 1, self.cur[1]))
+            self.cur = None
+        return out, restarted

@@ -26,7 +26,7 @@ from ..errors import InputFileError, TrmboundsError
 from . import frameworks as P
 from . import tokens as TK
 from . import verdict as V
-from .readers import BadRecords, sniff_format
+from .readers import BadRecords, Chunk, sniff_format
 from .result import (
     ACCEPT_TARGET,
     STATES,
@@ -49,6 +49,9 @@ __all__ = [
     "Stat",
     "unified_columns",
     "check_log",
+    "judge_rows",
+    "step_stats",
+    "use_cap",
     "states",
 ]
 
@@ -241,36 +244,7 @@ def check_log(
         _run_cap(cat, assumption, cap_notes)
     empty = np.zeros(0)
     get = lambda k: cat.get(k, empty)  # noqa: E731
-    stats: dict[str, Stat] = {}
-
-    def add(name: str, q: str, src: str | None = None, status_: str | None = None, ci=None):
-        v = get(name)
-        if len(v) and np.any(~np.isnan(v)):
-            st = status_ or P.status_of(chosen, q, cols.get(q))
-            stats[name] = Stat(v, st, src or cols.get(q, q), ci)
-
-    kq = "kl_seq" if "kl_seq" in cols else "kl_tok_mean"
-    kseq_status = P.status_of(chosen, kq, cols.get(kq))
-    kseq_src = P.source_label(cols, "kl_seq")
-    add("kl_seq", "kl_seq", kseq_src, kseq_status)
-    add("tv_seq", "tv_seq")
-    add("tv_lower_bound", "tv_lb", _src(cols, "tv_lb", "tv_max_seen"), "lower_bound")
-    add("kl_lower_bound", "kl_max_seen", None, "lower_bound")
-    add("kl_max_proxy", "k2_max", P.source_label(cols, "k2_max"), "proxy")
-    add("kl_max_proxy_k3", "kl_proxy_max", None, "proxy")
-    add("logp_diff_mean", "logp_diff_mean", None, "proxy")
-    add("prob_diff_mean", "prob_diff_mean", None, "proxy")
-    add("acceptance", "accept", P.source_label(cols, "accept"), "logged")
-    se = get("surrogate_se")
-    sur = get("surrogate")
-    ci = None
-    if len(se) and np.any(~np.isnan(se)):
-        ci = (sur - 1.959963984540054 * se, sur + 1.959963984540054 * se)
-    add("surrogate", "surrogate", None, "estimate", ci)
-    if ci is not None:
-        add("surrogate_lcb", "surrogate_lcb", f"{cols['surrogate']} - {assumption.z:.3f} x "
-            f"{cols['surrogate_se']} (one-sided {assumption.confidence:.0%}, normal "
-            "approximation: approximate)", "estimate")  # fmt: skip
+    stats = step_stats(cat, cols, chosen, assumption)
     T_src = np.array(T_SOURCES, dtype=object)[get("T_source").astype(np.int64)]
     notes = (
         P.notes_for(chosen, cols) + src_notes + merge_report.notes(per_event=fmt == "tensorboard")
@@ -282,7 +256,6 @@ def check_log(
             "kl_seq = token-mean KL estimate x mean response length: the batch estimate of "
             "E[sum_t k_t] (no confidence interval: the log keeps only the batch mean)"
         )
-    add("kl_tok_mean", "kl_tok_mean", None, None)  # as logged, also without T_mean
     nan_n = np.full(n, np.nan)
     with np.errstate(invalid="ignore"):
         neg = int(np.sum((cat.get("kl_seq", nan_n) < 0) | (cat.get("kl_tok_mean", nan_n) < 0)))
@@ -370,6 +343,47 @@ def check_log(
     return res
 
 
+def step_stats(
+    cat: Mapping[str, np.ndarray], cols: Mapping[str, str], chosen: P.Preset, assumption: Assumption
+) -> dict[str, Stat]:
+    """The per-step statistics of judged metric-log steps (the columns of
+    :func:`judge_rows`), each with its status and source, as ``check`` reports them."""
+    empty = np.zeros(0)
+    get = lambda k: cat.get(k, empty)  # noqa: E731
+    stats: dict[str, Stat] = {}
+
+    def add(name: str, q: str, src: str | None = None, status_: str | None = None, ci=None):
+        v = get(name)
+        if len(v) and np.any(~np.isnan(v)):
+            st = status_ or P.status_of(chosen, q, cols.get(q))
+            stats[name] = Stat(v, st, src or cols.get(q, q), ci)
+
+    kq = "kl_seq" if "kl_seq" in cols else "kl_tok_mean"
+    kseq_status = P.status_of(chosen, kq, cols.get(kq))
+    kseq_src = P.source_label(cols, "kl_seq")
+    add("kl_seq", "kl_seq", kseq_src, kseq_status)
+    add("tv_seq", "tv_seq")
+    add("tv_lower_bound", "tv_lb", _src(cols, "tv_lb", "tv_max_seen"), "lower_bound")
+    add("kl_lower_bound", "kl_max_seen", None, "lower_bound")
+    add("kl_max_proxy", "k2_max", P.source_label(cols, "k2_max"), "proxy")
+    add("kl_max_proxy_k3", "kl_proxy_max", None, "proxy")
+    add("logp_diff_mean", "logp_diff_mean", None, "proxy")
+    add("prob_diff_mean", "prob_diff_mean", None, "proxy")
+    add("acceptance", "accept", P.source_label(cols, "accept"), "logged")
+    add("kl_tok_mean", "kl_tok_mean", None, None)  # as logged, also without T_mean
+    se = get("surrogate_se")
+    sur = get("surrogate")
+    ci = None
+    if len(se) and np.any(~np.isnan(se)):
+        ci = (sur - 1.959963984540054 * se, sur + 1.959963984540054 * se)
+    add("surrogate", "surrogate", None, "estimate", ci)
+    if ci is not None:
+        add("surrogate_lcb", "surrogate_lcb", f"{cols['surrogate']} - {assumption.z:.3f} x "
+            f"{cols['surrogate_se']} (one-sided {assumption.confidence:.0%}, normal "
+            "approximation: approximate)", "estimate")  # fmt: skip
+    return stats
+
+
 def _src(cols: Mapping[str, str], *qs: str) -> str:
     return " | ".join(cols[q] for q in qs if q in cols)
 
@@ -430,6 +444,31 @@ def _check_columns(p, preset, maps, seen, Tvalue, assumed=False) -> dict[str, st
             f"under that assumption alone; columns present: {_list(seen)}"
         )
     return cols
+
+
+def judge_rows(
+    chunk: Chunk,
+    preset: P.Preset,
+    maps: Mapping[str, str],
+    length: float | None,
+    assumption: Assumption,
+    *,
+    path: str | os.PathLike = "",
+    bad: BadRecords | None = None,
+    invalid: dict[str, list] | None = None,
+) -> tuple[dict[str, np.ndarray], int] | None:
+    """The verdict of every step of a block of metric-log rows, one row per step (rows
+    merged by step, :mod:`.merge`): what ``check`` does to each block of a log, and
+    :class:`trmbounds.monitor.Monitor` to each step. ``length`` is the horizon given
+    (:func:`.result.length_value`; None: from the log). Returns per-step columns
+    (``step``, ``T``, ``T_source``, ``bound``, ``bound_est``, ``state``, ``flag``, the
+    statistics) and the number of rows without any column of interest, or None when no
+    row is a step. Rows without a valid step go to ``bad``; NaN, infinite or
+    out-of-range values (not used) are counted in ``invalid`` (column -> [count, first
+    step]). The run-level rule of the generation cap is :func:`use_cap`."""
+    bad = bad if bad is not None else BadRecords()
+    invalid = invalid if invalid is not None else {}
+    return _metric_block(path, chunk, preset, maps, length, assumption, bad, invalid)
 
 
 def _metric_block(p, chunk, preset, maps, Tvalue, a: Assumption, bad, invalid):
@@ -551,10 +590,23 @@ def _run_cap(cat: dict[str, np.ndarray], a: Assumption, notes: list[str]) -> Non
     if src is None or not np.any(src == 1) or not np.any(src == 2):
         return
     cap = float(np.nanmax(np.where(src == 1, cat["T"], np.nan)))
+    k = use_cap(cat, a, cap)
+    if k:
+        notes.append(
+            f"horizon: the log shows the generation cap {cap:,.0f} at some steps (a logged cap "
+            f"or a response cut at it); the {k:,} other step(s) use it too"
+        )
+
+
+def use_cap(cat: dict[str, np.ndarray], a: Assumption, cap: float) -> int:
+    """Judge again, at the horizon ``cap`` (a generation cap the run showed), the steps of
+    ``cat`` (columns of :func:`judge_rows`) whose horizon is empirical and no longer
+    than ``cap``; returns how many."""
+    src = cat["T_source"]
     with np.errstate(invalid="ignore"):
         fix = (src == 2) & ~(cat["T"] > cap)  # no longer response than the cap there
     if not fix.any():
-        return
+        return 0
     nan = np.full(len(src), np.nan)
     c = {k: cat.get(k, nan)[fix] for k in ("T", "T_source", "kl_seq", "tv_seq",
          "tv_lower_bound", "kl_lower_bound", "surrogate", "surrogate_lcb", "det")}  # fmt: skip
@@ -564,10 +616,7 @@ def _run_cap(cat: dict[str, np.ndarray], a: Assumption, notes: list[str]) -> Non
     for k in ("T", "T_source", "bound", "bound_est", "state", "flag"):
         cat[k] = cat[k].copy()
         cat[k][fix] = c[k]
-    notes.append(
-        f"horizon: the log shows the generation cap {cap:,.0f} at some steps (a logged cap or "
-        f"a response cut at it); the {int(fix.sum()):,} other step(s) use it too"
-    )
+    return int(fix.sum())
 
 
 # ------------------------------------------------------------------- statistics files
