@@ -102,7 +102,7 @@ def test_usage_errors_exit_2(tmp_path, verl):
         ((tmp_path / "none.jsonl",), "log file not found"),
         ((verl, "--map", "T_max=nope"), "column 'nope' (--map T_max=nope) not found"),
         ((verl, "--map", "bogus"), "expected QUANTITY=COLUMN"),
-        ((verl, "--trm-max", "0.1"), "apply to per-token dumps only"),
+        ((verl, "--trm-max", "0.1"), "applies to per-token dumps only"),
         ((verl, "--preset", "slime"), "--length MAX_NEW_TOKENS (the generation cap"),
         ((verl, "--adv-range", "1", "--reward-range", "0", "1"), "not both"),
     ]:

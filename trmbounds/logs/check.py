@@ -169,10 +169,10 @@ def check_log(
             **token_options,
         )
     if token_options:
+        flags = [f"--{k.replace('_', '-')}" for k in sorted(token_options)]
         raise TrmboundsError(
-            f"{p}: {', '.join('--' + k.replace('_', '-') for k in sorted(token_options))} "
-            "apply to per-token dumps only; "
-            "this is a per-step metric log"
+            f"{p}: {', '.join(flags)} {'applies' if len(flags) == 1 else 'apply'} to per-token "
+            "dumps only; this is a per-step metric log"
         )
     from . import sources as SRC
     from .merge import merge_rows
