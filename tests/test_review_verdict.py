@@ -355,3 +355,53 @@ def test_monitor_equals_check_on_shuffled_repeated_rows(tmp_path):
                 assert (a is None and math.isnan(b)) or a == pytest.approx(b, rel=1e-12)
             compared += 1
     assert compared > 40
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="check --follow on a rotated log (rename + new file, logrotate style): the lines "
+    "appended to the old file after the last poll are never read -- a step is lost (tail -F "
+    "drains the old file first)",
+)
+def test_follow_does_not_lose_the_last_lines_of_a_rotated_log(tmp_path):
+    import os
+    import queue
+    import subprocess
+    import sys
+    import threading
+
+    root = Path(__file__).resolve().parents[1]
+    ok = {"response_length/max": 10, "rollout_corr/k3_kl": 1e-7}
+
+    def line(s, d):
+        return json.dumps({"step": s, "data": d}) + "\n"
+
+    f = tmp_path / "metrics.jsonl"
+    f.write_text(line(1, ok) + line(2, ok))
+    env = {**os.environ, "PYTHONPATH": str(root), "PYTHONUNBUFFERED": "1"}
+    p = subprocess.Popen(
+        [sys.executable, "-m", "trmbounds", "check", "--follow", str(f), "--kl-max", "1e-3",
+         "--length", "10", "--json", "--interval", "1.0", "--fail-on", "refuted"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env,
+    )  # fmt: skip
+    killer = threading.Timer(30.0, p.kill)  # this test's own child only
+    killer.start()
+    q: queue.Queue = queue.Queue()
+    threading.Thread(target=lambda: [q.put(x) for x in p.stdout], daemon=True).start()
+    try:
+        steps = [json.loads(q.get(timeout=20))["step"] for _ in range(2)]  # 1 and 2 read
+        # between two polls (1 s apart; these take microseconds): step 3 appended, the file
+        # rotated, a new file begun with step 4 (refuted: ends the follow with exit 1)
+        with f.open("a") as fh:
+            fh.write(line(3, ok))
+        f.rename(tmp_path / "metrics.jsonl.1")
+        f.write_text(line(4, {**ok, "training/rollout_probs_diff_max": 0.5}))
+        p.wait(timeout=20)
+        while not q.empty():
+            steps.append(json.loads(q.get())["step"])
+    finally:
+        killer.cancel()
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 1
+    assert steps == [1, 2, 3, 4]
