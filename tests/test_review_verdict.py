@@ -4,9 +4,11 @@ Every expected value comes from this file's own float64 references: exact enumer
 over tiny tabular policies (every response, worst-case rewards in ``[lo, hi]^Y``, the
 error being linear in ``R``), closed forms worked out by hand in the comments, or a
 numpy simulation of the interval in question. Nothing is copied from the code's output.
-Each finding is a test marked ``xfail(strict=True)``: it fails on the code reviewed and
-must pass once the finding is fixed. The other tests are attacks that held; each fails
-on a plausible wrong implementation (named in its docstring).
+The four findings (each failed on the code reviewed: skipped records leaving a guarantee,
+a live monitor refusing a first row without a length, --follow losing the last lines of
+a rotated log, a heavy-tail false alarm on benign sparse data) are fixed; their tests
+stay. The other tests are attacks that held; each fails on a plausible wrong
+implementation (named in its docstring).
 """
 
 from __future__ import annotations
@@ -94,13 +96,7 @@ def _up(x: float) -> float:
     return x * (1 + 1e-9) + 1e-15
 
 
-# ============================================================ findings (xfail, strict)
-@pytest.mark.xfail(
-    strict=True,
-    reason="--skip-bad drops the sequences pi_theta gives probability 0 (log-prob -inf), "
-    "the ones that carry the loss, and the distribution-free bound on L is then computed "
-    "on the selected rest: 'guaranteed' at every step while J(theta) - J(roll) = -0.05",
-)
+# ============================================================ findings (fixed)
 def test_skipped_records_do_not_leave_a_guarantee(tmp_path):
     # T = 1, pi_roll = (0.45, 0.45, 0.10), pi_theta = (0.55, 0.45, 0), R = (0.5, 0, 1):
     # J_theta - J_roll = 0.275 - 0.325 = -0.05 (= L exactly: at T = 1 the error is 0
@@ -145,12 +141,6 @@ def test_check_reads_the_prime_rl_split_rows(tmp_path):
     assert all(s["T"] == 100 for s in out["steps"])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Monitor (and so check --follow and the TRL callback) checks the columns at "
-    "the first row that carries any metric: a first row without a length stops it with "
-    "'no response-length column' (exit 2), while check reads the same log",
-)
 def test_follow_survives_a_first_row_without_a_length(tmp_path):
     f = tmp_path / "metrics.jsonl"
     f.write_text("".join(json.dumps(r) + "\n" for r in _prime_rows()))
@@ -178,12 +168,6 @@ def _k3_terms(rng, n):
     return np.expm1(d) - d
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="heavy-tail false alarm: when 2 % of sequences carry an ordinary divergence and "
-    "the rest none, the top 1 % always hold > 50 % of sum_t k3, so kl_seq is flagged "
-    "HEAVY-TAILED although its normal interval covers at ~0.95 (N = 5000)",
-)
 def test_no_heavy_tail_warning_on_a_benign_sparse_divergence(tmp_path):
     rng = np.random.default_rng(1)
     n = 5000
@@ -357,12 +341,6 @@ def test_monitor_equals_check_on_shuffled_repeated_rows(tmp_path):
     assert compared > 40
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="check --follow on a rotated log (rename + new file, logrotate style): the lines "
-    "appended to the old file after the last poll are never read -- a step is lost (tail -F "
-    "drains the old file first)",
-)
 def test_follow_does_not_lose_the_last_lines_of_a_rotated_log(tmp_path):
     import os
     import queue

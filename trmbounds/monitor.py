@@ -238,6 +238,11 @@ class Monitor:
         preset = self._preset
         if not set(P.resolve(preset, maps, row)) - {"step"}:
             return None  # no column of interest at this step (yet): not a step for check
+        lengths = {"T", "T_max", "T_cap"} & set(P.resolve(preset, maps, self._seen))
+        if self.length is None and not lengths:
+            # no response length seen yet: a framework may write it in another row of the
+            # step (prime-rl's orchestrator), so the step waits for it
+            return None
         if not self._verdicts:  # check's checks on the columns, at the first step
             seen = self._seen | {_STEP}
             C._check_columns(self._source, preset, {q: c for q, c in maps.items() if c in seen},

@@ -997,11 +997,24 @@ class _Tail:
         self.head = b""
         self.buf = b""
         self.lineno = 0
+        self.drained = False  # the rest of a rotated file was read (tail -F)
 
     def close(self) -> None:
         if self.fh is not None:
             self.fh.close()
             self.fh = None
+
+    def _lines(self, data: bytes, flush: bool = False) -> list[tuple[int, bytes]]:
+        parts = (self.buf + data).split(b"\n")
+        self.buf = parts.pop()  # a partial last line: kept until its newline
+        if flush and self.buf.strip():  # the file is finished: its last line too
+            parts.append(self.buf)
+            self.buf = b""
+        out = []
+        for raw in parts:
+            self.lineno += 1
+            out.append((self.lineno, raw))
+        return out
 
     def _changed(self, st) -> bool:
         if (st.st_dev, st.st_ino) != self.ident or st.st_size < self.pos:
@@ -1017,6 +1030,12 @@ class _Tail:
         except FileNotFoundError:
             return [], False  # removed (being re-created?): wait for it
         restarted = False
+        rotated = self.fh is not None and (st.st_dev, st.st_ino) != self.ident
+        if rotated and not self.drained:
+            # renamed away and replaced (logrotate): first the lines written to the old
+            # file since the last poll, then the new file at the next poll
+            self.drained = True
+            return self._lines(self.fh.read(), flush=True), False
         if self.fh is None or self._changed(st):
             why = regular_file_reason(self.path)
             if why and why.startswith("not a regular"):
@@ -1032,19 +1051,14 @@ class _Tail:
             st = os.fstat(self.fh.fileno())
             self.ident, self.pos, self.head, self.buf, self.lineno = (
                 (st.st_dev, st.st_ino), 0, b"", b"", 0)  # fmt: skip
+            self.drained = False
         data = self.fh.read()
         if not data:
             return [], restarted
         if len(self.head) < self._HEAD:
             self.head += data[: self._HEAD - len(self.head)]
         self.pos += len(data)
-        parts = (self.buf + data).split(b"\n")
-        self.buf = parts.pop()  # a partial last line: kept until its newline
-        out = []
-        for raw in parts:
-            self.lineno += 1
-            out.append((self.lineno, raw))
-        return out, restarted
+        return self._lines(data), restarted
 
 
 class _TBTail:

@@ -245,34 +245,36 @@ class Stat:
     status: str
     source: str
     ci: tuple[np.ndarray, np.ndarray] | None = None
-    #: Per step, the share of the estimate carried by its largest 1 % of terms where it
-    #: exceeds :data:`HEAVY_TAIL_SHARE` (NaN elsewhere): a heavy tail, its CI unreliable.
+    #: Per step, the effective number of terms of the estimate where it is below
+    #: :data:`HEAVY_TAIL_ESS` (NaN elsewhere): a heavy tail, its CI unreliable.
     heavy_tail: np.ndarray | None = None
 
 
-#: An estimate whose largest 1 % of terms (at least one) carry more than this share of
-#: its sum is flagged "heavy-tailed": its normal interval can miss the truth far more
-#: often than 5 % (a rare token carrying most of E[k3] is sampled once, or not at all).
-HEAVY_TAIL_SHARE = 0.5
+#: An estimate whose per-sequence terms effectively number fewer than this
+#: (:func:`effective_terms`) is flagged "heavy-tailed": its normal interval can miss the
+#: truth far more often than 5 % (a rare token carrying most of E[k3] is sampled once or
+#: twice, or not at all).
+HEAVY_TAIL_ESS = 20.0
 
 
-def heavy_tail_share(terms: np.ndarray) -> float:
-    """The share of ``sum |terms|`` carried by the largest ``max(1, ceil(n/100))`` of them.
+def effective_terms(terms: np.ndarray) -> float:
+    r"""Kish's effective number of terms, :math:`(\sum_i |x_i|)^2 / \sum_i x_i^2`: ``n``
+    when all terms are equal, about ``k`` when ``k`` equal terms carry the sum and the
+    rest are negligible. Infinite terms are left out; no mass: NaN.
 
     Examples
     --------
-    >>> round(heavy_tail_share(np.array([1.0] * 99 + [1000.0])), 6)   # 1000 / 1099
-    0.909918
-    >>> heavy_tail_share(np.ones(100))
-    0.01
+    >>> effective_terms(np.ones(100))
+    100.0
+    >>> round(effective_terms(np.array([1e-3] * 999 + [94.4])), 3)   # one rare token
+    1.021
     """
     a = np.abs(np.asarray(terms, dtype=np.float64))
     a = a[np.isfinite(a)]
-    tot = float(a.sum())
-    if not len(a) or tot <= 0:
+    s2 = float(np.dot(a, a))
+    if not len(a) or s2 <= 0:
         return math.nan
-    k = max(1, math.ceil(len(a) / 100))
-    return float(np.partition(a, len(a) - k)[len(a) - k :].sum() / tot)
+    return float(a.sum()) ** 2 / s2
 
 
 @dataclass
@@ -434,10 +436,9 @@ class CheckResult:
             d = {"value": val, "status": s.status, "source": s.source}
             if s.heavy_tail is not None and not np.isnan(s.heavy_tail[i]):
                 d["heavy_tail"] = {
-                    "top_1pct_share": float(s.heavy_tail[i]),
-                    "warning": "heavy-tailed: the largest 1 % of terms carry "
-                    f"{s.heavy_tail[i]:.0%} of the estimate; its confidence interval is "
-                    "unreliable",
+                    "effective_terms": float(s.heavy_tail[i]),
+                    "warning": f"heavy-tailed: about {s.heavy_tail[i]:.3g} of its terms "
+                    "carry the estimate; its confidence interval is unreliable",
                 }
             if np.any(np.isinf(v)):
                 d["infinite"] = True  # beyond float64 (JSON has no inf: the value shows as null)

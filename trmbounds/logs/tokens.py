@@ -53,13 +53,13 @@ from ..errors import InputFileError, TrmboundsError
 from . import verdict as V
 from .readers import _BLOCK, BadRecords, iter_log
 from .result import (
-    HEAVY_TAIL_SHARE,
+    HEAVY_TAIL_ESS,
     T_SOURCES,
     Assumption,
     CheckResult,
     Stat,
     _list,
-    heavy_tail_share,
+    effective_terms,
     length_value,
 )
 
@@ -912,7 +912,10 @@ def _finish(p, cols, o: _Options, accs, bins, bad, invalid, length, step_col) ->
                        for g in range(G)])  # fmt: skip
     # 'guaranteed' needs the distribution-free bound on the UNMASKED surrogate
     masked = np.array([A.n_masked > 0 and not o.mask_not_generated for A in accs])
-    lcb_ok = ~masked & ("surrogate_lcb" in stats)
+    # records skipped as malformed (--skip-bad) may be exactly the ones that carry the
+    # loss (e.g. a token pi_theta never emits, log-prob -inf): the bound on L is then over
+    # a selected rest, and nothing is guaranteed
+    lcb_ok = ~masked & ("surrogate_lcb" in stats) & (bad.count == 0)
     col = {
         "T": T, "T_source": src_code, "kl_seq": kseq[0], "tv_seq": ts_est,
         "tv_lower_bound": eps_lb, "kl_lower_bound": kl_lb,
@@ -1000,11 +1003,11 @@ def _finish(p, cols, o: _Options, accs, bins, bad, invalid, length, step_col) ->
         ht = stats[key].heavy_tail if key in stats else None
         if ht is not None and np.any(~np.isnan(ht)):
             notes.append(
-                f"{k} is HEAVY-TAILED at {int(np.sum(~np.isnan(ht))):,} step group(s): the "
-                f"largest 1 % of its per-sequence terms carry over {HEAVY_TAIL_SHARE:.0%} of "
-                "it (a few rare tokens dominate), so its normal confidence interval is "
-                "unreliable there — and a rare token that was not sampled at all cannot be "
-                "seen (more sequences help)"
+                f"{key} is HEAVY-TAILED at {int(np.sum(~np.isnan(ht))):,} step group(s): "
+                f"fewer than {HEAVY_TAIL_ESS:g} of its per-sequence terms effectively carry "
+                "it ((sum |x|)^2 / sum x^2: a few rare tokens dominate), so its normal "
+                "confidence interval is unreliable there — and a rare token that was not "
+                "sampled at all cannot be seen (more sequences help)"
             )
     if fixed is not None and np.any(T_obs > fixed):
         notes.append(
@@ -1057,6 +1060,8 @@ def _finish(p, cols, o: _Options, accs, bins, bad, invalid, length, step_col) ->
     if "surrogate_lcb" in stats and o.mask_not_generated and any(A.n_masked for A in accs):
         assumes.append("loss-mask zeros are tokens the policy did not generate")
     why_not = []
+    if bad.count and "surrogate" in stats:
+        why_not.append(f"{bad.count:,} malformed record(s) skipped (they may carry the loss)")
     if masked.any() and "surrogate" in stats:
         why_not.append("a loss mask removed generated tokens (the masked surrogate)")
     if "surrogate" in stats and fixed is None:
@@ -1093,8 +1098,9 @@ _HEAVY_MIN_N = 20  # below this many terms one term carries a large share anyway
 
 
 def _heavy(accs, key: str) -> np.ndarray:
-    """Per step, the top-1 % share of the per-sequence terms of ``key`` where it exceeds
-    :data:`.result.HEAVY_TAIL_SHARE` (and there are enough terms to tell), else NaN."""
+    """Per step, the effective number of terms (:func:`.result.effective_terms`) of the
+    per-sequence terms of ``key`` where it is below :data:`.result.HEAVY_TAIL_ESS` (and
+    there are enough terms to tell), else NaN."""
     out = np.full(len(accs), np.nan)
     for g, A in enumerate(accs):
         parts = A.terms.get(key)
@@ -1103,9 +1109,9 @@ def _heavy(accs, key: str) -> np.ndarray:
         t = np.concatenate(parts)
         if len(t) < _HEAVY_MIN_N:
             continue
-        share = heavy_tail_share(t)
-        if share > HEAVY_TAIL_SHARE:
-            out[g] = share
+        ess = effective_terms(t)
+        if ess < HEAVY_TAIL_ESS:
+            out[g] = ess
     return out
 
 
