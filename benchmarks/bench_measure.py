@@ -238,7 +238,7 @@ def child_pipeline(mode: str, V: int, batch: int, length: int, budget: str) -> d
                 top_p=0.95 if mode == "measure-top-p" else 1.0,
             )
         dt = time.perf_counter() - t0
-        return {"added_mb": mem.added_mb, "tokens": int(rec.mask.sum()), "seconds": dt}
+        return {"added_mb": mem.added_mb, "tokens": rec.n_tokens, "seconds": dt}
     # naive: one forward of both models over prompt + response with full logits
     ids = torch.randint(0, V, (batch, 4 + length), generator=torch.Generator().manual_seed(0))
     with PeakRSS() as mem, torch.inference_mode():
@@ -279,7 +279,7 @@ def child_rollouts(V: int, batch: int, length: int, budget: str) -> dict:
     with PeakRSS() as mem:
         rec = score_rollouts(model, ros, [1.0] * batch, batch_size=batch, max_memory=budget)
     dt = time.perf_counter() - t0
-    return {"added_mb": mem.added_mb, "tokens": int(rec.mask.sum()), "seconds": dt}
+    return {"added_mb": mem.added_mb, "tokens": rec.n_tokens, "seconds": dt}
 
 
 def _run_child(*args: str) -> dict:
