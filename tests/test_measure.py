@@ -256,6 +256,51 @@ def _records():
     )
 
 
+def test_records_are_packed_one_value_per_token():
+    rec = _records()  # lengths 3, 1, 2 from a (3, 3) padded layout
+    assert rec.offsets.tolist() == [0, 3, 4, 6] and rec.lengths.tolist() == [3, 1, 2]
+    assert rec.kl.tolist() == [0.01, 0.02, 0.005, 0.04, 0.0, 0.001]  # padding (9) dropped
+    assert rec.row.tolist() == [0, 0, 0, 1, 2, 2]
+    assert rec.position.tolist() == [0, 1, 2, 0, 0, 1]
+    assert rec.max_length == 3 and rec.n_tokens == 6 and rec.n_sequences == 3
+    assert rec.seq("tv", 2).tolist() == [0.0, 0.02]
+    assert rec.padded("tv", fill=-1).tolist() == [
+        [0.05, 0.08, 0.03],
+        [0.1, -1, -1],
+        [0.0, 0.02, -1],
+    ]
+    with pytest.raises(TrmboundsError, match="come first"):
+        Records.from_padded(kl=np.zeros((1, 2)), mask=np.array([[False, True]]))
+    with pytest.raises(TrmboundsError, match="one value per token"):
+        Records(*(np.zeros(3),) * 5, offsets=np.array([0, 2]), prompt_index=[0],
+                tokens=np.zeros(2, int))  # fmt: skip
+    with pytest.raises(TrmboundsError, match="never decrease"):
+        Records(*(np.zeros(2),) * 5, offsets=np.array([0, 3, 2]), prompt_index=[0, 1],
+                tokens=np.zeros(2, int))  # fmt: skip
+
+
+def test_row_groups_pad_to_a_bounded_size():
+    # 1,000 one-token responses and one of 5,000: padded together they were 1,001 x 5,000
+    lengths = np.array([1] * 500 + [5000] + [1] * 500 + [7, 0, 3])
+    rec = Records(
+        *(np.zeros(int(lengths.sum())),) * 5,
+        offsets=np.concatenate([[0], np.cumsum(lengths)]),
+        prompt_index=np.arange(lengths.size),
+        tokens=np.zeros(int(lengths.sum()), int),
+    )
+    groups = list(rec.row_groups(max_values=4096))
+    assert sorted(int(i) for g in groups for i in g) == list(range(lengths.size))
+    for g in groups:
+        width = max(int(lengths[g].max()), 1)
+        assert len(g) == 1 or len(g) * width <= 4096, (len(g), width)
+        values, mask = rec.padded_rows(np.arange(rec.n_tokens, dtype=float), g)
+        assert values.shape == (len(g), int(lengths[g].max()))
+        for r, i in enumerate(g):  # each row holds its response's tokens, in order
+            a, b = rec.offsets[i], rec.offsets[i + 1]
+            assert values[r][mask[r]].tolist() == list(range(a, b))
+    assert [500] in [g.tolist() for g in groups]  # the long response alone
+
+
 def test_aggregate_by_hand():
     s = aggregate(_records(), trm_max=0.03, trm_avg=0.012, ser=0.15, truncated=True)
     assert s.T == 3
