@@ -363,9 +363,12 @@ def aggregate(
 def _interval_meta(info, records: Records, acceptance) -> None:
     """Say which interval ends the statistics rest on, and summarise the intervals."""
     n_tok = records.n_tokens
-    width_kl = records.kl_hi - records.kl_lo
-    width_tv = records.tv_hi - records.tv_lo
+    kl_lo, kl_hi, tv_lo, tv_hi = records.kl_lo, records.kl_hi, records.tv_lo, records.tv_hi
     rep = records.reported_mass
+    if kl_lo is None or kl_hi is None or tv_lo is None or tv_hi is None or rep is None:
+        raise TrmboundsError("records from rollouts need kl_lo, kl_hi, tv_lo, tv_hi, reported_mass")
+    width_kl = kl_hi - kl_lo
+    width_tv = tv_hi - tv_lo
     info["interval_ends"] = {
         "kl_max": "upper: max over measured contexts of kl_hi (certified at each measured "
         "context; empirical with respect to all reachable contexts)",
@@ -378,8 +381,8 @@ def _interval_meta(info, records: Records, acceptance) -> None:
         "tokens of engine probability 0 (an estimate of an upper bound)",
     }
     info["intervals"] = {
-        "kl_max_lower": float(records.kl_lo.max()),
-        "tv_max_lower": float(records.tv_lo.max()),
+        "kl_max_lower": float(kl_lo.max()),
+        "tv_max_lower": float(tv_lo.max()),
         "kl_max_lower_note": "max over measured contexts of kl_lo / tv_lo: certified lower "
         "bounds of the true maxima",
         "kl_width_max": float(width_kl.max()),

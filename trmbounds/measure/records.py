@@ -175,8 +175,11 @@ class Records:
             yield order[start:end]
             start = end
 
-    def padded_rows(self, name: str, rows: np.ndarray, fill: float = 0.0):
-        """``name`` for responses ``rows`` as a (len(rows), their longest) array and mask."""
+    def padded_rows(
+        self, name: str | np.ndarray, rows: np.ndarray, fill: float = 0.0
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``name`` (a field, or a per-token array) for responses ``rows`` as a
+        (len(rows), their longest) array, and its mask."""
         a = getattr(self, name) if isinstance(name, str) else name
         L = self.lengths[rows]
         width = int(L.max()) if L.size else 0
