@@ -20,6 +20,12 @@ Run:  python benchmarks/bench_measure.py [--vocab 151936] [--tokens 256]
    ``--max-memory`` vs building the full ``model(...).logits`` tensor. Each case runs
    in a fresh process; the peak resident memory above the level at the start of the
    measured call is sampled every millisecond from ``/proc/self/statm`` (Linux).
+3. Ragged rollouts (``--only ragged``, also part of ``--only memory``): ``measure
+   --rollouts`` on N one-token rollouts plus one N-token rollout (``--ragged N``, default
+   4,000), a 64-token-vocabulary model. One child runs the same command on 2 one-token
+   rollouts, then on the case; the growth of its peak (``ru_maxrss``) is printed with its
+   ratio to one dense N x T float64 array, the size of each array of the former padded
+   records (about 25 of them were alive at once).
 """
 
 from __future__ import annotations
@@ -238,7 +244,7 @@ def child_pipeline(mode: str, V: int, batch: int, length: int, budget: str) -> d
                 top_p=0.95 if mode == "measure-top-p" else 1.0,
             )
         dt = time.perf_counter() - t0
-        return {"added_mb": mem.added_mb, "tokens": int(rec.mask.sum()), "seconds": dt}
+        return {"added_mb": mem.added_mb, "tokens": rec.n_tokens, "seconds": dt}
     # naive: one forward of both models over prompt + response with full logits
     ids = torch.randint(0, V, (batch, 4 + length), generator=torch.Generator().manual_seed(0))
     with PeakRSS() as mem, torch.inference_mode():
@@ -279,7 +285,75 @@ def child_rollouts(V: int, batch: int, length: int, budget: str) -> dict:
     with PeakRSS() as mem:
         rec = score_rollouts(model, ros, [1.0] * batch, batch_size=batch, max_memory=budget)
     dt = time.perf_counter() - t0
-    return {"added_mb": mem.added_mb, "tokens": int(rec.mask.sum()), "seconds": dt}
+    return {"added_mb": mem.added_mb, "tokens": rec.n_tokens, "seconds": dt}
+
+
+_RAGGED_CHILD = """
+import resource
+from trmbounds.cli import app
+
+def run(args):
+    try:
+        app(args, standalone_mode=False)
+    except SystemExit as exc:
+        assert not exc.code, exc.code
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+
+print("PEAKS", run({small!r}), run({big!r}))
+"""
+
+
+def bench_ragged(n: int) -> None:
+    """measure --rollouts on n one-token rollouts + one n-token rollout (see the docstring)."""
+    import math
+    import tempfile
+    from pathlib import Path
+
+    import transformers
+
+    lp = math.log(0.5)
+
+    def rec(k):
+        return json.dumps(
+            {
+                "prompt_ids": [2, 5],
+                "response_ids": [7] * k,
+                "logprobs": [lp] * k,
+                "top_logprobs": [{"7": lp}] * k,
+            }
+        )
+
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp)
+        cfg = transformers.LlamaConfig(
+            vocab_size=64,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            num_key_value_heads=2,
+        )
+        transformers.LlamaForCausalLM(cfg).save_pretrained(d / "model")
+        (d / "small.jsonl").write_text((rec(1) + "\n") * 2)
+        (d / "big.jsonl").write_text((rec(1) + "\n") * n + rec(n) + "\n")
+
+        def args(name):
+            return [
+                "measure", "--rollouts", str(d / f"{name}.jsonl"), "--train", str(d / "model"),
+                "-o", str(d / f"{name}.json"), "--tokens", str(d / f"{name}.tokens.jsonl"),
+            ]  # fmt: skip
+
+        code = _RAGGED_CHILD.format(small=args("small"), big=args("big"))
+        t0 = time.perf_counter()
+        p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        dt = time.perf_counter() - t0
+    small, big = (int(x) for x in p.stdout.split("PEAKS")[-1].split())
+    dense = (n + 1) * n * 8
+    print(
+        f"  {n:,} one-token rollouts + one {n:,}-token: peak {big / 1e6:6.0f} MB, "
+        f"{(big - small) / 1e6:6.1f} MB above the 2-rollout run; one dense N x T array "
+        f"{dense / 1e6:.0f} MB, ratio {(big - small) / dense:.3f} ({dt:.0f} s, both runs)"
+    )
 
 
 def _run_child(*args: str) -> dict:
@@ -298,7 +372,8 @@ def main() -> None:
     ap.add_argument("--length", type=int, default=128)
     ap.add_argument("--max-memory", default="256MB")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
-    ap.add_argument("--only", choices=["speed", "memory"], default=None)
+    ap.add_argument("--only", choices=["speed", "memory", "ragged"], default=None)
+    ap.add_argument("--ragged", type=int, default=4000, help="N of the ragged-rollouts case")
     ap.add_argument("--child", nargs="+")
     a = ap.parse_args()
     if a.threads:
@@ -317,6 +392,10 @@ def main() -> None:
         return
 
     print(f"load average at start: {' '.join(f'{x:.2f}' for x in __import__('os').getloadavg())}")
+    if a.only == "ragged":
+        print("== memory: measure --rollouts, ragged lengths ==")
+        bench_ragged(a.ragged)
+        return
     if a.only != "memory":
         print("== speed: token_divergences vs torch.log_softmax over the same logits ==")
         bench_speed(a.vocab, a.tokens, a.reps)
@@ -351,6 +430,8 @@ def main() -> None:
         f"  --rollouts (score_rollouts, top-20 intervals) peak added {r['added_mb']:7.1f} MiB "
         f"({r['tokens']} tokens, {r['seconds']:.1f} s)"
     )
+    print("\n== memory: measure --rollouts, ragged lengths ==")
+    bench_ragged(a.ragged)
 
 
 if __name__ == "__main__":

@@ -97,20 +97,11 @@ def _reference_rows(model_r, model_t, prompt, response, top_k=0):
 
 
 def _check_against_reference(rec, model_r, model_t, prompts, num_samples, top_k=0):
-    for i in range(rec.mask.shape[0]):
-        L = int(rec.mask[i].sum())
+    for i in range(rec.n_sequences):
         prompt = prompts[rec.prompt_index[i]]
-        ref = _reference_rows(model_r, model_t, prompt, rec.tokens[i, :L].tolist(), top_k)
-        got = np.stack(
-            [
-                rec.kl[i, :L],
-                rec.tv[i, :L],
-                rec.missing_mass[i, :L],
-                rec.logp_roll[i, :L],
-                rec.logp_theta[i, :L],
-            ],
-            1,
-        )
+        ref = _reference_rows(model_r, model_t, prompt, rec.seq("tokens", i).tolist(), top_k)
+        names = ("kl", "tv", "missing_mass", "logp_roll", "logp_theta")
+        got = np.stack([rec.seq(k, i) for k in names], 1)
         np.testing.assert_allclose(got, ref, rtol=1e-4, atol=2e-6)
 
 
@@ -120,15 +111,14 @@ def test_two_models_match_full_forward_reference(models):
     rec = sample_and_score(
         m0, m1, PROMPTS, num_samples=2, max_new_tokens=10, seed=3, batch_size=3, eos_ids={EOS}
     )
-    assert rec.mask.shape[0] == len(PROMPTS) * 2
+    assert rec.n_sequences == len(PROMPTS) * 2
     assert rec.prompt_index.tolist() == [0, 0, 1, 1, 2, 2, 3, 3]
     _check_against_reference(rec, m0, m1, PROMPTS, 2)
-    # padding after a response's end holds zeros, and EOS ends a response
-    for i in range(rec.mask.shape[0]):
-        L = int(rec.mask[i].sum())
-        assert (rec.tokens[i, : L - 1] != EOS).all()
-        assert L == rec.mask.shape[1] or rec.tokens[i, L - 1] == EOS
-        assert (rec.kl[i, L:] == 0).all()
+    # EOS ends a response (or the cap of 10 tokens does)
+    for i in range(rec.n_sequences):
+        toks = rec.seq("tokens", i)
+        assert (toks[:-1] != EOS).all()
+        assert len(toks) == 10 or toks[-1] == EOS
 
 
 def test_top_k_missing_mass_matches_reference(models):
@@ -138,7 +128,7 @@ def test_top_k_missing_mass_matches_reference(models):
     )
     assert rec.support_fixups == 0  # decode states are re-used: the support is the sampled one
     _check_against_reference(rec, m0, m1, PROMPTS[:2], 2, top_k=5)
-    assert (rec.missing_mass[rec.mask] > 0).all()
+    assert (rec.missing_mass > 0).all()
 
 
 def test_bf16_vs_fp32_same_weights(models):
@@ -148,14 +138,14 @@ def test_bf16_vs_fp32_same_weights(models):
     rec = sample_and_score(
         m16, m0, PROMPTS, num_samples=3, max_new_tokens=12, seed=1, eos_ids={EOS}
     )
-    kl, tv = rec.kl[rec.mask], rec.tv[rec.mask]
+    kl, tv = rec.kl, rec.tv
     assert (kl >= 0).all() and (tv >= 0).all() and (tv <= 1).all()
     assert (tv <= np.sqrt(kl / 2) + 1e-7).all()  # Pinsker per token (float32 slack)
     assert 0 < kl.max() < 1e-3 and 0 < tv.max() < 0.05
     # fp32 vs the same fp32 weights: only the float32 rounding of decode (KV cache) vs
     # prefill remains, orders of magnitude below the bf16 mismatch
     rec0 = sample_and_score(m0, _tiny(0), PROMPTS[:2], num_samples=1, max_new_tokens=5, seed=1)
-    assert rec0.kl[rec0.mask].max() < 1e-7 < kl.max() and rec0.tv[rec0.mask].max() < 1e-4
+    assert rec0.kl.max() < 1e-7 < kl.max() and rec0.tv.max() < 1e-4
 
 
 def test_sampled_token_estimators_agree_with_exact_values(models):
@@ -165,14 +155,14 @@ def test_sampled_token_estimators_agree_with_exact_values(models):
     rec = sample_and_score(
         m0, m1, PROMPTS, num_samples=16, max_new_tokens=8, seed=7, batch_size=16, eos_ids={EOS}
     )
-    lr, m = rec.log_ratio, rec.mask
+    lr = rec.log_ratio
     proxies = {
         "k1": (-lr, rec.kl),
         "k3": (np.expm1(lr) - lr, rec.kl),
         "tv": (0.5 * np.abs(np.expm1(lr)), rec.tv),
     }
     for name, (est, exact) in proxies.items():
-        diff = np.where(m, est - exact, 0.0).sum(1)
+        diff = np.array([d.sum() for d in np.split(est - exact, rec.offsets[1:-1])])
         se = diff.std(ddof=1) / math.sqrt(diff.size)
         assert abs(diff.mean()) <= 4 * se, name
     # and the aggregated CIs of the file cover the exact-KL estimate for k3
@@ -211,16 +201,15 @@ def test_records_are_as_wide_as_the_longest_response_not_max_new_tokens(models):
     rec = sample_and_score(
         m0, m1, PROMPTS, num_samples=2, max_new_tokens=M, batch_size=3, seed=2, eos_ids={EOS}
     )
-    T = int(rec.mask.sum(1).max())
-    assert T < M
-    for name in ("kl", "tv", "missing_mass", "logp_roll", "logp_theta", "tokens", "mask"):
+    lengths = [len(rec.seq("tokens", i)) for i in range(rec.n_sequences)]
+    assert rec.n_sequences == 8 and rec.max_length == max(lengths) < M
+    for name in ("kl", "tv", "missing_mass", "logp_roll", "logp_theta", "tokens"):
         a = getattr(rec, name)
-        assert a.shape == (8, T), name
+        assert a.shape == (sum(lengths),), name  # packed: one value per token
         # no view into a max_new_tokens-wide buffer is kept alive
         assert a.base is None or a.base.nbytes <= a.nbytes, name
-    for i, L in enumerate(rec.mask.sum(1)):
-        assert (rec.kl[i, L:] == 0).all() and (rec.tokens[i, L:] == -1).all()
-        assert rec.tokens[i, L - 1] == EOS
+    for i in range(rec.n_sequences):
+        assert rec.seq("tokens", i)[-1] == EOS
     _check_against_reference(rec, m0, m1, PROMPTS, 2)
 
 
@@ -262,7 +251,54 @@ def _records():
     mm = np.array([[0.001, 0.0, 0.002], [0.01, 9, 9], [0.0, 0.003, 9]])
     lp_r = np.log([[0.5, 0.4, 0.9], [0.2, 1, 1], [0.7, 0.6, 1]])
     lp_t = np.log([[0.45, 0.5, 0.9], [0.25, 1, 1], [0.7, 0.5, 1]])
-    return Records(kl, tv, mm, lp_r, lp_t, mask, np.array([0, 0, 1]), np.zeros((3, 3), int))
+    return Records.from_padded(
+        kl, tv, mm, lp_r, lp_t, mask, np.array([0, 0, 1]), np.zeros((3, 3), int)
+    )
+
+
+def test_records_are_packed_one_value_per_token():
+    rec = _records()  # lengths 3, 1, 2 from a (3, 3) padded layout
+    assert rec.offsets.tolist() == [0, 3, 4, 6] and rec.lengths.tolist() == [3, 1, 2]
+    assert rec.kl.tolist() == [0.01, 0.02, 0.005, 0.04, 0.0, 0.001]  # padding (9) dropped
+    assert rec.row.tolist() == [0, 0, 0, 1, 2, 2]
+    assert rec.position.tolist() == [0, 1, 2, 0, 0, 1]
+    assert rec.max_length == 3 and rec.n_tokens == 6 and rec.n_sequences == 3
+    assert rec.seq("tv", 2).tolist() == [0.0, 0.02]
+    assert rec.padded("tv", fill=-1).tolist() == [
+        [0.05, 0.08, 0.03],
+        [0.1, -1, -1],
+        [0.0, 0.02, -1],
+    ]
+    with pytest.raises(TrmboundsError, match="come first"):
+        Records.from_padded(kl=np.zeros((1, 2)), mask=np.array([[False, True]]))
+    with pytest.raises(TrmboundsError, match="one value per token"):
+        Records(*(np.zeros(3),) * 5, offsets=np.array([0, 2]), prompt_index=[0],
+                tokens=np.zeros(2, int))  # fmt: skip
+    with pytest.raises(TrmboundsError, match="never decrease"):
+        Records(*(np.zeros(2),) * 5, offsets=np.array([0, 3, 2]), prompt_index=[0, 1],
+                tokens=np.zeros(2, int))  # fmt: skip
+
+
+def test_row_groups_pad_to_a_bounded_size():
+    # 1,000 one-token responses and one of 5,000: padded together they were 1,001 x 5,000
+    lengths = np.array([1] * 500 + [5000] + [1] * 500 + [7, 0, 3])
+    rec = Records(
+        *(np.zeros(int(lengths.sum())),) * 5,
+        offsets=np.concatenate([[0], np.cumsum(lengths)]),
+        prompt_index=np.arange(lengths.size),
+        tokens=np.zeros(int(lengths.sum()), int),
+    )
+    groups = list(rec.row_groups(max_values=4096))
+    assert sorted(int(i) for g in groups for i in g) == list(range(lengths.size))
+    for g in groups:
+        width = max(int(lengths[g].max()), 1)
+        assert len(g) == 1 or len(g) * width <= 4096, (len(g), width)
+        values, mask = rec.padded_rows(np.arange(rec.n_tokens, dtype=float), g)
+        assert values.shape == (len(g), int(lengths[g].max()))
+        for r, i in enumerate(g):  # each row holds its response's tokens, in order
+            a, b = rec.offsets[i], rec.offsets[i + 1]
+            assert values[r][mask[r]].tolist() == list(range(a, b))
+    assert [500] in [g.tolist() for g in groups]  # the long response alone
 
 
 def test_aggregate_by_hand():
@@ -321,7 +357,7 @@ def test_tv_seq_terms_are_bounded_and_never_overflow():
         lpt = np.zeros((N, 1))
         lpt[0, 0] = s
         z = np.zeros((N, 1))
-        return Records(
+        return Records.from_padded(
             np.full((N, 1), 1e-3), np.full((N, 1), 1e-2), z, z, lpt, np.ones((N, 1), bool),
             np.arange(N), np.zeros((N, 1), int),
         )  # fmt: skip
@@ -344,7 +380,7 @@ def _tv_seq_coverage(pair, n, reps, rng):
         toks, lr, lt = pair.sample(n, rng)
         ones = np.ones(lr.shape, bool)
         z = np.zeros(lr.shape)
-        st = aggregate(Records(z, z, z, lr, lt, ones, np.arange(n), toks))
+        st = aggregate(Records.from_padded(z, z, z, lr, lt, ones, np.arange(n), toks))
         lo, hi = st.meta["ci95"]["tv_seq"]
         hits += lo <= truth <= hi
         methods.add(st.meta["ci_method_tv_seq"].split(":")[0].split(" ")[0])
@@ -378,7 +414,9 @@ def test_tv_seq_ci_is_wilson_closed_form():
     lpt = np.zeros((N, 1))
     lpt[0, 0] = -math.inf
     z = np.zeros((N, 1))
-    rec = Records(z, z, z, z, lpt, np.ones((N, 1), bool), np.arange(N), np.zeros((N, 1), int))
+    rec = Records.from_padded(
+        z, z, z, z, lpt, np.ones((N, 1), bool), np.arange(N), np.zeros((N, 1), int)
+    )
     st = aggregate(rec)
     assert st.meta["ci_method_tv_seq"].startswith("wilson")
     lo, hi = st.meta["ci95"]["tv_seq"]
@@ -390,7 +428,9 @@ def test_tv_seq_ci_is_wilson_closed_form():
     # D̄_1 is the same mean of [0, 1] values (TV 1 on one response): the same interval
     tv = np.zeros((N, 1))
     tv[0, 0] = 1.0
-    st = aggregate(Records(z, tv, z, z, z, np.ones((N, 1), bool), np.arange(N), z.astype(int)))
+    st = aggregate(
+        Records.from_padded(z, tv, z, z, z, np.ones((N, 1), bool), np.arange(N), z.astype(int))
+    )
     assert st.meta["per_position_ci95"][0] == pytest.approx([c - h, c + h], rel=1e-12)
 
 
@@ -421,9 +461,9 @@ def test_tv_seq_ci_covers_a_floor_plus_a_rare_value(n, p, c):
         toks, lr, lt = pair.sample(n, rng)
         ones = np.ones(lr.shape, bool)
         z = np.zeros(lr.shape)
-        lo, hi = aggregate(Records(z, z, z, lr, lt, ones, np.arange(n), toks)).meta["ci95"][
-            "tv_seq"
-        ]
+        lo, hi = aggregate(Records.from_padded(z, z, z, lr, lt, ones, np.arange(n), toks)).meta[
+            "ci95"
+        ]["tv_seq"]
         hits += lo <= ex.tv_seq <= hi
     assert hits / reps >= 0.93, hits / reps
 
@@ -452,7 +492,9 @@ def test_per_position_ci_covers_a_floor_plus_a_rare_value(n, p, c):
         tv = np.zeros(lr.shape)
         tv[:, 1] = tv_row[toks[:, 0]]
         z = np.zeros(lr.shape)
-        st = aggregate(Records(z, tv, z, lr, lt, np.ones(lr.shape, bool), np.arange(n), toks))
+        st = aggregate(
+            Records.from_padded(z, tv, z, lr, lt, np.ones(lr.shape, bool), np.arange(n), toks)
+        )
         lo, hi = st.meta["per_position_ci95"][1]
         hits += lo <= ex.per_position[1] <= hi
     assert hits / reps >= 0.93, hits / reps

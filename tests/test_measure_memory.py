@@ -78,6 +78,53 @@ def test_one_long_rollout_batched_with_a_short_one_stays_small(tmp_path):
     assert peak - _baseline(tmp_path) < 400e6, peak
 
 
+TWO_RUNS = """
+import resource, sys
+resource.setrlimit(resource.RLIMIT_AS, ({cap}, {cap}))
+from trmbounds.cli import app
+
+def run(args):
+    try:
+        app(args, standalone_mode=False)
+    except SystemExit as exc:
+        assert not exc.code, exc.code
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+
+print("PEAKS", run({small!r}), run({big!r}))
+"""
+
+
+def test_records_and_aggregation_grow_with_the_tokens_not_responses_times_longest(tmp_path):
+    """4,000 one-token rollouts and one 1,000-token rollout: 5,000 tokens (the issue's
+    4,000 + 4,000-token case peaked at 3.27 GB: dense 4,001 x 4,000 arrays in the
+    records, the aggregation and the token dump; after, 0.44 GB, the same as 2
+    rollouts). One child runs the same command on 2 one-token rollouts first (model,
+    imports, writers: everything that does not grow with the input), then on the case;
+    the growth of its peak is bounded by a per-token allowance (15 kB a token: the
+    rollout objects as read, packed records, aggregation temporaries, the trainer's
+    activations over the long rollout). Dense arrays would take 4,001 x 1,000 x 8 bytes
+    = 32 MB each, about 25 of them: some 800 MB."""
+    d = tmp_path / "model"
+    tiny_llama(0).save_pretrained(d)
+    small, big = tmp_path / "small.jsonl", tmp_path / "big.jsonl"
+    small.write_text((json.dumps(_rec(1)) + "\n") * 2)
+    big.write_text((json.dumps(_rec(1)) + "\n") * 4000 + json.dumps(_rec(1000)) + "\n")
+    n_tokens = 4000 + 1000
+
+    def args(path, tag):
+        out = ["-o", str(tmp_path / f"{tag}.json"), "--tokens", str(tmp_path / f"{tag}.jsonl")]
+        return ["measure", "--rollouts", str(path), "--train", str(d), *out, "--batch-size", "256"]
+
+    code = TWO_RUNS.format(cap=CAP, small=args(small, "s"), big=args(big, "b"))
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    peak_small, peak_big = (int(x) * 1024 for x in p.stdout.split("PEAKS")[-1].split())
+    # what was measured is in the outputs: every token, the longest response as T
+    assert json.loads((tmp_path / "b.json").read_text())["T"] == 1000
+    assert sum(1 for _ in open(tmp_path / "b.jsonl")) == 4001
+    assert peak_big - peak_small < 15_000 * n_tokens, (peak_small, peak_big)
+
+
 def test_batches_are_sorted_by_length_and_bounded_in_tokens():
     lengths = [10_000, 1, 5, 3, 2000, 2000, 2000, 2000, 2000, 7]
     batches = _token_batches(lengths, batch_size=8)

@@ -73,13 +73,18 @@ def _contains(rec, model, rolls, temperature=1.0, tol=F32_TOL):
     widths = []
     for i, r in enumerate(rolls):
         kl, tv = exact_divergences(model, r, temperature)
-        L = len(kl)
-        assert (rec.kl_lo[i, :L] <= kl + tol).all(), (i, rec.kl_lo[i, :L], kl)
-        assert (kl <= rec.kl_hi[i, :L] + tol).all(), (i, kl, rec.kl_hi[i, :L])
-        assert (rec.tv_lo[i, :L] <= tv + tol).all(), (i, rec.tv_lo[i, :L], tv)
-        assert (tv <= rec.tv_hi[i, :L] + tol).all(), (i, tv, rec.tv_hi[i, :L])
+        assert rec.lengths[i] == len(kl)
+        assert (rec.seq("kl_lo", i) <= kl + tol).all(), (i, rec.seq("kl_lo", i), kl)
+        assert (kl <= rec.seq("kl_hi", i) + tol).all(), (i, kl, rec.seq("kl_hi", i))
+        assert (rec.seq("tv_lo", i) <= tv + tol).all(), (i, rec.seq("tv_lo", i), tv)
+        assert (tv <= rec.seq("tv_hi", i) + tol).all(), (i, tv, rec.seq("tv_hi", i))
         widths.append(
-            np.stack([rec.kl_hi[i, :L] - rec.kl_lo[i, :L], rec.tv_hi[i, :L] - rec.tv_lo[i, :L]])
+            np.stack(
+                [
+                    rec.seq("kl_hi", i) - rec.seq("kl_lo", i),
+                    rec.seq("tv_hi", i) - rec.seq("tv_lo", i),
+                ]
+            )
         )
     return np.concatenate(widths, 1)
 
@@ -93,10 +98,9 @@ def test_intervals_contain_the_exact_values(tmp_path, model, rolls, fmt, k):
     assert (w >= 0).all()
     # the sampled tokens and the engine's log-probs are carried over unchanged
     for i, r in enumerate(rolls):
-        L = len(r["response_ids"])
-        assert m.records.tokens[i, :L].tolist() == r["response_ids"]
+        assert m.records.seq("tokens", i).tolist() == r["response_ids"]
         np.testing.assert_allclose(
-            m.records.logp_roll[i, :L],
+            m.records.seq("logp_roll", i),
             [math.log(d[y]) for d, y in zip(r["dists"], r["response_ids"])],
             rtol=0,
             atol=1e-12,
@@ -115,7 +119,7 @@ def test_widths_shrink_as_k_grows_and_vanish_at_k_equal_v(tmp_path, model64, rol
         prev = w
     assert w.max() < 1e-6  # k = V: both intervals collapse to the exact values
     # the reported mass is the engine's own probability of the reported tokens
-    assert m.records.reported_mass[m.records.mask].min() == pytest.approx(1.0, abs=1e-9)
+    assert m.records.reported_mass.min() == pytest.approx(1.0, abs=1e-9)
 
 
 def test_temperature_and_top_p_processed_logprobs(tmp_path, model):
@@ -138,7 +142,7 @@ def test_temperature_and_top_p_processed_logprobs(tmp_path, model):
         for t, p in enumerate(r["dists"]):
             q = np.exp(lg[Lp - 1 + t] - lg[Lp - 1 + t].max())
             q /= q.sum()
-            assert q[p == 0].sum() <= m.records.missing_mass[i, t] + 1e-6
+            assert q[p == 0].sum() <= m.records.seq("missing_mass", i)[t] + 1e-6
     ev = evaluate(m.stats)
     assert ev.to_dict()["bounds"]["adaptive"] is None  # no full support: no Adaptive
 
@@ -166,10 +170,11 @@ def test_aggregates_use_upper_ends_and_tv_seq_is_the_bounded_estimator(tmp_path,
     path = _write(tmp_path, "r.jsonl", WRITERS["sglang"](rolls, 3))
     m = measure_rollouts(path, model, rollout_format="sglang", device="cpu")
     rec, s = m.records, m.stats
-    mask = rec.mask
-    assert s.kl_max == pytest.approx(rec.kl_hi[mask].max(), rel=1e-12)
-    assert s.tv_max == pytest.approx(rec.tv_hi[mask].max(), rel=1e-12)
-    assert s.kl_seq == pytest.approx(np.where(mask, rec.kl_hi, 0).sum(1).mean(), rel=1e-12)
+    per_seq = [rec.seq("kl_hi", i) for i in range(rec.n_sequences)]
+    assert [len(a) for a in per_seq] == [len(r["response_ids"]) for r in rolls]
+    assert s.kl_max == pytest.approx(max(a.max() for a in per_seq), rel=1e-12)
+    assert s.tv_max == pytest.approx(rec.tv_hi.max(), rel=1e-12)
+    assert s.kl_seq == pytest.approx(np.mean([a.sum() for a in per_seq]), rel=1e-12)
     # tv_seq: mean over responses of (1 - prod_t rho_t)^+, rho from the engine's
     # log-probs (the simulator's p) and the trainer's full-forward q
     terms = []
@@ -190,7 +195,7 @@ def test_aggregates_use_upper_ends_and_tv_seq_is_the_bounded_estimator(tmp_path,
     ends = s.meta["interval_ends"]
     assert ends["kl_max"].startswith("upper") and ends["tv_seq"].startswith("none")
     iv = s.meta["intervals"]
-    assert iv["kl_max_lower"] == pytest.approx(rec.kl_lo[mask].max(), rel=1e-12)
+    assert iv["kl_max_lower"] == pytest.approx(rec.kl_lo.max(), rel=1e-12)
     assert iv["kl_max_lower"] <= s.kl_max
     assert "kl_hi" in s.meta["acceptance"]["trm_max"]
 
@@ -490,7 +495,7 @@ def test_zero_probability_top_k_entries_count_as_truncation(tmp_path, model):
         for t, p in enumerate(r["dists"]):
             q = np.exp(lg[Lp - 1 + t] - lg[Lp - 1 + t].max())
             q /= q.sum()
-            assert q[p == 0].sum() <= m.records.missing_mass[i, t] + 1e-6
+            assert q[p == 0].sum() <= m.records.seq("missing_mass", i)[t] + 1e-6
     _contains(m.records, model, rolls)
 
 
@@ -748,7 +753,8 @@ def test_missing_mass_warning_says_estimate_not_bound(tmp_path, model):
     lines = WRITERS["native"](rolls, 5, top_p=0.8, logprobs_mode="processed")
     m = measure_rollouts(_write(tmp_path, "tp.jsonl", lines), model, device="cpu")
     assert m.stats.status["missing_mass"] == "estimate"
-    want = np.where(m.records.mask, m.records.missing_mass, 0.0).sum(1).mean()
+    rec = m.records
+    want = np.mean([rec.seq("missing_mass", i).sum() for i in range(rec.n_sequences)])
     (w,) = [w for w in m.warnings if "missing mass" in w]
     assert "m <=" not in w, w
     assert f"m ≈ {want:.4g} (estimate: mean over responses of summed upper ends)" in w, w

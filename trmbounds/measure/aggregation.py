@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import ci
 from ..errors import TrmboundsError
 from ..stats import Stats
 from ..trm import (
@@ -14,7 +15,6 @@ from ..trm import (
     k2,
     k3,
     ln_trm_mask,
-    log_ppl_gap,
     ser_mask,
     trm_avg_mask,
     trm_combined_mask,
@@ -22,13 +22,12 @@ from ..trm import (
 )
 from .records import Records
 
-_Z95 = 1.959963984540054  # the 97.5 % quantile of the standard normal
-
 
 def normal_ci(x: np.ndarray) -> tuple[float, float, float]:
     r"""Mean and normal 95 % interval :math:`\bar x \pm 1.96\, s/\sqrt n` (``s``: ddof 1).
 
-    With one value the interval is ``(nan, nan)``.
+    :func:`trmbounds.ci.normal` on the values' sum and sum of squares. With one value the
+    interval is ``(nan, nan)``; a mean beyond float64 (infinite or NaN) has none either.
 
     Examples
     --------
@@ -37,15 +36,23 @@ def normal_ci(x: np.ndarray) -> tuple[float, float, float]:
     (2.5, 1.2348, 3.7652)
     """
     x = np.asarray(x, dtype=np.float64)
-    n = x.size
-    if n == 0:
+    if x.size == 0:
         raise TrmboundsError("no values to average")
-    mean = float(x.mean())
-    if n < 2:
-        return mean, math.nan, math.nan
+    return _normal(x.sum(), _sumsq(x), x.size)
+
+
+def _sumsq(x: np.ndarray) -> float:
     with np.errstate(over="ignore", invalid="ignore"):  # huge values: an infinite CI
-        half = _Z95 * float(x.std(ddof=1)) / math.sqrt(n)
-    return mean, mean - half, mean + half
+        return float(np.square(x).sum())
+
+
+def _normal(s: float, ss: float, n: int) -> tuple[float, float, float]:
+    """Mean and normal interval from a sum, a sum of squares and a count (no interval
+    when n < 2 or the mean is not finite)."""
+    m, lo, hi = (float(v) for v in ci.normal(s, ss, n))
+    if not math.isfinite(m):
+        return m, math.nan, math.nan
+    return m, lo, hi
 
 
 BOUNDED_CI_METHOD = (
@@ -54,25 +61,17 @@ BOUNDED_CI_METHOD = (
 )
 
 
-def _wilson(mean, n):
-    """Wilson score 95 % interval ends for means of [0, 1] values (arrays or floats)."""
-    z2 = _Z95 * _Z95
-    centre = (mean + z2 / (2 * n)) / (1 + z2 / n)
-    var = np.clip(mean * (1 - mean), 0.0, 0.25)
-    half = _Z95 * np.sqrt(var / n + z2 / (4 * n * n)) / (1 + z2 / n)
-    return np.clip(centre - half, 0.0, 1.0), np.clip(centre + half, 0.0, 1.0)
-
-
 def bounded_mean_ci(x: np.ndarray) -> tuple[float, float, float, str]:
     r"""Mean and 95 % interval of values in [0, 1], and the name of the method used.
 
     Always the Wilson score interval with :math:`\bar x(1-\bar x)` as the variance
-    (the largest variance a [0, 1] variable with mean :math:`\bar x` can have, so at
-    least the sample variance). The normal interval :math:`\bar x \pm 1.96\,s/\sqrt n`
-    under-covers whenever a few rare values carry the mean — also far from 0 and 1: a
-    constant floor plus one rare large value gave a near-zero sample variance and
-    covered the exact value 42-65 % of the time at N = 100-1000 (tests/test_measure.py).
-    The interval is clipped to [0, 1]; with one value it is ``(nan, nan)``.
+    (:func:`trmbounds.ci.bounded`: the largest variance a [0, 1] variable with mean
+    :math:`\bar x` can have, so at least the sample variance). The normal interval
+    :math:`\bar x \pm 1.96\,s/\sqrt n` under-covers whenever a few rare values carry the
+    mean — also far from 0 and 1: a constant floor plus one rare large value gave a
+    near-zero sample variance and covered the exact value 42-65 % of the time at
+    N = 100-1000 (tests/test_measure.py). The interval is clipped to [0, 1]; with one
+    value it is ``(nan, nan)``.
 
     Examples
     --------
@@ -90,7 +89,7 @@ def bounded_mean_ci(x: np.ndarray) -> tuple[float, float, float, str]:
     mean = float(x.mean())
     if n < 2 or not math.isfinite(mean):
         return mean, math.nan, math.nan, "none"
-    lo, hi = _wilson(mean, n)
+    _, lo, hi = ci.bounded(mean, n)
     return mean, float(lo), float(hi), BOUNDED_CI_METHOD
 
 
@@ -148,13 +147,11 @@ def aggregate(
     Two responses, of lengths 2 and 1; the second contributes TV 0 at t = 2. Their path
     ratios are 1.2 and 0.75, so ``tv_seq`` = ((1 - 1.2)⁺ + (1 - 0.75)⁺) / 2 = 0.125:
 
-    >>> z = np.zeros((2, 2))
-    >>> rec = Records(kl=np.array([[0.02, 0.01], [0.04, 0.0]]),
-    ...               tv=np.array([[0.1, 0.05], [0.14, 0.0]]), missing_mass=z,
-    ...               logp_roll=np.log([[0.5, 0.5], [0.4, 1.0]]),
-    ...               logp_theta=np.log([[0.6, 0.5], [0.3, 1.0]]),
-    ...               mask=np.array([[True, True], [True, False]]),
-    ...               prompt_index=np.array([0, 1]), tokens=np.zeros((2, 2), int))
+    >>> rec = Records.from_padded(kl=np.array([[0.02, 0.01], [0.04, 0.0]]),
+    ...                           tv=np.array([[0.1, 0.05], [0.14, 0.0]]),
+    ...                           logp_roll=np.log([[0.5, 0.5], [0.4, 1.0]]),
+    ...                           logp_theta=np.log([[0.6, 0.5], [0.3, 1.0]]),
+    ...                           mask=np.array([[True, True], [True, False]]))
     >>> s = aggregate(rec)
     >>> s.T, s.kl_max, s.tv_max, round(s.kl_seq, 6), round(s.tv_seq, 6)
     (2, 0.04, 0.14, 0.035, 0.125)
@@ -170,85 +167,113 @@ def aggregate(
         if not (math.isfinite(x) and x >= 0):
             raise TrmboundsError(f"{name} threshold must be a finite number >= 0, got {v!r}")
         thr[name] = x
-    m = np.asarray(records.mask, dtype=bool)
-    N = m.shape[0]
-    if N == 0 or not m.any():
+    N, n_tok = records.n_sequences, records.n_tokens
+    if N == 0 or n_tok == 0:
         raise TrmboundsError("no response tokens were measured")
-    L = m.sum(1)
+    # packed records (one value per measured token): every array below is as long as
+    # the tokens read, never (responses x longest response)
+    L = records.lengths
     T = int(L.max())
-    m = m[:, :T]
-    kl = np.where(m, records.kl[:, :T], 0.0)
-    tv = np.clip(np.where(m, records.tv[:, :T], 0.0), 0.0, 1.0)
-    mm = np.where(m, records.missing_mass[:, :T], 0.0)
-    lr = np.where(m, records.logp_theta[:, :T] - records.logp_roll[:, :T], 0.0)
+    row, off = records.row, records.offsets
+    kl = records.kl
+    tv = np.clip(records.tv, 0.0, 1.0)
+    mm = records.missing_mass
+    lr = records.log_ratio
 
-    i_kl = np.unravel_index(int(np.argmax(kl)), kl.shape)
-    i_tv = np.unravel_index(int(np.argmax(tv)), tv.shape)
+    def seq_sum(x: np.ndarray) -> np.ndarray:
+        """Per response, the sum of ``x`` over its tokens (in order)."""
+        return np.bincount(row, weights=x, minlength=N)
+
+    def where(flat: int) -> dict[str, int]:
+        i = int(np.searchsorted(off, flat, side="right")) - 1
+        return {"sequence": i, "position": flat - int(off[i]) + 1}
+
+    i_kl, i_tv = int(np.argmax(kl)), int(np.argmax(tv))
     kl_max, tv_max = float(kl[i_kl]), float(tv[i_tv])
 
-    kl_seq, kl_lo, kl_hi = normal_ci(kl.sum(1))
+    kl_seq, kl_lo, kl_hi = normal_ci(seq_sum(kl))
     # D_TV^seq = E_roll[(1 - prod_t rho_t)^+]: exact without full support, terms in
     # [0, 1] (no overflow: a huge ratio gives 0, a zero ratio 1)
     with np.errstate(over="ignore"):
-        tv_path = np.maximum(0.0, -np.expm1(lr.sum(1)))
+        tv_path = np.maximum(0.0, -np.expm1(seq_sum(lr)))
     tv_seq, tv_lo, tv_hi, tv_method = bounded_mean_ci(tv_path)
-    dbar = tv.sum(0) / N
+    # D̄_t: sum over responses of TV at position t (a response over by t adds 0), / N
+    dbar = np.bincount(records.position, weights=tv, minlength=T) / N
     # D̄_t is a mean of [0, 1] values: the same Wilson interval as tv_seq
     if N > 1:
-        dbar_lo, dbar_hi = _wilson(np.clip(dbar, 0.0, 1.0), N)
+        _, dbar_lo, dbar_hi = ci.bounded(np.clip(dbar, 0.0, 1.0), N)
     else:
         dbar_lo = dbar_hi = np.full(T, math.nan)
-    mm_mean, mm_lo, mm_hi = normal_ci(mm.sum(1))
+    mm_mean, mm_lo, mm_hi = normal_ci(seq_sum(mm))
 
-    k1s, k1lo, k1hi = normal_ci(np.where(m, k1(lr), 0.0).sum(1))
-    k3tok = np.where(m, k3(lr), 0.0)
-    k3s, k3lo, k3hi = normal_ci(k3tok.sum(1))
-    k2tok = np.where(m, k2(lr), 0.0)
+    k1s, k1lo, k1hi = normal_ci(seq_sum(k1(lr)))
+    k3tok = k3(lr)
+    k3s, k3lo, k3hi = normal_ci(seq_sum(k3tok))
+    k2tok = k2(lr)
     with np.errstate(over="ignore", invalid="ignore"):  # absurd log-probs: inf / NaN
-        p_r, p_t = np.exp(records.logp_roll[:, :T]), np.exp(records.logp_theta[:, :T])
-        absdiff = np.where(m, np.abs(p_r - p_t), 0.0)
-        tv_proxy = np.where(m, 0.5 * np.abs(np.expm1(lr)), 0.0)
-    n_tok = int(m.sum())
-    with np.errstate(over="ignore"):
-        tv_est_mean = float(np.where(m, np.maximum(0.0, -np.expm1(lr)), 0.0).sum() / n_tok)
+        absdiff = np.abs(np.exp(records.logp_roll) - np.exp(records.logp_theta))
+        tv_proxy = 0.5 * np.abs(np.expm1(lr))
+        tv_est_mean = float(np.maximum(0.0, -np.expm1(lr)).sum() / n_tok)
+        # log-perplexity gap (trmbounds.trm.log_ppl_gap): mean_i |mean_t log rho_t|
+        ppl_gap = float(np.abs(np.where(L > 0, seq_sum(lr) / np.maximum(L, 1), 0.0)).mean())
 
-    def rate(x):
-        return float(x.acceptance)
+    if ln_trm is not None:
+        ln_thr = float(ln_trm)
+        if not (math.isfinite(ln_thr) and ln_thr >= 0):
+            raise TrmboundsError(f"ln_trm threshold must be a finite number >= 0, got {ln_trm!r}")
+    # the masks of trmbounds.trm work on padded rows: apply them to groups of responses
+    # of similar lengths (each group padded to its own longest, a bounded size)
+    kept = dict.fromkeys(
+        ("max_kl", "max_k2", "avg_kl", "avg_k3", "comb_kl", "comb_proxy", "ser", "ln_trm"), 0
+    )
+    for rows in records.row_groups():
+        g_kl, gm = records.padded_rows(kl, rows)
+        g_k2, _ = records.padded_rows(k2tok, rows)
+        g_k3, _ = records.padded_rows(k3tok, rows)
+        g_lr, _ = records.padded_rows(lr, rows)
+        t_max, t_avg = thr["trm_max"], thr["trm_avg"]
+        kept["max_kl"] += int(trm_max_mask(g_kl, t_max, gm).keep.sum())
+        kept["max_k2"] += int(trm_max_mask(g_k2, t_max, gm).keep.sum())
+        kept["avg_kl"] += int(trm_avg_mask(g_kl, t_avg, gm).keep.sum())
+        kept["avg_k3"] += int(trm_avg_mask(g_k3, t_avg, gm).keep.sum())
+        kept["comb_kl"] += int(trm_combined_mask(g_kl, t_max, t_avg, gm).keep.sum())
+        kept["comb_proxy"] += int(trm_combined_mask(g_k2, t_max, t_avg, gm, kl_avg=g_k3).keep.sum())
+        kept["ser"] += int(ser_mask(g_lr, thr["ser"], gm).keep.sum())
+        if ln_trm is not None:
+            kept["ln_trm"] += int(ln_trm_mask(g_lr, ln_thr, tv_max, kl_max, gm).keep.sum())
 
-    acceptance = {
+    def rate(name: str) -> float:
+        return kept[name] / N
+
+    acceptance: dict[str, Any] = {
         "trm_max": {
             "threshold": thr["trm_max"],
-            "exact_kl": rate(trm_max_mask(kl, thr["trm_max"], m)),
-            "proxy_k2": rate(trm_max_mask(k2tok, thr["trm_max"], m)),
+            "exact_kl": rate("max_kl"),
+            "proxy_k2": rate("max_k2"),
         },
         "trm_avg": {
             "threshold": thr["trm_avg"],
-            "exact_kl": rate(trm_avg_mask(kl, thr["trm_avg"], m)),
-            "proxy_k3": rate(trm_avg_mask(k3tok, thr["trm_avg"], m)),
+            "exact_kl": rate("avg_kl"),
+            "proxy_k3": rate("avg_k3"),
         },
         "combined": {
             "threshold_max": thr["trm_max"],
             "threshold_avg": thr["trm_avg"],
-            "exact_kl": rate(trm_combined_mask(kl, thr["trm_max"], thr["trm_avg"], m)),
-            "proxy_k2_k3": rate(
-                trm_combined_mask(k2tok, thr["trm_max"], thr["trm_avg"], m, kl_avg=k3tok)
-            ),
+            "exact_kl": rate("comb_kl"),
+            "proxy_k2_k3": rate("comb_proxy"),
         },
-        "ser": {"threshold": thr["ser"], "rate": rate(ser_mask(lr, thr["ser"], m))},
+        "ser": {"threshold": thr["ser"], "rate": rate("ser")},
     }
     if ln_trm is not None:
-        x = float(ln_trm)
-        if not (math.isfinite(x) and x >= 0):
-            raise TrmboundsError(f"ln_trm threshold must be a finite number >= 0, got {ln_trm!r}")
         acceptance["ln_trm"] = {
-            "threshold": x,
+            "threshold": ln_thr,
             "eps": tv_max,
             "delta": kl_max,
             "weights": "measured tv_max / kl_max",
-            "rate": rate(ln_trm_mask(lr, x, tv_max, kl_max, m)),
+            "rate": rate("ln_trm"),
         }
 
-    def ci(lo, hi):
+    def interval(lo, hi):
         return None if math.isnan(lo) else [lo, hi]
 
     info: dict[str, Any] = dict(meta or {})
@@ -262,15 +287,15 @@ def aggregate(
                 "(empirical: lower estimates of the maxima over all reachable contexts)"
             ),
             "argmax": {
-                "kl_max": {"sequence": int(i_kl[0]), "position": int(i_kl[1]) + 1},
-                "tv_max": {"sequence": int(i_tv[0]), "position": int(i_tv[1]) + 1},
+                "kl_max": where(i_kl),
+                "tv_max": where(i_tv),
             },
             "ci_method": "normal: mean +- 1.96 sd / sqrt(n_sequences) (tv_seq and "
             "per_position: see ci_method_tv_seq, ci_method_per_position)",
             "ci95": {
-                "kl_seq": ci(kl_lo, kl_hi),
-                "tv_seq": ci(tv_lo, tv_hi),
-                "missing_mass": ci(mm_lo, mm_hi) if truncated else None,
+                "kl_seq": interval(kl_lo, kl_hi),
+                "tv_seq": interval(tv_lo, tv_hi),
+                "missing_mass": interval(mm_lo, mm_hi) if truncated else None,
             },
             "per_position_definition": (
                 "mean over all n_sequences of TV(c_t); a response that ended before t "
@@ -287,14 +312,14 @@ def aggregate(
                 "identity, no full-support assumption, terms in [0, 1])",
             },
             "proxies": {
-                "k1_seq": {"mean": k1s, "ci95": ci(k1lo, k1hi)},
-                "k3_seq": {"mean": k3s, "ci95": ci(k3lo, k3hi)},
+                "k1_seq": {"mean": k1s, "ci95": interval(k1lo, k1hi)},
+                "k3_seq": {"mean": k3s, "ci95": interval(k3lo, k3hi)},
                 "k2_max": float(k2tok.max()),
                 "k3_max": float(k3tok.max()),
                 "tv_token_proxy_mean": float(tv_proxy.sum() / n_tok),
                 "abs_p_minus_q_max": float(absdiff.max()),
                 "abs_p_minus_q_mean": float(absdiff.sum() / n_tok),
-                "log_ppl_gap": log_ppl_gap(lr, np.zeros_like(lr), m),
+                "log_ppl_gap": ppl_gap,
                 "tv_token_estimate_mean": tv_est_mean,
                 "note": "sample-based detectors from the sampled token (the paper, Sec. 4-5; "
                 "docs/measure.md), not bounds; tv_token_estimate_mean is the mean of "
@@ -306,7 +331,7 @@ def aggregate(
     )
     info["ci_method_tv_seq"] = tv_method
     if records.source == "intervals":
-        _interval_meta(info, records, m, kl, tv, acceptance)
+        _interval_meta(info, records, acceptance)
     status = {
         "kl_max": "empirical",
         "tv_max": "empirical",
@@ -335,16 +360,15 @@ def aggregate(
     )
 
 
-def _interval_meta(info, records, m, kl, tv, acceptance) -> None:
+def _interval_meta(info, records: Records, acceptance) -> None:
     """Say which interval ends the statistics rest on, and summarise the intervals."""
-    T = m.shape[1]
-
-    def mx(a):
-        return float(np.where(m, a[:, :T], -np.inf).max())
-
-    width_kl = np.where(m, records.kl_hi[:, :T] - records.kl_lo[:, :T], 0.0)
-    width_tv = np.where(m, records.tv_hi[:, :T] - records.tv_lo[:, :T], 0.0)
-    rep = np.where(m, records.reported_mass[:, :T], np.inf)
+    n_tok = records.n_tokens
+    kl_lo, kl_hi, tv_lo, tv_hi = records.kl_lo, records.kl_hi, records.tv_lo, records.tv_hi
+    rep = records.reported_mass
+    if kl_lo is None or kl_hi is None or tv_lo is None or tv_hi is None or rep is None:
+        raise TrmboundsError("records from rollouts need kl_lo, kl_hi, tv_lo, tv_hi, reported_mass")
+    width_kl = kl_hi - kl_lo
+    width_tv = tv_hi - tv_lo
     info["interval_ends"] = {
         "kl_max": "upper: max over measured contexts of kl_hi (certified at each measured "
         "context; empirical with respect to all reachable contexts)",
@@ -357,20 +381,20 @@ def _interval_meta(info, records, m, kl, tv, acceptance) -> None:
         "tokens of engine probability 0 (an estimate of an upper bound)",
     }
     info["intervals"] = {
-        "kl_max_lower": mx(records.kl_lo),
-        "tv_max_lower": mx(records.tv_lo),
+        "kl_max_lower": float(kl_lo.max()),
+        "tv_max_lower": float(tv_lo.max()),
         "kl_max_lower_note": "max over measured contexts of kl_lo / tv_lo: certified lower "
         "bounds of the true maxima",
         "kl_width_max": float(width_kl.max()),
-        "kl_width_mean": float(width_kl.sum() / m.sum()),
+        "kl_width_mean": float(width_kl.sum() / n_tok),
         "tv_width_max": float(width_tv.max()),
-        "tv_width_mean": float(width_tv.sum() / m.sum()),
+        "tv_width_mean": float(width_tv.sum() / n_tok),
         "reported_mass_min": float(rep.min()),
-        "reported_mass_mean": float(np.where(m, records.reported_mass[:, :T], 0.0).sum() / m.sum()),
+        "reported_mass_mean": float(rep.sum() / n_tok),
     }
     info["maxima"] = (
         f"kl_max and tv_max are maxima of the certified upper ends kl_hi / tv_hi over the "
-        f"{int(m.sum())} measured contexts (empirical with respect to all reachable contexts; "
+        f"{n_tok} measured contexts (empirical with respect to all reachable contexts; "
         "not lower estimates of the true maxima: the certified lower bounds are "
         "intervals.kl_max_lower / tv_max_lower)"
     )

@@ -181,8 +181,8 @@ def measure(
             f"{records.support_fixups} sampled token(s) fell outside the truncation set "
             "recomputed when scoring (decode vs prefill numerics) and were kept in the support"
         )
-    if records.mask.sum(1).max() >= max_new_tokens:
-        ended = float((records.mask.sum(1) < max_new_tokens).mean())
+    if records.lengths.max() >= max_new_tokens:
+        ended = float((records.lengths < max_new_tokens).mean())
         if ended < 1:
             warnings.append(
                 f"{100 * (1 - ended):.0f}% of responses reached the generation cap "
@@ -369,7 +369,7 @@ def measure_rollouts(
             "(estimate: mean over responses of summed upper ends) is added to the PDI-family "
             "bounds and the Adaptive bounds are not reported"
         )
-    lengths = records.mask.sum(1)
+    lengths = records.lengths
     if max_new_tokens is None:
         warnings.append(
             "no generation cap given (--max-new-tokens, the engine's max_tokens): no horizon "

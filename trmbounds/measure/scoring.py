@@ -163,7 +163,7 @@ def sample_and_score(
                 device=device,
             )
             ids, am = _left_pad(prompts, pad, device)
-            B, Lp, Lr = ids.shape[0], ids.shape[1], resp.shape[1]
+            Lp, Lr = ids.shape[1], resp.shape[1]
             ram = (torch.arange(Lr, device=device)[None, :] < lengths[:, None]).long()
             seq = torch.cat([ids, resp], 1)
             full_am = torch.cat([am, ram], 1)
@@ -192,30 +192,18 @@ def sample_and_score(
                     out[k][s : s + rows] = v.double().cpu()
                 fixups += int(d.forced.sum())
                 del lr_, lt_, d
-            # arrays as wide as this batch's longest response (Lr), not max_new_tokens
-            bn, jn = bi.cpu().numpy(), ji.cpu().numpy()
+            # packed: this batch's tokens in row-major (response, position) order, as
+            # nonzero() lists them, so each response's tokens are one contiguous run
             for k in ("kl", "tv", "mm", "lpr", "lpt"):
-                arr = np.zeros((B, Lr))
-                arr[bn, jn] = out[k].numpy()
-                res[k].append(arr)
-            tarr = np.full((B, Lr), -1, dtype=np.int64)
-            tarr[bn, jn] = toks.cpu().numpy()
-            res["tok"].append(tarr)
+                res[k].append(out[k].numpy())
+            res["tok"].append(toks.cpu().numpy())
             res["len"].append(lengths.cpu().numpy())
             if progress is not None:
                 progress(b + 1, nb)
-    lengths = np.concatenate(res["len"])
-    T = int(lengths.max())
-    mask = np.arange(T)[None, :] < lengths[:, None]
+    lengths = np.concatenate(res["len"]).astype(np.int64)
 
     def cat(k):
-        fill = -1 if k == "tok" else 0.0
-        out = np.full((N, T), fill, dtype=res[k][0].dtype)
-        r = 0
-        for a in res[k]:
-            out[r : r + a.shape[0], : a.shape[1]] = a[:, :T]
-            r += a.shape[0]
-        return out
+        return np.concatenate(res[k])
 
     return Records(
         kl=cat("kl"),
@@ -223,9 +211,9 @@ def sample_and_score(
         missing_mass=cat("mm"),
         logp_roll=cat("lpr"),
         logp_theta=cat("lpt"),
-        mask=mask,
+        offsets=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
         prompt_index=np.array([i for i, _ in jobs]),
-        tokens=cat("tok"),
+        tokens=cat("tok").astype(np.int64),
         support_fixups=fixups,
         vocab_size=V,
     )
@@ -334,10 +322,9 @@ def score_rollouts(
     if not st.split:
         rows = 10**12
     N = len(rollouts)
-    T = max(len(r.response_ids) for r in rollouts)
     names = ("kl_lo", "kl_hi", "tv_lo", "tv_hi", "reported_mass", "logp_theta", "missing_mass_hi")
-    # per rollout, its own length: nothing here is as wide as the longest response times
-    # the number of rollouts (only the Records built at the end are)
+    # per rollout, its own length: nothing here (nor the packed Records built at the end)
+    # is as wide as the longest response times the number of rollouts
     per: list[dict[str, np.ndarray] | None] = [None] * N
     batches = _token_batches(
         [len(r.prompt_ids) + len(r.response_ids) for r in rollouts], batch_size
@@ -396,26 +383,21 @@ def score_rollouts(
                 start += L
             if progress is not None:
                 progress(b + 1, nb)
-    lengths = np.array([len(r.response_ids) for r in rollouts])
-    mask = np.arange(T)[None, :] < lengths[:, None]
+    lengths = np.array([len(r.response_ids) for r in rollouts], dtype=np.int64)
 
-    def dense(key: str, values=None, fill=0.0, dtype=np.float64) -> np.ndarray:
-        a = np.full((N, T), fill, dtype=dtype)
-        a[mask] = np.concatenate(
-            [per[i][key] if values is None else values(i) for i in range(N)]  # type: ignore[index]
-        )
-        return a
+    def packed(key: str) -> np.ndarray:
+        return np.concatenate([per[i][key] for i in range(N)])  # type: ignore[index]
 
-    res = {k: dense(k) for k in names}
-    toks = dense("tok", fill=-1, dtype=np.int64)
-    lpr = dense("", values=lambda i: rollouts[i].logprobs)
+    res = {k: packed(k) for k in names}
+    toks = packed("tok").astype(np.int64)
+    lpr = np.concatenate([np.asarray(r.logprobs, dtype=np.float64) for r in rollouts])
     return Records(
         kl=res["kl_hi"],
         tv=res["tv_hi"],
-        missing_mass=res["missing_mass_hi"] if truncated else np.zeros((N, T)),
+        missing_mass=res["missing_mass_hi"] if truncated else np.zeros(toks.size),
         logp_roll=lpr,
         logp_theta=res["logp_theta"],
-        mask=mask,
+        offsets=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
         prompt_index=np.arange(N),
         tokens=toks,
         vocab_size=V,
