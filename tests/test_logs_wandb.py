@@ -127,7 +127,7 @@ def test_run_option_needs_a_chart_export(tmp_path):
 
 # ------------------------------------------------------------------- offline run
 def test_offline_run_values_equal_what_wandb_logged():
-    pytest.importorskip("wandb")
+    pytest.importorskip("wandb.proto.wandb_internal_pb2")  # not a fixtures dir named wandb
     for path in (FIX, next(FIX.glob("offline-run-*")), next(FIX.glob("*/run-*.wandb"))):
         r = check_log(path, preset="verl")
         assert r.step.tolist() == [x[0] for x in LOGGED]
@@ -138,7 +138,7 @@ def test_offline_run_values_equal_what_wandb_logged():
 
 
 def test_offline_run_through_cli():
-    pytest.importorskip("wandb")
+    pytest.importorskip("wandb.proto.wandb_internal_pb2")  # not a fixtures dir named wandb
     steps = steps_of(run(FIX, "--kl-max", "0.05", "--json"))
     assert [s["stats"]["kl_max_proxy"]["value"] for s in steps] == [x[2] for x in LOGGED]
 
@@ -159,7 +159,7 @@ def test_several_offline_runs_are_listed(tmp_path):
 
 
 def test_corrupt_and_truncated_offline_runs(tmp_path):
-    pytest.importorskip("wandb")
+    pytest.importorskip("wandb.proto.wandb_internal_pb2")  # not a fixtures dir named wandb
     data = next(FIX.glob("*/run-*.wandb")).read_bytes()
     bad = bytearray(data)
     bad[40] ^= 0xFF  # a byte inside the first record: its CRC-32 no longer matches
