@@ -787,3 +787,21 @@ def test_measure_error_from_the_installed_executable_is_one_line():
     )
     assert p.returncode == 2
     assert p.stderr == "Error: model path not found: /no/such/model\n"
+
+
+def test_a_missing_cuda_device_fails_before_any_model_loads(tmp_path):
+    # `--device cuda` on a machine without CUDA: one line, exit 2, before the model loads
+    # (it took the whole model load to fail before); nothing is written
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    from typer.testing import CliRunner
+
+    from trmbounds.cli import app
+
+    out = tmp_path / "m.json"
+    r = CliRunner().invoke(app, ["measure", "--demo", "--device", "cuda", "-o", str(out)])
+    assert r.exit_code == 2, r.output
+    assert r.stderr.startswith("Error: ") and r.stderr.count("\n") == 1
+    assert "'cuda'" in r.stderr and "CUDA is not available" in r.stderr
+    assert not out.exists()

@@ -383,22 +383,27 @@ def measure_cmd(
     parse_memory(max_memory)
     prompt_list = load_prompts(prompts) if rollouts is None else []
     err = console(stderr=True)
+    if device_map is None and device not in (None, "auto", "cpu"):
+        # a device this machine lacks (e.g. cuda without CUDA) fails before any model loads
+        from ..measure.models import resolve_device
 
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+        resolve_device(device)
+
+    from rich.progress import BarColumn, Progress, TextColumn
 
     with Progress(
-        TextColumn("measuring"),
+        TextColumn("{task.description}"),
         BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("batches"),
         console=err,
         transient=True,
         disable=not err.is_terminal,  # no bar (and no stray newline) in logs or pipes
     ) as bar:
-        task = bar.add_task("measure", total=None)
+        # until the first batch, torch and the models are loading: no "0/?" count
+        task = bar.add_task("loading torch and the model…", total=None)
 
         def progress(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
+            bar.update(task, completed=done, total=total,
+                       description=f"measuring  {done:,}/{total:,} batches")  # fmt: skip
 
         # what every way of measuring shares: sampling settings, devices, memory, masks
         common = dict(
