@@ -258,6 +258,11 @@ def test_trm_masks_in_the_real_grpo_trainer(tmp_path, monkeypatch):
         assert e["trm/acceptance"] == pytest.approx(keep.mean(), abs=1e-7)
         assert e["trm/masked_fraction"] == pytest.approx(1 - keep.mean(), abs=1e-7)
     assert 0 < min(rates) < 1 or 0 < max(rates) < 1  # the thresholds bite, not all or none
+    # check on the run's trainer_state.json reads the acceptance (the trl preset)
+    ref = check_json(tmp_path / "trainer_state.json", "--kl-max", str(d_max))
+    for e in hist:
+        acc = ref[e["step"]]["stats"]["acceptance"]
+        assert acc == {"value": e["trm/acceptance"], "status": "logged", "source": "trm/acceptance"}
 
 
 def test_trm_masks_masking_everything_zeroes_the_loss(tmp_path, monkeypatch):
