@@ -287,3 +287,38 @@ def test_trm_masks_need_vllm_log_probs(tmp_path):
         TRMGRPOTrainer(model=None)
     with pytest.raises(TrmboundsError, match="trm_max must be"):
         TRMGRPOTrainer(model=None, trm_max=-1)
+
+
+# ------------------------------------- the README figure (docs/scripts/live_run.py)
+ROOT = Path(__file__).parents[1]
+SCRIPT = ROOT / "docs" / "scripts" / "live_run.py"
+
+
+def test_readme_monitor_section_shows_the_live_run_figure():
+    readme = (ROOT / "README.md").read_text()
+    sec = readme.split("## Monitor a run live\n", 1)[1].split("\n## ", 1)[0]
+    assert "](docs/figures/live_run.png)" in sec and "](docs/scripts/live_run.py)" in sec
+    assert "simulated" in sec
+    png = (ROOT / "docs" / "figures" / "live_run.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) < 150_000
+
+
+def test_live_run_script_help_and_a_two_step_run(tmp_path):
+    import os
+    import subprocess
+
+    run = lambda *a: subprocess.run(  # noqa: E731
+        [sys.executable, str(SCRIPT), *a], capture_output=True, text=True, timeout=300,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    r = run("--help")
+    assert r.returncode == 0 and "--steps" in r.stdout
+    r = run("--steps", "0")
+    assert r.returncode == 2 and "--steps must be >= 1" in r.stderr
+    pytest.importorskip("trl")
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "live.png"
+    r = run("--steps", "2", "-o", str(out))
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.strip().endswith(f"Wrote {out}")
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
