@@ -313,7 +313,7 @@ def test_live_run_script_help_and_a_two_step_run(tmp_path):
     )  # fmt: skip
     r = run("--help")
     assert r.returncode == 0 and "--steps" in r.stdout
-    r = run("--steps", "0")
+    r = run("--steps", "0", "-o", str(tmp_path / "never.png"))  # never the README figure
     assert r.returncode == 2 and "--steps must be >= 1" in r.stderr
     pytest.importorskip("trl")
     pytest.importorskip("matplotlib")
