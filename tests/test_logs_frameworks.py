@@ -507,3 +507,44 @@ def test_verl_caveat_ratio_based_rollout_rs_through_v0_7_0():
     # "sequence", "geometric"} (IS-ratio rejection); divergence options from v0.7.1
     text = F.PRESETS["verl"].caveats["reject_frac"]
     assert "v0.6.0 - v0.7.0" in text and "v0.7.1" in text and "v0.6.0/v0.6.1" not in text
+
+
+def test_trl_trm_acceptance_of_trmgrpotrainer(tmp_path):
+    # trmbounds.integrations.trl.TRMGRPOTrainer appends trm/acceptance and
+    # trm/masked_fraction to GRPOTrainer's metrics; a log_history entry as it writes one
+    doc = {"global_step": 2, "logging_steps": 1, "log_history": [
+        {"loss": 0.1, "completions/max_length": 12.0,
+         "sampling/sampling_logp_difference/max": 0.02,
+         "sampling/sampling_logp_difference/mean": 0.002, "trm/acceptance": 0.75,
+         "trm/masked_fraction": 0.25, "epoch": 0.1, "step": 1},
+        {"loss": 0.2, "completions/max_length": 16.0,
+         "sampling/sampling_logp_difference/max": 0.05,
+         "sampling/sampling_logp_difference/mean": 0.004, "trm/acceptance": 0.5,
+         "trm/masked_fraction": 0.5, "epoch": 0.2, "step": 2}]}  # fmt: skip
+    p = tmp_path / "trainer_state.json"
+    p.write_text(json.dumps(doc))
+    args = ["check", str(p), "--kl-max", "1e-3", "--length", "16"]
+    r = CliRunner().invoke(app, [*args, "--json"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.output)
+    assert out["summary"]["preset"] == "trl"
+    assert [s["stats"]["acceptance"] for s in out["steps"]] == [
+        {"value": 0.75, "status": "logged", "source": "trm/acceptance"},
+        {"value": 0.5, "status": "logged", "source": "trm/acceptance"},
+    ]
+    # the paper's recommendation: keep the acceptance rate above 70 %
+    assert [s["acceptance_ok"] for s in out["steps"]] == [True, False]
+    acc = out["summary"]["acceptance"]
+    assert (acc["mean"], acc["min"], acc["steps_below_target"]) == (0.625, 0.5, 1)
+    assert F.PRESETS["trl"].caveats["accept"] in out["summary"]["notes"]
+    r = CliRunner().invoke(app, args)
+    assert "acceptance: mean 62.5%, min 50.0%" in " ".join(r.output.split())
+    # TensorBoard / wandb: transformers' rewrite_logs adds train/
+    c = tmp_path / "wandb.csv"
+    c.write_text(
+        "train/global_step,train/sampling/sampling_logp_difference/max,train/trm/acceptance\n"
+        "1,0.02,0.75\n2,0.05,0.5\n"
+    )
+    res = check_log(c, length="16", assumption=Assumption(kl_max=1e-3))
+    assert res.columns["accept"] == "train/trm/acceptance"
+    np.testing.assert_allclose(res.acceptance, [0.75, 0.5])

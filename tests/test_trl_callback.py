@@ -177,86 +177,19 @@ def test_importing_the_module_does_not_import_transformers():
 
 
 # ------------------------------------------- the real GRPOTrainer (the `trl` extra)
-class PerturbedVLLM:
-    """Stands in for TRL's ``VLLMGeneration`` (colocate mode): samples each completion
-    from a copy of the trainer's model with every weight perturbed by N(0, sigma^2) and
-    returns vLLM-shaped output -- prompt ids, completion ids, per-token ``[logprob]`` of
-    the sampled token under the perturbed model -- so that TRL's own importance-sampling
-    and metric code computes ``sampling/sampling_logp_difference/*`` from a real mismatch."""
-
-    sigma = 0.003
-
-    def __init__(self, *, model, processing_class, max_completion_length, **kw):
-        self.model, self.eos, self.T = model, processing_class.eos_token_id, max_completion_length
-        self.gen = torch.Generator().manual_seed(0)
-        self.sync_weights()
-
-    def sync_weights(self):
-        # a fresh model, not a deepcopy: accelerate binds forward to the original object
-        self.engine = type(self.model)(self.model.config).eval()
-        self.engine.load_state_dict(self.model.state_dict())
-        g = torch.Generator().manual_seed(1)
-        with torch.no_grad():
-            for p in self.engine.parameters():
-                p.add_(torch.randn(p.shape, generator=g) * self.sigma)
-
-    @torch.no_grad()
-    def generate(self, prompts, images, num_generations, profiler=None):
-        comps, lps = [None] * len(prompts), [None] * len(prompts)
-        for n in sorted({len(p) for p in prompts}):  # prompts of one length: one batch
-            idx = [i for i, p in enumerate(prompts) if len(p) == n]
-            x = torch.tensor([prompts[i] for i in idx])
-            toks, lp = [], []
-            done = torch.zeros(len(idx), dtype=torch.bool)
-            for _ in range(self.T):
-                logp = torch.log_softmax(self.engine(x).logits[:, -1].float(), -1)
-                tok = torch.multinomial(logp.exp(), 1, generator=self.gen)[:, 0]
-                toks.append(tok), lp.append(logp.gather(1, tok[:, None])[:, 0])
-                x = torch.cat([x, tok[:, None]], 1)
-                done = done | (tok == self.eos)
-                if done.all():
-                    break
-            toks, lp = torch.stack(toks, 1), torch.stack(lp, 1)
-            for j, i in enumerate(idx):  # each completion up to and with its first EOS
-                row = toks[j].tolist()
-                k = row.index(self.eos) + 1 if self.eos in row else len(row)
-                comps[i], lps[i] = row[:k], [[float(v)] for v in lp[j, :k]]
-        return prompts, comps, lps, None
-
-
 def grpo(tmp_path, monkeypatch, cls=None, callbacks=(), steps=3, **kw):
-    """The real GRPOTrainer (or ``cls``) on a tiny Qwen2, vLLM replaced by PerturbedVLLM."""
-    trl = pytest.importorskip("trl")
-    datasets = pytest.importorskip("datasets")
+    """The real GRPOTrainer (or ``cls``) on a tiny Qwen2, vLLM replaced by PerturbedVLLM
+    (docs/scripts/trl_sim.py, shared with the README figure's script)."""
+    pytest.importorskip("trl")
+    pytest.importorskip("datasets")
     import trl.trainer.grpo_trainer as G
-    from tokenizers import Tokenizer, models, pre_tokenizers
 
-    monkeypatch.setattr(G, "VLLMGeneration", PerturbedVLLM)
-    words = [f"w{i}" for i in range(60)]
-    vocab = {"<pad>": 0, "<eos>": 1, "<unk>": 2, **{w: i + 3 for i, w in enumerate(words)}}
-    tk = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
-    tk.pre_tokenizer = pre_tokenizers.Whitespace()
-    tok = transformers.PreTrainedTokenizerFast(
-        tokenizer_object=tk, pad_token="<pad>", eos_token="<eos>", unk_token="<unk>"
-    )
-    torch.manual_seed(0)
-    model = transformers.Qwen2ForCausalLM(transformers.Qwen2Config(
-        vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=128,
-        pad_token_id=0, eos_token_id=1, bos_token_id=1,
-    ))  # fmt: skip
-    args = trl.GRPOConfig(
-        output_dir=str(tmp_path), report_to=["tensorboard"], logging_steps=1, max_steps=steps,
-        per_device_train_batch_size=4, num_generations=4, max_completion_length=16,
-        learning_rate=1e-3, use_cpu=True, bf16=False, save_strategy="no", seed=0,
-        use_vllm=True, vllm_mode="colocate", vllm_importance_sampling_correction=True,
-    )  # fmt: skip
-    data = datasets.Dataset.from_dict(
-        {"prompt": [" ".join(words[i : i + 4]) for i in range(0, 48, 3)]}
-    )
-    reward = lambda completions, **kw: [-abs(len(c.split()) - 8) / 8.0 for c in completions]  # noqa: E731
-    t = (cls or trl.GRPOTrainer)(model=model, reward_funcs=reward, args=args, train_dataset=data,
-                                 processing_class=tok, callbacks=list(callbacks), **kw)  # fmt: skip
+    sys.path.insert(0, str(Path(__file__).parents[1] / "docs" / "scripts"))
+    import trl_sim
+
+    monkeypatch.setattr(G, "VLLMGeneration", trl_sim.PerturbedVLLM)
+    t = trl_sim.grpo_trainer(tmp_path, steps, cls=cls, callbacks=callbacks,
+                             report_to=["tensorboard"], **kw)  # fmt: skip
     t.train()
     t.save_state()
     return t
@@ -325,6 +258,11 @@ def test_trm_masks_in_the_real_grpo_trainer(tmp_path, monkeypatch):
         assert e["trm/acceptance"] == pytest.approx(keep.mean(), abs=1e-7)
         assert e["trm/masked_fraction"] == pytest.approx(1 - keep.mean(), abs=1e-7)
     assert 0 < min(rates) < 1 or 0 < max(rates) < 1  # the thresholds bite, not all or none
+    # check on the run's trainer_state.json reads the acceptance (the trl preset)
+    ref = check_json(tmp_path / "trainer_state.json", "--kl-max", str(d_max))
+    for e in hist:
+        acc = ref[e["step"]]["stats"]["acceptance"]
+        assert acc == {"value": e["trm/acceptance"], "status": "logged", "source": "trm/acceptance"}
 
 
 def test_trm_masks_masking_everything_zeroes_the_loss(tmp_path, monkeypatch):
@@ -349,3 +287,38 @@ def test_trm_masks_need_vllm_log_probs(tmp_path):
         TRMGRPOTrainer(model=None)
     with pytest.raises(TrmboundsError, match="trm_max must be"):
         TRMGRPOTrainer(model=None, trm_max=-1)
+
+
+# ------------------------------------- the README figure (docs/scripts/live_run.py)
+ROOT = Path(__file__).parents[1]
+SCRIPT = ROOT / "docs" / "scripts" / "live_run.py"
+
+
+def test_readme_monitor_section_shows_the_live_run_figure():
+    readme = (ROOT / "README.md").read_text()
+    sec = readme.split("## Monitor a run live\n", 1)[1].split("\n## ", 1)[0]
+    assert "](docs/figures/live_run.png)" in sec and "](docs/scripts/live_run.py)" in sec
+    assert "simulated" in sec
+    png = (ROOT / "docs" / "figures" / "live_run.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) < 150_000
+
+
+def test_live_run_script_help_and_a_two_step_run(tmp_path):
+    import os
+    import subprocess
+
+    run = lambda *a: subprocess.run(  # noqa: E731
+        [sys.executable, str(SCRIPT), *a], capture_output=True, text=True, timeout=300,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    r = run("--help")
+    assert r.returncode == 0 and "--steps" in r.stdout
+    r = run("--steps", "0", "-o", str(tmp_path / "never.png"))  # never the README figure
+    assert r.returncode == 2 and "--steps must be >= 1" in r.stderr
+    pytest.importorskip("trl")
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "live.png"
+    r = run("--steps", "2", "-o", str(out))
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.strip().endswith(f"Wrote {out}")
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

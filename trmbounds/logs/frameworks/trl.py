@@ -16,6 +16,9 @@ Read from huggingface/trl @ f2cd57710ae345ea6428ae95363267fcf38a3dc8 (2026-07-24
   ``gradient_accumulation_steps``): k = logging_steps * gradient_accumulation_steps /
   (steps_per_generation * num_iterations) entries per log, logging_steps by default.
 
+Not TRL's: ``trm/acceptance``, the fraction of sequences kept by the TRM masks of
+``trmbounds.integrations.trl.TRMGRPOTrainer`` (averaged like TRL's metrics).
+
 HF Trainer callbacks (transformers ``integrations/integration_utils.py::rewrite_logs``)
 prefix every key with ``train/`` (``eval_`` keys become ``eval/``) for TensorBoard and
 wandb; the wandb step is ``train/global_step``. ``trainer_state.json``'s
@@ -31,6 +34,7 @@ PRESET = Preset(
         "T_mean": ("completions/mean_length",),
         "logp_diff_max": ("sampling/sampling_logp_difference/max",),
         "logp_diff_mean": ("sampling/sampling_logp_difference/mean",),
+        "accept": ("trm/acceptance",),  # trmbounds' TRMGRPOTrainer, not TRL
     },
     source=(
         "huggingface/trl @ f2cd57710a (1.10.0.dev0, 2026-07-24): trl/trainer/grpo_trainer.py, "
@@ -49,6 +53,12 @@ PRESET = Preset(
             "not a bound on TV"
         ),
         "T_max": "trl: completions/max_length is averaged over logging_steps like every metric",
+        "accept": (
+            "trl: trm/acceptance is logged by trmbounds' TRMGRPOTrainer, not by TRL: the "
+            "fraction of sequences its TRM-Max/TRM-Avg masks keep, averaged over the generation "
+            "batches since the last log like TRL's metrics; TRL's own "
+            "vllm_importance_sampling_mode mask is not counted in it"
+        ),
     },
     enable=(
         "TRL logs sampling/sampling_logp_difference/* only with GRPOConfig(use_vllm=True, "
