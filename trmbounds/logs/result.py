@@ -62,7 +62,6 @@ __all__ = [
     "Stat",
     "CheckResult",
     "unified_columns",
-    "states",
     "length_value",
 ]
 
@@ -183,57 +182,6 @@ def unified_columns(
     return bound_columns(T, kl_max, tv_max, kl_seq, tv_seq, per_position, full=False, **kw)[0][
         "unified"
     ]
-
-
-def states(
-    T: np.ndarray,
-    bound: np.ndarray,
-    assumption: Assumption,
-    eps_lb: np.ndarray,
-    kl_lb: np.ndarray,
-    surrogate: np.ndarray,
-    surrogate_lcb: np.ndarray | None = None,
-    sound: np.ndarray | bool = True,
-) -> np.ndarray:
-    """The state of every step as an index into :data:`STATES` (int8).
-
-    ``bound`` is :math:`B^*` under the assumption; ``surrogate`` the estimate
-    :math:`\\hat L` and ``surrogate_lcb`` its one-sided 95 % lower confidence bound
-    (NaN: none); ``sound`` whether :math:`B^*` rests only on assumed or certified
-    inputs (a horizon that is the generation cap, no estimated missing mass). NaN
-    entries of the other arrays mean "not logged".
-
-    Examples
-    --------
-    >>> a = Assumption(kl_max=1e-4)            # eps <= sqrt(1e-4/2) = 7.07e-3
-    >>> s = states(np.array([64, 64, 64, 64, 64]), np.array([0.5, 0.5, 2.0, 0.5, 0.5]), a,
-    ...            np.array([8e-3, 1e-3, np.nan, np.nan, np.nan]), np.full(5, np.nan),
-    ...            np.array([np.nan, np.nan, np.nan, 0.9, 0.9]),
-    ...            np.array([np.nan, np.nan, np.nan, 0.6, np.nan]))
-    >>> [STATES[i] for i in s]
-    ['refuted', 'non-vacuous', 'vacuous', 'guaranteed', 'estimated-gain']
-    """
-    n = len(T)
-    out = np.full(n, STATES.index("unknown"), dtype=np.int8)
-    if not assumption.given:
-        return out
-    if surrogate_lcb is None:
-        surrogate_lcb = np.full(n, np.nan)
-    ok = ~np.isnan(T) & ~np.isnan(bound)
-    e = assumption.eps_eff
-    with np.errstate(invalid="ignore"):
-        refuted = eps_lb > e * (1 + _TOL)
-        if assumption.kl_max is not None:
-            refuted |= kl_lb > assumption.kl_max * (1 + _TOL)
-        vac = bound >= assumption.adv_range
-        est = surrogate > bound
-        guar = (surrogate_lcb > bound) & np.asarray(sound, dtype=bool)
-    out[ok] = STATES.index("non-vacuous")
-    out[ok & est] = STATES.index("estimated-gain")
-    out[ok & guar] = STATES.index("guaranteed")
-    out[ok & vac] = STATES.index("vacuous")
-    out[refuted] = STATES.index("refuted")
-    return out
 
 
 # --------------------------------------------------------------------- the result

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import TrmboundsError
-from .result import _TOL, T_SOURCES, Assumption, detector_flags, unified_columns  # noqa: F401
+from .result import _TOL, STATES, T_SOURCES, Assumption, detector_flags, unified_columns  # noqa: F401
 
 __all__ = [
     "LCB_KINDS",
@@ -49,8 +49,6 @@ __all__ = [
 #: *guaranteed*; ``normal`` (a logged standard error) and ``masked`` (a surrogate from
 #: which a mask removed generated tokens) reach *estimated-gain* at most.
 LCB_KINDS = ("bernstein", "normal", "masked", "none")
-
-_STATES = ("refuted", "vacuous", "guaranteed", "estimated-gain", "non-vacuous", "unknown")
 
 
 def horizon(
@@ -150,11 +148,11 @@ def states(
     ...            np.array([np.nan, np.nan, np.nan, 0.9, 0.9, 0.9]),
     ...            np.array([np.nan, np.nan, np.nan, 0.6, np.nan, 0.6]),
     ...            lcb_ok=np.array([True, True, True, True, True, False]))
-    >>> [_STATES[i] for i in s]
+    >>> [STATES[i] for i in s]
     ['refuted', 'non-vacuous', 'vacuous', 'guaranteed', 'estimated-gain', 'estimated-gain']
     """
     n = len(T)
-    out = np.full(n, _STATES.index("unknown"), dtype=np.int8)
+    out = np.full(n, STATES.index("unknown"), dtype=np.int8)
     if not assumption.given:
         return out
     if surrogate_lcb is None:
@@ -170,11 +168,11 @@ def states(
         guar = (
             (surrogate_lcb > bound) & np.asarray(sound, dtype=bool) & np.asarray(lcb_ok, dtype=bool)
         )
-    out[ok] = _STATES.index("non-vacuous")
-    out[ok & est] = _STATES.index("estimated-gain")
-    out[ok & guar] = _STATES.index("guaranteed")
-    out[ok & vac] = _STATES.index("vacuous")
-    out[refuted] = _STATES.index("refuted")
+    out[ok] = STATES.index("non-vacuous")
+    out[ok & est] = STATES.index("estimated-gain")
+    out[ok & guar] = STATES.index("guaranteed")
+    out[ok & vac] = STATES.index("vacuous")
+    out[refuted] = STATES.index("refuted")
     return out
 
 
