@@ -176,15 +176,20 @@ def render_result(result: Result, con) -> None:
             f"PM-KL ≈ {fmt(cf['pm_kl'])}, PM-TV ≈ {fmt(cf['pm_tv'])}"
         )
     con.print("validity")
+    for n in result.notes:
+        print_bullet(con, n)
+
+
+def print_bullet(con, note: str, style: str | None = None) -> None:
+    """``  • note`` with a hanging indent: wrapped lines stay under the text, not under
+    the bullet (a number or a path is never cut: wrapping is at spaces)."""
     import textwrap
 
-    # a hanging indent: wrapped lines of a note stay under its text, not under the bullet
     width = max(20, con.width - 1)
-    for n in result.notes:
-        text = textwrap.fill(
-            n, width, initial_indent="  • ", subsequent_indent="    ", break_on_hyphens=False
-        )
-        con.print(text, markup=False, highlight=False, soft_wrap=True)
+    text = textwrap.fill(
+        note, width, initial_indent="  • ", subsequent_indent="    ", break_on_hyphens=False
+    )
+    con.print(text, markup=False, highlight=False, soft_wrap=True, style=style)
 
 
 def _show(v) -> str:

@@ -730,6 +730,8 @@ def _print_notes(con, result, verbose: bool) -> None:
     counted on one line each (``-v`` prints them); validity conditions are one short
     block of first clauses. JSON and CSV outputs keep every note in full.
     """
+    from ._render import print_bullet
+
     groups: dict[str, list[str]] = {"warning": [], "input": [], "framework": [],
                                     "validity": [], "statistic": []}  # fmt: skip
     for note in result.notes:
@@ -749,13 +751,13 @@ def _print_notes(con, result, verbose: bool) -> None:
     if fw and verbose:
         con.print(f"{result.preset} caveats (how it logs these metrics):", style="dim")
         for note in fw:
-            con.print(f"  • {note}", markup=False, style="dim")
+            print_bullet(con, note, style="dim")
     elif fw:
         hidden.append(f"{len(fw)} caveat(s) of how {result.preset} logs these metrics")
     if groups["validity"]:
         con.print("validity (docs/theory.md):", style="dim")
         for note in groups["validity"]:
-            con.print(f"  • {note if verbose else _short(note)}", markup=False, style="dim")
+            print_bullet(con, note if verbose else _short(note), style="dim")
     if hidden:
         con.print(f"notes not shown: {'; '.join(hidden)} (-v shows them)", style="dim")
 
