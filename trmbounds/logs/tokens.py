@@ -709,7 +709,8 @@ def _token_stats(
     np.maximum.at(Lg, gi, L)
     base = np.zeros(G + 1, np.int64)
     np.cumsum(Lg, out=base[1:])
-    idx = base[gi][np.repeat(np.arange(len(L)), L)] + t0
+    # one step group (the usual block): positions are t0 itself, no per-token temporaries
+    idx = t0 if G == 1 else base[gi][np.repeat(np.arange(len(L)), L)] + t0
     ps_all = np.bincount(idx, weights=pos_val, minlength=int(base[-1]))
     pss_all = np.bincount(idx, weights=pos_val * pos_val, minlength=int(base[-1]))
     # Per-group sums and maxima by segment reductions over the sequences sorted by group
