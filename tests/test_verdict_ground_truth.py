@@ -549,3 +549,57 @@ def test_a_standard_error_without_its_surrogate_is_refused_in_one_line(tmp_path)
     assert r.exit_code == 2 and "Traceback" not in r.output
     assert r.stderr.startswith("Error: ") and r.stderr.count("\n") == 1
     assert "--map surrogate=COLUMN" in r.stderr
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
+def test_string_prompt_ids_make_the_same_groups_as_numbers(tmp_path, fmt):
+    # verl's uid is a string (a UUID): read as a label, it must group the responses
+    # exactly as the same ids written as numbers do (same summary, same lower bound)
+    rng = np.random.default_rng(3)
+    rows = []
+    for s in range(3):
+        for g in range(6):
+            for _ in range(5):
+                lr = float(np.log(rng.uniform(0.2, 0.9)))
+                rows.append({"step": s, "inference_logprobs": [lr, -0.3],
+                             "trainer_logprobs": [lr + rng.normal(0, 0.05), -0.31],
+                             "reward": float(rng.uniform()), "num": g,
+                             "uid": f"5f0c-{s}-{g:04d}-uuid"})  # fmt: skip
+
+    def write(path, key):
+        recs = [{**{k: v for k, v in r.items() if k not in ("num", "uid")}, "grp": r[key]}
+                for r in rows]  # fmt: skip
+        if fmt == "jsonl":
+            path.write_text("".join(json.dumps(r) + "\n" for r in recs))
+        else:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            pq.write_table(pa.Table.from_pylist(recs), path)
+        return path
+
+    a = _cli("check", write(tmp_path / f"n.{fmt}", "num"), "--map", "group=grp",
+             "--kl-max", 0.05, "--length", 2)  # fmt: skip
+    b = _cli("check", write(tmp_path / f"s.{fmt}", "uid"), "--map", "group=grp",
+             "--kl-max", 0.05, "--length", 2)  # fmt: skip
+    lcb = [s["stats"]["surrogate_lcb"]["value"] for s in a["steps"]]
+    # the same groups summed in another order (sorted by id): equal to rounding
+    assert lcb == pytest.approx([s["stats"]["surrogate_lcb"]["value"] for s in b["steps"]],
+                                rel=1e-12)  # fmt: skip
+    assert "per group of grp" in a["steps"][0]["stats"]["surrogate"]["source"]
+    # and auto-detected under verl's name
+    f = tmp_path / f"u.{fmt}"
+    if fmt == "jsonl":
+        f.write_text("".join(json.dumps({k: v for k, v in r.items() if k != "num"}) + "\n"
+                             for r in rows))  # fmt: skip
+    else:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        pq.write_table(pa.Table.from_pylist([{k: v for k, v in r.items() if k != "num"}
+                                             for r in rows]), f)  # fmt: skip
+    c = _cli("check", f, "--kl-max", 0.05, "--length", 2)
+    assert c["summary"]["columns"]["group"] == "uid"
+    assert [s["stats"]["surrogate_lcb"]["value"] for s in c["steps"]] == pytest.approx(
+        lcb, rel=1e-12
+    )

@@ -24,6 +24,7 @@ column and the reason -- unless the caller passes a :class:`BadRecords` with
 
 from __future__ import annotations
 
+import contextvars
 import io
 import math
 import os
@@ -157,6 +158,7 @@ def iter_log(
     lists: Iterable[str] = (),
     bad: BadRecords | None = None,
     seen: set[str] | None = None,
+    labels: Iterable[str] = (),
 ) -> Iterator[Chunk]:
     """Stream the records of a log file as :class:`Chunk` blocks.
 
@@ -174,6 +176,10 @@ def iter_log(
         What to do with malformed records (default: raise).
     seen : set, optional
         Filled with the name of every column met, for error messages.
+    labels : iterable of str
+        Columns of ``columns`` that are identifiers (a prompt or group id): a string
+        value is read as a number by :func:`label_value` (the same string, the same
+        number), not refused.
 
     Raises
     ------
@@ -190,24 +196,33 @@ def iter_log(
     seen = seen if seen is not None else set()
     want = None if columns is None else set(columns)
     lists = set(lists)
-    if fmt == "jsonl":
-        yield from _iter_jsonl(p, want, lists, bad, seen)
-    elif fmt == "csv":
-        if lists:
-            raise InputFileError(f"{p}: per-token (list) columns cannot be read from CSV")
-        yield from _iter_csv(p, want, bad, seen)
-    elif fmt == "parquet":
-        yield from _iter_parquet(p, want, lists, bad, seen)
-    elif fmt == "tensorboard":
-        if lists:
-            raise InputFileError(f"{p}: per-token (list) columns cannot be read from TensorBoard")
-        yield from _iter_tensorboard(p, want, bad, seen)
-    elif fmt == "wandb":
-        from .wandb import history_rows
+    token = _LABELS.set(frozenset(labels))
+    try:
+        if fmt == "jsonl":
+            yield from _iter_jsonl(p, want, lists, bad, seen)
+        elif fmt == "csv":
+            if lists:
+                raise InputFileError(f"{p}: per-token (list) columns cannot be read from CSV")
+            yield from _iter_csv(p, want, bad, seen)
+        elif fmt == "parquet":
+            yield from _iter_parquet(p, want, lists, bad, seen)
+        elif fmt == "tensorboard":
+            if lists:
+                raise InputFileError(
+                    f"{p}: per-token (list) columns cannot be read from TensorBoard"
+                )
+            yield from _iter_tensorboard(p, want, bad, seen)
+        elif fmt == "wandb":
+            from .wandb import history_rows
 
-        yield from history_rows(p, want, bad, seen)
-    else:
-        raise InputFileError(f"{p}: a .json file is a statistics file, not a log")
+            yield from history_rows(p, want, bad, seen)
+        else:
+            raise InputFileError(f"{p}: a .json file is a statistics file, not a log")
+    finally:
+        try:
+            _LABELS.reset(token)
+        except ValueError:  # closed from another context (garbage collection): harmless
+            pass
 
 
 def read_log(path: str | os.PathLike, format: str | None = None, **kw) -> Chunk:
@@ -267,14 +282,41 @@ def _num(value, what: str) -> float:
     raise ValueError(f"{what}: {type(value).__name__} value, expected a number")
 
 
+def label_value(v: str) -> float:
+    """A string identifier as a number: 48 bits of its BLAKE2b hash, exact in a float64
+    (the same string, the same number; two of a batch's ids collide with probability
+    about n^2 / 2^49).
+
+    Examples
+    --------
+    >>> label_value("a") == label_value("a") != label_value("b")
+    True
+    """
+    import hashlib
+
+    return float(int.from_bytes(hashlib.blake2b(v.encode("utf-8", "surrogatepass"),
+                                                 digest_size=6).digest(), "big"))  # fmt: skip
+
+
+#: Label columns of the read in progress (set by :func:`iter_log`).
+_LABELS: contextvars.ContextVar[frozenset[str]] = contextvars.ContextVar(
+    "labels", default=frozenset()
+)
+
+
 def _arrow_numeric(arr, name: str):
-    """(float64 values with NaN for null, present mask) of a pyarrow numeric array."""
+    """(float64 values with NaN for null, present mask) of a pyarrow numeric array (or of
+    a string array, for a label column: :func:`label_value`)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks()
     t = arr.type
+    if (pa.types.is_string(t) or pa.types.is_large_string(t)) and name in _LABELS.get():
+        vals = arr.to_pylist()
+        present = np.array([v is not None for v in vals], bool)
+        return np.array([math.nan if v is None else label_value(v) for v in vals]), present
     if not (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_null(t)):
         return None
     present = arr.is_valid().to_numpy(zero_copy_only=False)
@@ -498,6 +540,9 @@ def _jsonl_slow(p: Path, body: bytes, line0: int, want, lists, bad, seen) -> Chu
             elif want is None or k in want:
                 if want is None and not isinstance(v, (int, float)) and v is not None:
                     continue
+                if isinstance(v, str) and k in _LABELS.get():
+                    rec[k] = label_value(v)
+                    continue
                 try:
                     rec[k] = _num(v, f"column {k!r}") if v is not None else None
                 except ValueError as exc:
@@ -703,9 +748,12 @@ def _parquet_chunks(p: Path, pf, want, lists, seen) -> Iterator[Chunk]:
             if not ok:
                 raise InputFileError(f"{p}: column {n!r} has type {t}, expected a list of numbers")
         elif not (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_null(t)):
-            if want is None:
+            if (pa.types.is_string(t) or pa.types.is_large_string(t)) and n in _LABELS.get():
+                pass  # an identifier: read by label_value
+            elif want is None:
                 continue
-            raise InputFileError(f"{p}: column {n!r} has type {t}, expected numbers")
+            else:
+                raise InputFileError(f"{p}: column {n!r} has type {t}, expected numbers")
         names.append(n)
     if not names:
         return

@@ -97,10 +97,19 @@ TOKEN_COLUMNS: dict[str, tuple[str, ...]] = {
     # one number per sequence: R (an advantage R - b only through --map reward=COLUMN:
     # frameworks' per-token "advantages" are lists, and packed records mix samples)
     "reward": ("reward", "rewards", "score", "scores"),
-    # responses to the same prompt are not independent: a numeric prompt/group id
+    # responses to the same prompt are not independent: a prompt/group id (a number or a
+    # string such as verl's uid)
     # (--map group=COLUMN, or one of these names) makes the bound on L use one mean per
     # group: the group is the unit
-    "group": ("group", "group_id", "group_index", "prompt_id", "prompt_idx", "prompt_index"),
+    "group": (
+        "group",
+        "group_id",
+        "group_index",
+        "prompt_id",
+        "prompt_idx",
+        "prompt_index",
+        "uid",
+    ),  # fmt: skip
 }
 _N_RELIABLE = 100  # below this many sequences a normal CI is flagged as unreliable
 _SNIFF = _BLOCK  # bytes of a JSONL dump searched for its columns (the reader's block)
@@ -399,7 +408,12 @@ def check_tokens(
     invalid: dict[str, list] = {}
     seen: set[str] = set()
     scalars = (*wanted["step"], *wanted["reward"], *wanted["group"])
-    read = source.chunks if source is not None else lambda **kw: iter_log(p, format, **kw)
+    labels = wanted["group"]  # a prompt id may be a string (verl's uid): read as a label
+    read = (
+        source.chunks
+        if source is not None
+        else lambda **kw: iter_log(p, format, labels=labels, **kw)
+    )
     for chunk in read(columns=scalars, lists=list_cols, bad=bad, seen=seen):
         _discover(p, chunk, cols, wanted, done)
         _token_block(p, chunk, cols, opts, accs, bins, bad, invalid)
@@ -958,7 +972,7 @@ def _finish(p, cols, o: _Options, accs, bins, bad, invalid, length, step_col) ->
         if "group" not in cols:
             notes.append(
                 "the bound on L ASSUMES independent sequences: responses to the same prompt "
-                "(GRPO groups) are not — pass --map group=COLUMN (a numeric prompt id; "
+                "(GRPO groups) are not — pass --map group=COLUMN (a prompt id, number or string; "
                 f"recognised without it: {', '.join(TOKEN_COLUMNS['group'])}) to make the "
                 "prompt group the unit"
             )

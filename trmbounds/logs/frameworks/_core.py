@@ -74,7 +74,10 @@ QUANTITIES: dict[str, tuple[str, str]] = {
     "kl_lo": ("lower_bound", "per-token certified lower end of KL (measure --rollouts)"),
     "tv_lo": ("lower_bound", "per-token certified lower end of TV (measure --rollouts)"),
     "reward": ("logged", "per-sequence reward R (the surrogate L needs it)"),
-    "group": ("logged", "per-sequence numeric prompt/group id: the unit of the bound on L"),
+    "group": (
+        "logged",
+        "per-sequence prompt/group id (a number or a string): the unit of the bound on L",
+    ),
 }
 
 #: Step columns tried when a preset names none: verl/prime-rl/tinker files, wandb
