@@ -78,7 +78,8 @@ _KEYS = (
 _TOL = 1e-9  # relative slack for rounding when checking relations between statistics
 
 
-def _num(name: str, value: Any) -> float:
+def _finite(name: str, value: Any) -> float:
+    """``value`` as a finite float, else a :class:`StatsError` naming ``name``."""
     if isinstance(value, (bool, str, bytes)):
         raise StatsError(f"{name} must be a number, got {value!r}")
     try:
@@ -87,6 +88,11 @@ def _num(name: str, value: Any) -> float:
         raise StatsError(f"{name} must be a number, got {value!r}") from None
     if math.isnan(x) or math.isinf(x):
         raise StatsError(f"{name} must be finite, got {x}")
+    return x
+
+
+def _num(name: str, value: Any) -> float:
+    x = _finite(name, value)
     if x < 0:
         raise StatsError(f"{name} must be non-negative, got {x:g}")
     return x
@@ -133,14 +139,7 @@ def check_reward_range(
         if not hi > lo:
             raise StatsError(f"reward_range: hi = {hi:g} must exceed lo = {lo:g}")
         return hi - lo, (lo, hi)
-    if isinstance(adv_range, (bool, str, bytes)):
-        raise StatsError(f"adv_range must be a number, got {adv_range!r}")
-    try:
-        a = float(adv_range)
-    except (TypeError, ValueError):
-        raise StatsError(f"adv_range must be a number, got {adv_range!r}") from None
-    if math.isnan(a) or math.isinf(a):
-        raise StatsError(f"adv_range must be finite, got {a}")
+    a = _finite("adv_range", adv_range)
     if not a > 0:
         raise StatsError(
             f"adv_range must be positive (the range r_max - r_min of the rewards), got {a:g}"
