@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import ci as CI
 from ..errors import InputFileError, TrmboundsError
 from . import frameworks as P
 from . import tokens as TK
@@ -290,7 +291,7 @@ def check_log(
             "'estimated-gain', never 'guaranteed' (pass --map surrogate_se=COLUMN)"
         )
     notes.extend(cap_notes)
-    ov = int(np.sum(get("overflow") > 0)) if n else 0
+    ov = int(np.sum(get("overflow") > 0))  # n > 0: an empty log was refused above
     if ov:
         notes.append(
             f"{ov:,} step(s) logged an infinite or NaN KL estimate or detector (a log-ratio "
@@ -319,11 +320,11 @@ def check_log(
         preset=chosen.name,
         assumption=assumption,
         step=get("step"),
-        line=get("line").astype(np.int64) if n else np.zeros(0, np.int64),
+        line=get("line").astype(np.int64),
         T=get("T"),
         bound=get("bound"),
         bound_est=get("bound_est"),
-        state=get("state").astype(np.int8) if n else np.zeros(0, np.int8),
+        state=get("state").astype(np.int8),
         stats=stats,
         columns=cols,
         bad=bad,
@@ -375,7 +376,7 @@ def step_stats(
     sur = get("surrogate")
     ci = None
     if len(se) and np.any(~np.isnan(se)):
-        ci = (sur - 1.959963984540054 * se, sur + 1.959963984540054 * se)
+        ci = (sur - CI.Z95 * se, sur + CI.Z95 * se)
     add("surrogate", "surrogate", None, "estimate", ci)
     if ci is not None:
         add("surrogate_lcb", "surrogate_lcb", f"{cols['surrogate']} - {assumption.z:.3f} x "
